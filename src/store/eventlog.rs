@@ -1,0 +1,336 @@
+//! The event log on RocksDB.
+//!
+//! Column families: `log` (sequence -> envelope), `snapshots` (sequence -> folded
+//! state), `meta`. Appends are written as one WriteBatch with sync=true, so a batch
+//! is durable (fsync of the WAL) before it is acknowledged, and atomic: after a
+//! crash it is there whole or not at all. RocksDB replays its WAL up to the last
+//! whole record (PointInTime recovery); on top of that every envelope carries a CRC
+//! and replay stops at the first record that fails it, truncating the tail.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Direction,
+    IteratorMode, LogLevel, Options, WriteBatch, WriteOptions, DB,
+};
+use tracing::{info, warn};
+
+use super::envelope::{self, Envelope};
+use crate::error::{Context, Error, Result};
+use crate::events::{self, projection::State};
+
+const CF_LOG: &str = "log";
+const CF_SNAPSHOTS: &str = "snapshots";
+const CF_META: &str = "meta";
+
+/// Bump when `State` changes shape: older snapshots are then ignored and the
+/// state is rebuilt from the log, which is always the source of truth.
+const SNAPSHOT_FORMAT: u16 = 1;
+/// Snapshots kept; older ones are deleted when a new one is written.
+const SNAPSHOTS_KEPT: usize = 2;
+
+pub struct EventStore {
+    db: DB,
+    path: PathBuf,
+}
+
+/// What replay found.
+#[derive(Debug)]
+pub struct Replayed {
+    pub state: State,
+    pub last_seq: u64,
+    pub last_time_ns: u64,
+    /// Sequence of the snapshot replay started from, if any.
+    pub snapshot_seq: Option<u64>,
+    /// Events folded in after the snapshot.
+    pub events_replayed: u64,
+    /// Records dropped from a damaged tail.
+    pub dropped: Option<Dropped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub from_seq: u64,
+    pub count: u64,
+    pub reason: String,
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    // Recover to the last whole WAL record instead of refusing to open after a crash.
+    opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    // A small daemon: keep RocksDB's memory and file handles modest.
+    opts.set_max_open_files(256);
+    opts.set_keep_log_file_num(2);
+    opts.set_max_log_file_size(1 << 20);
+    opts.set_log_level(LogLevel::Warn);
+    opts.set_max_background_jobs(2);
+    opts.set_max_total_wal_size(64 << 20);
+    opts
+}
+
+fn cf_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_write_buffer_size(4 << 20);
+    opts.set_max_write_buffer_number(2);
+    opts.set_compression_type(DBCompressionType::None);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&Cache::new_lru_cache(2 << 20));
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+    [CF_LOG, CF_SNAPSHOTS, CF_META]
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options()))
+        .collect()
+}
+
+impl EventStore {
+    /// Opens (or creates) the log at `path`. A log RocksDB cannot open is repaired;
+    /// one that cannot be repaired is moved aside and a new one started, loudly:
+    /// berthd never refuses to start because of its own log.
+    pub fn open(path: &Path) -> Result<EventStore> {
+        std::fs::create_dir_all(path).context(format_args!("creating {}", path.display()))?;
+        let opts = db_options();
+        let db = match DB::open_cf_descriptors(&opts, path, descriptors()) {
+            Ok(db) => db,
+            Err(first) => {
+                warn!(path = %path.display(), error = %first, "event log does not open; repairing it");
+                let repaired = DB::repair(&opts, path)
+                    .and_then(|_| DB::open_cf_descriptors(&opts, path, descriptors()));
+                match repaired {
+                    Ok(db) => db,
+                    Err(second) => {
+                        let aside = path.with_extension(format!("damaged-{}", now_ns()));
+                        warn!(path = %path.display(), aside = %aside.display(), error = %second,
+                            "event log cannot be repaired; moving it aside and starting a new one");
+                        std::fs::rename(path, &aside)
+                            .context(format_args!("moving {} aside", path.display()))?;
+                        DB::open_cf_descriptors(&opts, path, descriptors()).context(
+                            format_args!("creating a new event log at {}", path.display()),
+                        )?
+                    }
+                }
+            }
+        };
+        Ok(EventStore {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::internal(format!("event log has no column family {name}")))
+    }
+
+    /// Writes a batch of envelopes atomically; with `sync`, durable on return.
+    pub fn append(&self, envelopes: &[Envelope], sync: bool) -> Result<()> {
+        let cf = self.cf(CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        for e in envelopes {
+            batch.put_cf(cf, envelope::key(e.seq), e.encode_value());
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db
+            .write_opt(batch, &wo)
+            .context("appending to the event log")
+    }
+
+    /// Envelopes from `from_seq` on, in order. Stops at the first damaged record.
+    pub fn read_from(&self, from_seq: u64) -> Result<impl Iterator<Item = Result<Envelope>> + '_> {
+        let cf = self.cf(CF_LOG)?;
+        let start = envelope::key(from_seq);
+        let iter = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
+        Ok(iter.map(|item| {
+            let (k, v) = item.context("reading the event log")?;
+            Envelope::decode(&k, &v).map_err(|e| Error::internal(e.to_string()))
+        }))
+    }
+
+    /// The highest sequence in the log (0 when empty).
+    pub fn last_seq(&self) -> Result<u64> {
+        let cf = self.cf(CF_LOG)?;
+        match self.db.iterator_cf(cf, IteratorMode::End).next() {
+            None => Ok(0),
+            Some(item) => {
+                let (k, _) = item.context("reading the event log")?;
+                envelope::seq_of_key(&k).map_err(|e| Error::internal(e.to_string()))
+            }
+        }
+    }
+
+    /// Stores the state folded up to `state.last_seq`. Not synced: a snapshot is
+    /// derived data and a lost one only means a longer replay.
+    pub fn write_snapshot(&self, state: &State) -> Result<()> {
+        let cf = self.cf(CF_SNAPSHOTS)?;
+        let body = events::encode_value(state)?;
+        let mut value = Vec::with_capacity(body.len() + 6);
+        value.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+        value.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        value.extend_from_slice(&body);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, envelope::key(state.last_seq), value);
+        // Keep the newest few; the log itself is never truncated.
+        let older: Vec<Box<[u8]>> = self
+            .db
+            .iterator_cf(cf, IteratorMode::End)
+            .filter_map(|item| item.ok().map(|(k, _)| k))
+            .filter(|k| k.as_ref() != envelope::key(state.last_seq))
+            .skip(SNAPSHOTS_KEPT - 1)
+            .collect();
+        for k in older {
+            batch.delete_cf(cf, k);
+        }
+        self.db.write(batch).context("writing a snapshot")
+    }
+
+    /// The newest usable snapshot: right format, intact, not beyond the log's end.
+    fn newest_snapshot(&self, last_log_seq: u64) -> Result<Option<State>> {
+        let cf = self.cf(CF_SNAPSHOTS)?;
+        for item in self.db.iterator_cf(cf, IteratorMode::End) {
+            let (k, v) = item.context("reading snapshots")?;
+            let Ok(seq) = envelope::seq_of_key(&k) else {
+                continue;
+            };
+            if seq > last_log_seq || v.len() < 6 {
+                continue;
+            }
+            let format = u16::from_le_bytes([v[0], v[1]]);
+            let crc = u32::from_le_bytes([v[2], v[3], v[4], v[5]]);
+            if format != SNAPSHOT_FORMAT || crc32fast::hash(&v[6..]) != crc {
+                info!(
+                    seq,
+                    format, "ignoring a snapshot of another format or damaged"
+                );
+                continue;
+            }
+            match events::decode_value::<State>(&v[6..]) {
+                Ok(state) if state.last_seq == seq => return Ok(Some(state)),
+                _ => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Rebuilds the state: the newest snapshot plus every event after it. A damaged
+    /// tail (torn write, bad checksum, a gap) is cut off and reported, never fatal.
+    /// A log written by a newer berthd is the one thing that stops replay: cutting it
+    /// would destroy good data.
+    pub fn replay(&self) -> Result<Replayed> {
+        let last_log_seq = self.last_seq()?;
+        let snapshot = self.newest_snapshot(last_log_seq)?;
+        let snapshot_seq = snapshot.as_ref().map(|s| s.last_seq);
+        let mut state = snapshot.unwrap_or_default();
+        let mut expected = state.last_seq + 1;
+        let mut last_time_ns = 0;
+        let mut events_replayed = 0;
+        let mut damage: Option<(u64, String)> = None;
+
+        let cf = self.cf(CF_LOG)?;
+        let start = envelope::key(expected);
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item.context("reading the event log")?;
+            let env = match Envelope::decode(&k, &v) {
+                Ok(env) => env,
+                Err(e) => {
+                    let seq = envelope::seq_of_key(&k).unwrap_or(expected);
+                    damage = Some((seq.min(expected), e.to_string()));
+                    break;
+                }
+            };
+            if env.seq != expected {
+                damage = Some((
+                    expected,
+                    format!("sequence gap: expected {expected}, found {}", env.seq),
+                ));
+                break;
+            }
+            if env.schema > events::CURRENT_SCHEMA {
+                return Err(Error::internal(format!(
+                    "the event log at {} was written by a newer berthd (event schema {} at sequence {}; this berthd reads up to {})",
+                    self.path.display(),
+                    env.schema,
+                    env.seq,
+                    events::CURRENT_SCHEMA
+                )));
+            }
+            let event = events::decode(env.schema, &env.payload)
+                .map_err(|e| e.context(format_args!("event {}", env.seq)))?;
+            state.apply(env.seq, env.time_ns, &event);
+            last_time_ns = env.time_ns;
+            events_replayed += 1;
+            expected += 1;
+        }
+
+        let dropped = match damage {
+            None => None,
+            Some((from_seq, reason)) => Some(self.truncate_from(from_seq, reason)?),
+        };
+        let last_seq = state.last_seq;
+        Ok(Replayed {
+            state,
+            last_seq,
+            last_time_ns,
+            snapshot_seq,
+            events_replayed,
+            dropped,
+        })
+    }
+
+    /// Deletes every record from `from_seq` on (synced) and says what went.
+    fn truncate_from(&self, from_seq: u64, reason: String) -> Result<Dropped> {
+        let cf = self.cf(CF_LOG)?;
+        let start = envelope::key(from_seq);
+        let count = self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+            .count() as u64;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, envelope::key(from_seq), envelope::key(u64::MAX));
+        batch.delete_cf(cf, envelope::key(u64::MAX));
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .write_opt(batch, &wo)
+            .context("cutting the damaged tail of the event log")?;
+        warn!(from_seq, count, %reason, "event log: dropped a damaged tail");
+        Ok(Dropped {
+            from_seq,
+            count,
+            reason,
+        })
+    }
+
+    /// Writes a raw value under a sequence, bypassing the envelope. Only for tests
+    /// that need to damage the log the way a crash or a bad disk would.
+    #[doc(hidden)]
+    pub fn put_raw_for_tests(&self, seq: u64, value: &[u8]) -> Result<()> {
+        let cf = self.cf(CF_LOG)?;
+        self.db
+            .put_cf(cf, envelope::key(seq), value)
+            .context("writing a raw record")
+    }
+}
+
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,5 @@
+//! Persistence: the RocksDB event log and the data-root lock.
+
+pub mod envelope;
+pub mod eventlog;
+pub mod lock;
