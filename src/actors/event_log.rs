@@ -1,0 +1,243 @@
+//! The EventLog actor: the one writer of the event log and of the projection.
+//!
+//! Group commit: appends queue in `pending`; while one batch is being written
+//! and fsynced (on a blocking thread), new appends wait, and the next write takes
+//! all of them at once. So N concurrent writers share one fsync instead of paying
+//! N. Sequences are assigned when a batch is formed; a failed write hands its
+//! sequences back, so the log never has holes. A batch is applied to the
+//! projection and acknowledged only after it is durable.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::events::projection::{Projection, State};
+use crate::events::{self, Event};
+use crate::store::envelope::Envelope;
+use crate::store::eventlog::{now_ns, EventStore, Replayed};
+
+/// The most events one write takes.
+const MAX_BATCH: usize = 1024;
+/// Default distance between snapshots, in events.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+
+/// Append one event; resolves once it is durable and folded into the projection.
+#[derive(Message)]
+#[rtype(result = "Result<Appended>")]
+pub struct Append(pub Event);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub time_ns: u64,
+}
+
+/// Resolves when every append received before it is written (for shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+struct Pending {
+    event: Event,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+pub struct EventLog {
+    store: Arc<EventStore>,
+    projection: Projection,
+    state: Arc<State>,
+    next_seq: u64,
+    last_time_ns: u64,
+    pending: Vec<Pending>,
+    flushing: bool,
+    snapshot_every: u64,
+    last_snapshot_seq: u64,
+    snapshotting: bool,
+    drain_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl EventLog {
+    /// Continues the log that `replayed` describes.
+    pub fn new(
+        store: Arc<EventStore>,
+        replayed: Replayed,
+        projection: Projection,
+        snapshot_every: u64,
+    ) -> Self {
+        let state = Arc::new(replayed.state);
+        projection.replace(Arc::clone(&state));
+        EventLog {
+            store,
+            projection,
+            next_seq: replayed.last_seq + 1,
+            last_time_ns: replayed.last_time_ns,
+            last_snapshot_seq: replayed.snapshot_seq.unwrap_or(0),
+            state,
+            pending: Vec::new(),
+            flushing: false,
+            snapshot_every: snapshot_every.max(1),
+            snapshotting: false,
+            drain_waiters: Vec::new(),
+        }
+    }
+
+    /// Starts writing the queued appends unless a write is already under way.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.pending.is_empty() {
+            self.notify_drained();
+            return;
+        }
+        let take = self.pending.len().min(MAX_BATCH);
+        let batch: Vec<Pending> = self.pending.drain(..take).collect();
+        // Event times never go backwards, so `--since` windows stay exact.
+        let time_ns = now_ns().max(self.last_time_ns);
+        let mut envelopes = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        for p in batch {
+            match events::encode(&p.event) {
+                Ok(payload) => {
+                    let seq = self.next_seq + envelopes.len() as u64;
+                    envelopes.push(Envelope {
+                        seq,
+                        time_ns,
+                        schema: events::CURRENT_SCHEMA,
+                        payload,
+                    });
+                    waiting.push(p);
+                }
+                Err(e) => {
+                    let _ = p.reply.send(Err(e));
+                }
+            }
+        }
+        if envelopes.is_empty() {
+            return self.flush(ctx);
+        }
+        self.flushing = true;
+        self.next_seq += envelopes.len() as u64;
+        let store = Arc::clone(&self.store);
+        let write = async move {
+            let count = envelopes.len();
+            let first = envelopes[0].seq;
+            let res = tokio::task::spawn_blocking(move || store.append(&envelopes, true))
+                .await
+                .unwrap_or_else(|e| Err(Error::internal(format!("event log writer: {e}"))));
+            (first, count, res)
+        };
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(move |(first, count, res), act, ctx| {
+                    act.flushing = false;
+                    match res {
+                        Ok(()) => act.commit(first, time_ns, waiting),
+                        Err(e) => {
+                            warn!(first, count, error = %e, "event log write failed");
+                            // Nothing of this batch was applied: hand its sequences back.
+                            act.next_seq = first;
+                            for p in waiting {
+                                let _ = p.reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                    act.flush(ctx);
+                    act.maybe_snapshot(ctx);
+                }),
+        );
+    }
+
+    /// Folds a durable batch into the projection, then acknowledges it.
+    fn commit(&mut self, first: u64, time_ns: u64, batch: Vec<Pending>) {
+        let state = Arc::make_mut(&mut self.state);
+        for (i, p) in batch.iter().enumerate() {
+            state.apply(first + i as u64, time_ns, &p.event);
+        }
+        self.last_time_ns = time_ns;
+        self.projection.replace(Arc::clone(&self.state));
+        debug!(first, count = batch.len(), "events committed");
+        for (i, p) in batch.into_iter().enumerate() {
+            let _ = p.reply.send(Ok(Appended {
+                seq: first + i as u64,
+                time_ns,
+            }));
+        }
+    }
+
+    fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
+        if self.snapshotting || self.state.last_seq < self.last_snapshot_seq + self.snapshot_every {
+            return;
+        }
+        self.snapshotting = true;
+        let store = Arc::clone(&self.store);
+        let state = Arc::clone(&self.state);
+        let seq = state.last_seq;
+        let write = async move {
+            tokio::task::spawn_blocking(move || store.write_snapshot(&state))
+                .await
+                .unwrap_or_else(|e| Err(Error::internal(format!("snapshot writer: {e}"))))
+        };
+        ctx.spawn(write.into_actor(self).map(move |res, act, _| {
+            act.snapshotting = false;
+            match res {
+                Ok(()) => {
+                    act.last_snapshot_seq = seq;
+                    debug!(seq, "snapshot written");
+                }
+                // A missed snapshot only lengthens the next replay.
+                Err(e) => warn!(seq, error = %e, "snapshot failed"),
+            }
+        }));
+    }
+
+    fn notify_drained(&mut self) {
+        if !self.flushing && self.pending.is_empty() {
+            for w in self.drain_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+impl Actor for EventLog {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Appends arrive in bursts (16 writers, a compose up): a deep mailbox lets
+        // them queue here, where group commit can take them all.
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<Append> for EventLog {
+    type Result = ResponseFuture<Result<Appended>>;
+
+    fn handle(&mut self, msg: Append, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.pending.push(Pending {
+            event: msg.0,
+            reply,
+        });
+        self.flush(ctx);
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(Error::unavailable("the event log has stopped")))
+        })
+    }
+}
+
+impl Handler<Drain> for EventLog {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        self.notify_drained();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! The engine's actors. Each owns its state; messages are the only way in.
+
+pub mod event_log;
