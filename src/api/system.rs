@@ -1,0 +1,338 @@
+//! System routes: /_ping, /version, /info. Read-only: rendered from the host facts,
+//! the configuration and the projection, never waiting on an actor.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, Response, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use bollard_stubs::models::{
+    Commit, IndexInfo, LocalNodeState, PluginsInfo, RegistryServiceConfig, Runtime, SwarmInfo,
+    SystemInfo, SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum,
+    SystemInfoDefaultAddressPools, SystemVersion, SystemVersionComponents, SystemVersionPlatform,
+};
+
+use super::version::{ApiVersion, CURRENT_STR, MIN_STR};
+use super::ApiContext;
+use crate::buildinfo;
+
+pub fn routes() -> Router<ApiContext> {
+    Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+}
+
+async fn ping(method: Method) -> Response<Body> {
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from("OK")
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Swarm", HeaderValue::from_static("inactive"));
+    h.insert("OSType", HeaderValue::from_static("linux"));
+    if method == Method::HEAD {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    r
+}
+
+/// Go's names for the architecture, as clients expect in /version.
+fn go_arch(machine: &str) -> &str {
+    match machine {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "armv7l" | "armv6l" => "arm",
+        "i686" | "i386" => "386",
+        other => other,
+    }
+}
+
+async fn version(State(ctx): State<ApiContext>) -> Json<SystemVersion> {
+    let host = &ctx.host;
+    let arch = go_arch(&host.architecture).to_string();
+    let details: HashMap<String, String> = [
+        ("ApiVersion", CURRENT_STR),
+        ("MinAPIVersion", MIN_STR),
+        ("GitCommit", buildinfo::GIT_COMMIT),
+        ("GoVersion", buildinfo::RUSTC_VERSION),
+        ("Os", "linux"),
+        ("Arch", arch.as_str()),
+        ("KernelVersion", host.kernel_version.as_str()),
+        ("BuildTime", buildinfo::BUILD_TIME),
+        ("Experimental", "false"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Json(SystemVersion {
+        platform: Some(SystemVersionPlatform {
+            name: "Berth Engine".into(),
+        }),
+        components: Some(vec![SystemVersionComponents {
+            name: "Engine".into(),
+            version: buildinfo::VERSION.into(),
+            details: Some(details),
+        }]),
+        version: Some(buildinfo::VERSION.into()),
+        api_version: Some(ApiVersion::CURRENT.to_string()),
+        min_api_version: Some(MIN_STR.into()),
+        git_commit: Some(buildinfo::GIT_COMMIT.into()),
+        go_version: Some(buildinfo::RUSTC_VERSION.into()),
+        os: Some("linux".into()),
+        arch: Some(arch),
+        kernel_version: Some(host.kernel_version.clone()),
+        experimental: Some(false),
+        build_time: Some(buildinfo::BUILD_TIME.into()),
+    })
+}
+
+async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
+    let state = ctx.projection.current();
+    let host = &ctx.host;
+    let cfg = &ctx.config;
+    let cg = &host.cgroups;
+    let s = |v: &str| Some(v.to_string());
+    let mirrors: Vec<String> = cfg
+        .registry_mirrors
+        .iter()
+        .map(|m| normalize_mirror(m))
+        .collect();
+    let mut index_configs = HashMap::new();
+    index_configs.insert(
+        "docker.io".to_string(),
+        IndexInfo {
+            name: s("docker.io"),
+            mirrors: Some(mirrors.clone()),
+            secure: Some(true),
+            official: Some(true),
+        },
+    );
+    let mut insecure_cidrs = vec!["::1/128".to_string(), "127.0.0.0/8".to_string()];
+    for reg in &cfg.insecure_registries {
+        if crate::config::parse_cidr(reg).is_ok() {
+            insecure_cidrs.push(reg.clone());
+        } else {
+            index_configs.insert(
+                reg.clone(),
+                IndexInfo {
+                    name: Some(reg.clone()),
+                    mirrors: Some(vec![]),
+                    secure: Some(false),
+                    official: Some(false),
+                },
+            );
+        }
+    }
+    let mut runtimes: HashMap<String, Runtime> = cfg
+        .runtimes
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                Runtime {
+                    path: Some(r.path.clone()),
+                    runtime_args: Some(r.runtime_args.clone()),
+                    status: None,
+                },
+            )
+        })
+        .collect();
+    runtimes.insert(
+        "berth".into(),
+        Runtime {
+            path: s("berthd"),
+            runtime_args: None,
+            status: None,
+        },
+    );
+    let mut security_options = Vec::new();
+    if host.seccomp {
+        security_options.push("name=seccomp,profile=builtin".to_string());
+    }
+    if host.cgroup_version == "2" {
+        security_options.push("name=cgroupns".to_string());
+    }
+    let env = |k: &str| {
+        std::env::var(k)
+            .or_else(|_| std::env::var(k.to_lowercase()))
+            .unwrap_or_default()
+    };
+    let no_commit = || Some(Commit { id: s("") });
+
+    Json(SystemInfo {
+        id: state.engine.id.clone(),
+        // No container or image events exist yet: the projection holds none.
+        containers: Some(0),
+        containers_running: Some(0),
+        containers_paused: Some(0),
+        containers_stopped: Some(0),
+        images: Some(0),
+        driver: Some(cfg.storage_driver.clone()),
+        driver_status: Some(vec![
+            vec!["Backing Filesystem".into(), host.backing_filesystem.clone()],
+            vec!["Supports d_type".into(), "true".into()],
+        ]),
+        docker_root_dir: Some(cfg.data_root.display().to_string()),
+        plugins: Some(PluginsInfo {
+            volume: Some(vec!["local".into()]),
+            network: Some(vec!["bridge".into(), "host".into(), "null".into()]),
+            authorization: None,
+            log: Some(vec!["json-file".into()]),
+        }),
+        memory_limit: Some(cg.memory),
+        swap_limit: Some(cg.swap),
+        cpu_cfs_period: Some(cg.cpu_cfs_period),
+        cpu_cfs_quota: Some(cg.cpu_cfs_quota),
+        cpu_shares: Some(cg.cpu_shares),
+        cpu_set: Some(cg.cpuset),
+        pids_limit: Some(cg.pids),
+        oom_kill_disable: Some(cg.oom_kill_disable),
+        ipv4_forwarding: Some(host.ipv4_forwarding),
+        debug: Some(cfg.log_level == "debug"),
+        nfd: Some(crate::hostinfo::open_fds()),
+        n_goroutines: Some(crate::hostinfo::threads()),
+        system_time: Some(rfc3339_now()),
+        logging_driver: s("json-file"),
+        cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
+        cgroup_version: Some(if host.cgroup_version == "2" {
+            SystemInfoCgroupVersionEnum::_2
+        } else {
+            SystemInfoCgroupVersionEnum::_1
+        }),
+        n_events_listener: Some(0),
+        kernel_version: Some(host.kernel_version.clone()),
+        operating_system: Some(host.operating_system.clone()),
+        os_version: Some(host.os_version.clone()),
+        os_type: s("linux"),
+        architecture: Some(host.architecture.clone()),
+        ncpu: Some(host.ncpu),
+        mem_total: Some(host.mem_total),
+        index_server_address: s("https://index.docker.io/v1/"),
+        registry_config: Some(RegistryServiceConfig {
+            insecure_registry_cidrs: Some(insecure_cidrs),
+            index_configs: Some(index_configs),
+            mirrors: Some(mirrors),
+        }),
+        generic_resources: None,
+        http_proxy: Some(env("HTTP_PROXY")),
+        https_proxy: Some(env("HTTPS_PROXY")),
+        no_proxy: Some(env("NO_PROXY")),
+        name: Some(host.hostname.clone()),
+        labels: Some(vec![]),
+        experimental_build: Some(false),
+        server_version: s(buildinfo::VERSION),
+        runtimes: Some(runtimes),
+        default_runtime: s("berth"),
+        swarm: Some(SwarmInfo {
+            node_id: s(""),
+            node_addr: s(""),
+            local_node_state: Some(LocalNodeState::INACTIVE),
+            control_available: Some(false),
+            error: s(""),
+            remote_managers: None,
+            nodes: None,
+            managers: None,
+            cluster: None,
+        }),
+        live_restore_enabled: Some(cfg.live_restore),
+        isolation: None,
+        init_binary: s(""),
+        containerd_commit: no_commit(),
+        runc_commit: no_commit(),
+        init_commit: no_commit(),
+        security_options: Some(security_options),
+        product_license: None,
+        default_address_pools: Some(
+            cfg.default_address_pools
+                .iter()
+                .map(|p| SystemInfoDefaultAddressPools {
+                    base: Some(p.base.clone()),
+                    size: Some(p.size as i64),
+                })
+                .collect(),
+        ),
+        firewall_backend: None,
+        discovered_devices: None,
+        nri: None,
+        warnings: Some(vec![]),
+        cdi_spec_dirs: Some(vec![]),
+        containerd: None,
+    })
+}
+
+/// dockerd shows mirrors as URLs with a trailing slash.
+fn normalize_mirror(m: &str) -> String {
+    if m.ends_with('/') {
+        m.to_string()
+    } else {
+        format!("{m}/")
+    }
+}
+
+/// The current time as RFC 3339 with nanoseconds, UTC, as Go's time.Time marshals.
+pub fn rfc3339_now() -> String {
+    rfc3339(crate::store::eventlog::now_ns())
+}
+
+pub fn rfc3339(ns: u64) -> String {
+    let secs = (ns / 1_000_000_000) as i64;
+    let nanos = ns % 1_000_000_000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_like_go() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339(1_764_375_147_019_263_474),
+            "2025-11-29T00:12:27.019263474Z"
+        );
+        assert_eq!(
+            rfc3339(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
+    }
+}

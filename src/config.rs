@@ -1,0 +1,533 @@
+//! Daemon configuration: dockerd's flag names and daemon.json keys, merged as
+//! dockerd merges them. A key given both as a flag and in the file is an error,
+//! and so is a key dockerd does not know.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tracing::warn;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
+pub const DEFAULT_SOCKET: &str = "/var/run/berth.sock";
+
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "berthd",
+    about = "A container engine for Linux that speaks the Docker Engine API",
+    disable_version_flag = true
+)]
+pub struct Flags {
+    /// Daemon socket(s) to listen on: unix:///path, tcp://host:port, fd://
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Root of persistent state
+    #[arg(long = "data-root", value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
+    /// Root of the daemon's runtime state (sockets, bundles)
+    #[arg(long = "exec-root", value_name = "DIR")]
+    pub exec_root: Option<PathBuf>,
+    /// Daemon configuration file
+    #[arg(long = "config-file", value_name = "FILE", default_value = DEFAULT_CONFIG_FILE)]
+    pub config_file: PathBuf,
+    /// Preferred registry mirror
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    pub registry_mirrors: Vec<String>,
+    /// Registry to reach over plain HTTP
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+    /// Address and prefix of the default bridge (e.g. 172.29.0.1/16)
+    #[arg(long = "bip", value_name = "CIDR")]
+    pub bip: Option<String>,
+    /// Logging level: debug, info, warn, error, fatal
+    #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Debug mode (log level debug)
+    #[arg(short = 'D', long = "debug")]
+    pub debug: bool,
+    /// Use TLS on tcp:// listeners; implied by --tlsverify
+    #[arg(long = "tls")]
+    pub tls: bool,
+    /// Use TLS and require client certificates signed by --tlscacert
+    #[arg(long = "tlsverify")]
+    pub tlsverify: bool,
+    /// Trust certs signed only by this CA
+    #[arg(long = "tlscacert", value_name = "FILE")]
+    pub tlscacert: Option<PathBuf>,
+    /// Path to TLS certificate file
+    #[arg(long = "tlscert", value_name = "FILE")]
+    pub tlscert: Option<PathBuf>,
+    /// Path to TLS key file
+    #[arg(long = "tlskey", value_name = "FILE")]
+    pub tlskey: Option<PathBuf>,
+    /// Keep containers running while the daemon is down
+    #[arg(long = "live-restore")]
+    pub live_restore: bool,
+    /// Storage driver (overlay2, vfs)
+    #[arg(short = 's', long = "storage-driver", value_name = "NAME")]
+    pub storage_driver: Option<String>,
+    /// Maximum concurrent layer downloads per pull
+    #[arg(long = "max-concurrent-downloads", value_name = "N")]
+    pub max_concurrent_downloads: Option<u32>,
+    /// Write the daemon's pid to this file
+    #[arg(short = 'p', long = "pidfile", value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+    /// Group that owns the unix socket
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Print version information and exit
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AddressPool {
+    pub base: String,
+    pub size: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RuntimeConfig {
+    pub path: String,
+    #[serde(rename = "runtimeArgs", default)]
+    pub runtime_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Require and verify client certificates.
+    pub verify: bool,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The merged configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub hosts: Vec<String>,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub registry_mirrors: Vec<String>,
+    pub insecure_registries: Vec<String>,
+    pub bip: Option<String>,
+    pub default_address_pools: Vec<AddressPool>,
+    pub log_level: String,
+    pub live_restore: bool,
+    pub storage_driver: String,
+    pub max_concurrent_downloads: u32,
+    pub runtimes: BTreeMap<String, RuntimeConfig>,
+    pub tls: Option<TlsConfig>,
+    pub pidfile: Option<PathBuf>,
+    pub group: Option<String>,
+}
+
+/// daemon.json as dockerd spells it. Only keys this berthd acts on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct FileConfig {
+    hosts: Option<Vec<String>>,
+    data_root: Option<PathBuf>,
+    exec_root: Option<PathBuf>,
+    registry_mirrors: Option<Vec<String>>,
+    insecure_registries: Option<Vec<String>>,
+    bip: Option<String>,
+    default_address_pools: Option<Vec<AddressPool>>,
+    log_level: Option<String>,
+    debug: Option<bool>,
+    live_restore: Option<bool>,
+    storage_driver: Option<String>,
+    max_concurrent_downloads: Option<u32>,
+    runtimes: Option<BTreeMap<String, RuntimeConfig>>,
+    tls: Option<bool>,
+    tlsverify: Option<bool>,
+    tlscacert: Option<PathBuf>,
+    tlscert: Option<PathBuf>,
+    tlskey: Option<PathBuf>,
+    pidfile: Option<PathBuf>,
+    group: Option<String>,
+}
+
+/// daemon.json keys and the flag (clap id) each one shares a value with.
+const KEYS: &[(&str, Option<&str>)] = &[
+    ("hosts", Some("hosts")),
+    ("data-root", Some("data_root")),
+    ("exec-root", Some("exec_root")),
+    ("registry-mirrors", Some("registry_mirrors")),
+    ("insecure-registries", Some("insecure_registries")),
+    ("bip", Some("bip")),
+    ("default-address-pools", None),
+    ("log-level", Some("log_level")),
+    ("debug", Some("debug")),
+    ("live-restore", Some("live_restore")),
+    ("storage-driver", Some("storage_driver")),
+    ("max-concurrent-downloads", Some("max_concurrent_downloads")),
+    ("runtimes", None),
+    ("tls", Some("tls")),
+    ("tlsverify", Some("tlsverify")),
+    ("tlscacert", Some("tlscacert")),
+    ("tlscert", Some("tlscert")),
+    ("tlskey", Some("tlskey")),
+    ("pidfile", Some("pidfile")),
+    ("group", Some("group")),
+];
+
+/// dockerd keys berthd accepts without acting on them yet (a warning says so), so
+/// that an existing daemon.json does not stop it.
+const ACCEPTED_IGNORED: &[&str] = &[
+    "log-driver",
+    "log-opts",
+    "dns",
+    "dns-opts",
+    "dns-search",
+    "experimental",
+    "features",
+    "iptables",
+    "ip-forward",
+    "ip-masq",
+    "userland-proxy",
+    "mtu",
+    "labels",
+    "default-runtime",
+    "exec-opts",
+    "max-concurrent-uploads",
+    "default-ulimits",
+    "icc",
+    "ipv6",
+    "fixed-cidr",
+    "default-gateway",
+    "shutdown-timeout",
+    "init",
+    "no-new-privileges",
+    "userns-remap",
+    "storage-opts",
+    "default-shm-size",
+    "cgroup-parent",
+    "seccomp-profile",
+    "builder",
+    "containerd",
+    "metrics-addr",
+];
+
+const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error", "fatal"];
+
+impl Flags {
+    /// Parses the process's arguments; exits with clap's message on bad flags.
+    pub fn parse_with_sources() -> (Flags, ArgMatches) {
+        let matches = Flags::command().get_matches();
+        match Flags::from_arg_matches(&matches) {
+            Ok(flags) => (flags, matches),
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+impl Config {
+    /// Merges flags with the config file. `matches` tells which flags were given.
+    pub fn load(flags: Flags, matches: &ArgMatches) -> Result<Config> {
+        let explicit_file = matches.value_source("config_file") == Some(ValueSource::CommandLine);
+        let file_map = read_config_file(&flags.config_file, explicit_file)?;
+        let file = match &file_map {
+            None => FileConfig::default(),
+            Some(map) => check_file_keys(&flags.config_file, map, matches)
+                .and_then(|_| {
+                    serde_json::from_value::<FileConfig>(Value::Object(map.clone()))
+                        .map_err(|e| Error::invalid(e.to_string()))
+                })
+                .map_err(|e| {
+                    e.context(format_args!(
+                        "unable to configure berthd with file {}",
+                        flags.config_file.display()
+                    ))
+                })?,
+        };
+        Config::merge(flags, file)
+    }
+
+    fn merge(flags: Flags, file: FileConfig) -> Result<Config> {
+        let debug = flags.debug || file.debug.unwrap_or(false);
+        let log_level = flags
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| if debug { "debug" } else { "info" }.into());
+        if !LOG_LEVELS.contains(&log_level.as_str()) {
+            return Err(Error::invalid(format!(
+                "unable to parse logging level: {log_level}"
+            )));
+        }
+        let tlsverify = flags.tlsverify || file.tlsverify.unwrap_or(false);
+        let tls_on = tlsverify || flags.tls || file.tls.unwrap_or(false);
+        let tls = if tls_on {
+            let cert_dir = std::env::var_os("DOCKER_CERT_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_default()
+                        .join(".docker")
+                });
+            Some(TlsConfig {
+                verify: tlsverify,
+                ca: flags
+                    .tlscacert
+                    .or(file.tlscacert)
+                    .unwrap_or_else(|| cert_dir.join("ca.pem")),
+                cert: flags
+                    .tlscert
+                    .or(file.tlscert)
+                    .unwrap_or_else(|| cert_dir.join("cert.pem")),
+                key: flags
+                    .tlskey
+                    .or(file.tlskey)
+                    .unwrap_or_else(|| cert_dir.join("key.pem")),
+            })
+        } else {
+            None
+        };
+        let storage_driver = flags
+            .storage_driver
+            .or(file.storage_driver)
+            .unwrap_or_else(|| "overlay2".into());
+        if !["overlay2", "vfs"].contains(&storage_driver.as_str()) {
+            return Err(Error::invalid(format!(
+                "error initializing graphdriver: driver not supported: {storage_driver}"
+            )));
+        }
+        let bip = flags.bip.or(file.bip);
+        if let Some(bip) = &bip {
+            parse_cidr(bip).map_err(|e| Error::invalid(format!("invalid bip {bip}: {e}")))?;
+        }
+        let default_address_pools = file.default_address_pools.unwrap_or_default();
+        for pool in &default_address_pools {
+            parse_cidr(&pool.base).map_err(|e| {
+                Error::invalid(format!(
+                    "invalid default-address-pools base {}: {e}",
+                    pool.base
+                ))
+            })?;
+        }
+        let pick = |flag: Vec<String>, file: Option<Vec<String>>| {
+            if flag.is_empty() {
+                file.unwrap_or_default()
+            } else {
+                flag
+            }
+        };
+        Ok(Config {
+            hosts: pick(flags.hosts, file.hosts),
+            data_root: flags
+                .data_root
+                .or(file.data_root)
+                .unwrap_or_else(|| DEFAULT_DATA_ROOT.into()),
+            exec_root: flags
+                .exec_root
+                .or(file.exec_root)
+                .unwrap_or_else(|| DEFAULT_EXEC_ROOT.into()),
+            registry_mirrors: pick(flags.registry_mirrors, file.registry_mirrors),
+            insecure_registries: pick(flags.insecure_registries, file.insecure_registries),
+            bip,
+            default_address_pools,
+            log_level,
+            live_restore: flags.live_restore || file.live_restore.unwrap_or(false),
+            storage_driver,
+            max_concurrent_downloads: flags
+                .max_concurrent_downloads
+                .or(file.max_concurrent_downloads)
+                .unwrap_or(3),
+            runtimes: file.runtimes.unwrap_or_default(),
+            tls,
+            pidfile: flags.pidfile.or(file.pidfile),
+            group: flags.group.or(file.group),
+        })
+    }
+}
+
+/// Reads daemon.json. The default path may be absent; a path given with
+/// --config-file must exist.
+fn read_config_file(path: &Path, explicit: bool) -> Result<Option<Map<String, Value>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        Err(e) => {
+            return Err(Error::invalid(format!(
+                "unable to configure berthd with file {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(map)) => Ok(Some(map)),
+        Ok(_) => Err(Error::invalid(format!(
+            "unable to configure berthd with file {}: the configuration must be a JSON object",
+            path.display()
+        ))),
+        Err(e) => Err(Error::invalid(format!(
+            "unable to configure berthd with file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// dockerd's two checks, with its wording: unknown keys, then keys set twice.
+fn check_file_keys(path: &Path, map: &Map<String, Value>, matches: &ArgMatches) -> Result<()> {
+    let mut unknown: Vec<&str> = Vec::new();
+    for key in map.keys() {
+        if ACCEPTED_IGNORED.contains(&key.as_str()) {
+            warn!(key = %key, file = %path.display(), "daemon.json key is not supported by berthd yet; ignored");
+        } else if !KEYS.iter().any(|(k, _)| k == key) {
+            unknown.push(key);
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(Error::invalid(format!(
+            "the following directives don't match any configuration option: {}",
+            unknown.join(", ")
+        )));
+    }
+    let mut conflicts = Vec::new();
+    for (key, flag) in KEYS {
+        let (Some(flag), Some(file_value)) = (flag, map.get(*key)) else {
+            continue;
+        };
+        if matches.value_source(flag) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let flag_value: Vec<String> = matches
+            .get_raw(flag)
+            .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let flag_value = match flag_value.len() {
+            0 => "true".to_string(),
+            1 => flag_value[0].clone(),
+            _ => format!("[{}]", flag_value.join(" ")),
+        };
+        conflicts.push(format!(
+            "{key}: (from flag: {flag_value}, from file: {})",
+            render_json(file_value)
+        ));
+    }
+    if !conflicts.is_empty() {
+        return Err(Error::invalid(format!(
+            "the following directives are specified both as a flag and in the configuration file: {}",
+            conflicts.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Renders a JSON value the way Go's %v prints it in dockerd's message.
+fn render_json(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(render_json).collect::<Vec<_>>().join(" ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Parses "a.b.c.d/n".
+pub fn parse_cidr(s: &str) -> std::result::Result<(std::net::Ipv4Addr, u8), String> {
+    let (addr, prefix) = s.split_once('/').ok_or("missing /prefix")?;
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|e| format!("{e}"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| "bad prefix length".to_string())?;
+    if prefix > 32 {
+        return Err("prefix length over 32".into());
+    }
+    Ok((addr, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str], file: Option<&str>) -> Result<Config> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("daemon.json");
+        std::fs::write(&path, file.unwrap_or("{}")).expect("write");
+        let mut argv = vec![
+            "berthd".to_string(),
+            "--config-file".into(),
+            path.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let matches = Flags::command()
+            .try_get_matches_from(argv)
+            .expect("flags parse");
+        let flags = Flags::from_arg_matches(&matches).expect("flags");
+        Config::load(flags, &matches)
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_fill_the_rest() {
+        let cfg = load(
+            &["--data-root", "/tmp/x"],
+            Some(r#"{"hosts":["unix:///tmp/a.sock"],"registry-mirrors":["http://127.0.0.1:5000"],"max-concurrent-downloads":5,"runtimes":{"crun":{"path":"/usr/bin/crun"}},"default-address-pools":[{"base":"10.99.0.0/16","size":24}]}"#),
+        )
+        .expect("loads");
+        assert_eq!(cfg.hosts, vec!["unix:///tmp/a.sock"]);
+        assert_eq!(cfg.data_root, PathBuf::from("/tmp/x"));
+        assert_eq!(cfg.max_concurrent_downloads, 5);
+        assert_eq!(cfg.runtimes["crun"].path, "/usr/bin/crun");
+        assert_eq!(cfg.default_address_pools[0].size, 24);
+        assert_eq!(cfg.storage_driver, "overlay2");
+    }
+
+    #[test]
+    fn a_key_in_both_places_is_dockerds_conflict_error() {
+        let err = load(
+            &["-H", "unix:///tmp/b.sock", "--debug"],
+            Some(r#"{"hosts":["unix:///tmp/a.sock"],"debug":true}"#),
+        )
+        .expect_err("conflict");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("the following directives are specified both as a flag and in the configuration file: hosts: (from flag: unix:///tmp/b.sock, from file: [unix:///tmp/a.sock]), debug: (from flag: true, from file: true)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let err = load(&[], Some(r#"{"hostz":[]}"#)).expect_err("unknown");
+        assert!(
+            err.to_string()
+                .contains("the following directives don't match any configuration option: hostz"),
+            "{err}"
+        );
+        let err = load(&["--log-level", "loud"], None).expect_err("level");
+        assert_eq!(err.to_string(), "unable to parse logging level: loud");
+        let err = load(&[], Some("{not json")).expect_err("json");
+        assert!(
+            err.to_string()
+                .contains("unable to configure berthd with file"),
+            "{err}"
+        );
+        let err = load(&["--bip", "10.1.2.3"], None).expect_err("bip");
+        assert!(err.to_string().contains("invalid bip"), "{err}");
+        // A known dockerd key that berthd does not act on yet is accepted.
+        load(&[], Some(r#"{"log-driver":"json-file"}"#)).expect("accepted");
+    }
+
+    #[test]
+    fn an_explicit_config_file_must_exist() {
+        let matches = Flags::command()
+            .try_get_matches_from(["berthd", "--config-file", "/nonexistent/berth/daemon.json"])
+            .expect("flags parse");
+        let flags = Flags::from_arg_matches(&matches).expect("flags");
+        assert!(Config::load(flags, &matches).is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The daemon's life: take the data root, replay the log, serve, stop cleanly.
+
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::actors::event_log::{Append, Drain, EventLog, DEFAULT_SNAPSHOT_EVERY};
+use crate::api::{listen, Api, ApiContext};
+use crate::buildinfo;
+use crate::config::Config;
+use crate::error::{Context, Error, Result};
+use crate::events::projection::Projection;
+use crate::events::Event;
+use crate::hostinfo::HostInfo;
+use crate::store::eventlog::EventStore;
+use crate::store::lock::DataRootLock;
+
+/// How long in-flight requests get to finish on SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(config: Config) -> Result<()> {
+    make_dir(&config.data_root, 0o711)?;
+    make_dir(&config.exec_root, 0o700)?;
+    let _lock = DataRootLock::acquire(&config.data_root)?;
+    if let Some(pidfile) = &config.pidfile {
+        std::fs::write(pidfile, std::process::id().to_string())
+            .context(format_args!("writing pid file {}", pidfile.display()))?;
+    }
+    let result = actix::System::new().block_on(serve(config.clone()));
+    if let Some(pidfile) = &config.pidfile {
+        let _ = std::fs::remove_file(pidfile);
+    }
+    result
+}
+
+fn make_dir(path: &Path, mode: u32) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .context(format_args!("creating {}", path.display()))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    // Bind first: a bad -H or a busy port fails before anything is written.
+    let listeners = listen::bind_all(&config.hosts, config.tls.as_ref(), config.group.as_deref())?;
+
+    let started = Instant::now();
+    let log_path = config.data_root.join("events");
+    let (store, replayed) = tokio::task::spawn_blocking(move || {
+        let store = EventStore::open(&log_path)?;
+        let replayed = store.replay()?;
+        Ok::<_, Error>((store, replayed))
+    })
+    .await
+    .context("opening the event log")??;
+    info!(
+        events = replayed.events_replayed,
+        snapshot = ?replayed.snapshot_seq,
+        last_seq = replayed.last_seq,
+        dropped = ?replayed.dropped,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "event log replayed"
+    );
+
+    let projection = Projection::default();
+    let events = EventLog::new(
+        Arc::new(store),
+        replayed,
+        projection.clone(),
+        DEFAULT_SNAPSHOT_EVERY,
+    )
+    .start();
+    if projection.current().engine.id.is_none() {
+        append(
+            &events,
+            Event::EngineInitialized {
+                id: new_engine_id()?,
+            },
+        )
+        .await?;
+    }
+    append(
+        &events,
+        Event::DaemonStarted {
+            version: buildinfo::VERSION.into(),
+            pid: std::process::id(),
+        },
+    )
+    .await?;
+
+    let host = Arc::new(HostInfo::gather(&config.data_root));
+    let api = Api::new(ApiContext {
+        projection: projection.clone(),
+        events: events.clone(),
+        host,
+        config: Arc::new(config),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(listen::serve(listeners, api, stop_rx, SHUTDOWN_GRACE));
+    info!(version = buildinfo::VERSION, id = ?projection.current().engine.id, "berthd is ready");
+
+    wait_for_stop_signal().await?;
+    info!("stopping: no new connections; finishing requests in flight");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    append(
+        &events,
+        Event::DaemonStopped {
+            pid: std::process::id(),
+        },
+    )
+    .await?;
+    let _ = events.send(Drain).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn append(events: &Addr<EventLog>, event: Event) -> Result<()> {
+    events
+        .send(Append(event))
+        .await
+        .map_err(|e| Error::internal(format!("event log: {e}")))??;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM"); return Ok(()) }
+            _ = int.recv() => { info!("SIGINT"); return Ok(()) }
+            _ = hup.recv() => warn!("SIGHUP: configuration reload is not supported yet; ignored"),
+        }
+    }
+}
+
+/// A random UUID (v4) from the kernel's generator.
+fn new_engine_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom")?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}

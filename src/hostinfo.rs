@@ -1,0 +1,173 @@
+//! Facts about this host that `GET /info` and `GET /version` report. Read once at
+//! start (they do not change while the daemon runs), except the per-call counters.
+
+use std::path::Path;
+
+/// Host facts gathered at start.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub kernel_version: String,
+    pub architecture: String,
+    pub operating_system: String,
+    pub os_version: String,
+    pub ncpu: i64,
+    pub mem_total: i64,
+    pub cgroup_version: &'static str,
+    pub cgroups: CgroupSupport,
+    pub ipv4_forwarding: bool,
+    pub bridge_nf_iptables: bool,
+    pub bridge_nf_ip6tables: bool,
+    pub backing_filesystem: String,
+    pub seccomp: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupSupport {
+    pub memory: bool,
+    pub swap: bool,
+    pub cpu_cfs_quota: bool,
+    pub cpu_cfs_period: bool,
+    pub cpu_shares: bool,
+    pub cpuset: bool,
+    pub pids: bool,
+    pub oom_kill_disable: bool,
+}
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+impl HostInfo {
+    pub fn gather(data_root: &Path) -> HostInfo {
+        let uts = nix::sys::utsname::uname().ok();
+        let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
+            uts.as_ref()
+                .map(|u| f(u).to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let (operating_system, os_version) = os_release();
+        let cgroup_version = if fs_magic(Path::new("/sys/fs/cgroup")) == Some(CGROUP2_SUPER_MAGIC) {
+            "2"
+        } else {
+            "1"
+        };
+        HostInfo {
+            hostname: field(|u| u.nodename()),
+            kernel_version: field(|u| u.release()),
+            architecture: field(|u| u.machine()),
+            operating_system,
+            os_version,
+            ncpu: std::thread::available_parallelism()
+                .map(|n| n.get() as i64)
+                .unwrap_or(1),
+            mem_total: nix::sys::sysinfo::sysinfo()
+                .map(|s| s.ram_total() as i64)
+                .unwrap_or(0),
+            cgroup_version,
+            cgroups: if cgroup_version == "2" {
+                cgroup_v2_support()
+            } else {
+                cgroup_v1_support()
+            },
+            ipv4_forwarding: read_flag("/proc/sys/net/ipv4/ip_forward"),
+            bridge_nf_iptables: read_flag("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+            bridge_nf_ip6tables: read_flag("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
+            backing_filesystem: backing_filesystem(data_root),
+            seccomp: std::fs::read_to_string("/proc/self/status")
+                .map(|s| s.contains("\nSeccomp:"))
+                .unwrap_or(false),
+        }
+    }
+}
+
+fn read_flag(path: &str) -> bool {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false)
+}
+
+/// PRETTY_NAME and VERSION_ID from /etc/os-release, as dockerd reports them.
+fn os_release() -> (String, String) {
+    let text = std::fs::read_to_string("/etc/os-release")
+        .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+        .unwrap_or_default();
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .map(|v| v.trim().trim_matches('"').to_string())
+    };
+    (
+        get("PRETTY_NAME").unwrap_or_else(|| "Linux".into()),
+        get("VERSION_ID").unwrap_or_default(),
+    )
+}
+
+fn fs_magic(path: &Path) -> Option<i64> {
+    nix::sys::statfs::statfs(path)
+        .ok()
+        .map(|s| s.filesystem_type().0 as i64)
+}
+
+/// The data root's filesystem, named as dockerd names it in DriverStatus.
+fn backing_filesystem(path: &Path) -> String {
+    let name = match fs_magic(path) {
+        Some(0xEF53) => "extfs",
+        Some(0x5846_5342) => "xfs",
+        Some(0x9123_683E) => "btrfs",
+        Some(0x0102_1994) => "tmpfs",
+        Some(0x794c_7630) => "overlayfs",
+        Some(0x2FC1_2FC1) => "zfs",
+        Some(_) => "unknown",
+        None => "unknown",
+    };
+    name.to_string()
+}
+
+fn cgroup_v1_support() -> CgroupSupport {
+    let has = |p: &str| Path::new("/sys/fs/cgroup").join(p).exists();
+    CgroupSupport {
+        memory: has("memory/memory.limit_in_bytes"),
+        swap: has("memory/memory.memsw.limit_in_bytes"),
+        cpu_cfs_quota: has("cpu/cpu.cfs_quota_us"),
+        cpu_cfs_period: has("cpu/cpu.cfs_period_us"),
+        cpu_shares: has("cpu/cpu.shares"),
+        cpuset: has("cpuset/cpuset.cpus"),
+        pids: has("pids"),
+        oom_kill_disable: has("memory/memory.oom_control"),
+    }
+}
+
+fn cgroup_v2_support() -> CgroupSupport {
+    let controllers =
+        std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+    let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+    CgroupSupport {
+        memory: has("memory"),
+        swap: has("memory") && Path::new("/sys/fs/cgroup/memory.swap.max").exists(),
+        cpu_cfs_quota: has("cpu"),
+        cpu_cfs_period: has("cpu"),
+        cpu_shares: has("cpu"),
+        cpuset: has("cpuset"),
+        pids: has("pids"),
+        oom_kill_disable: false,
+    }
+}
+
+/// Open file descriptors of this process (`NFd`).
+pub fn open_fds() -> i64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as i64)
+        .unwrap_or(0)
+}
+
+/// Threads of this process (reported as `NGoroutines`, its nearest equivalent).
+pub fn threads() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Threads:")
+                    .and_then(|v| v.trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,13 @@
+//! Berth: a container engine for Linux that speaks the Docker Engine API.
+//! The map of the code is DESIGN.md; each module says what it owns.
+
+pub mod actors;
+pub mod api;
+pub mod buildinfo;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod events;
+pub mod hostinfo;
+pub mod logging;
+pub mod store;

@@ -1,0 +1,34 @@
+//! berthd: the daemon's entry point.
+
+use std::process::ExitCode;
+
+use berth::config::{Config, Flags};
+use berth::{buildinfo, daemon, logging};
+
+fn main() -> ExitCode {
+    let (flags, matches) = Flags::parse_with_sources();
+    if flags.version {
+        println!(
+            "Berth version {}, build {}",
+            buildinfo::VERSION,
+            buildinfo::GIT_COMMIT
+        );
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(flags, &matches) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&config.log_level);
+    match daemon::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "berthd failed");
+            eprintln!("berthd: failed to start daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
