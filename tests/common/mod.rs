@@ -1,0 +1,228 @@
+//! Shared by the integration tests: a real berthd on its own temporary socket,
+//! data root and exec root, stopped (by pid) and cleaned up even when a test fails.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
+
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub extra_args: Vec<String>,
+}
+
+impl TestDaemon {
+    /// Starts berthd on fresh temporary directories and waits until it answers.
+    pub fn start() -> TestDaemon {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> TestDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-test-")
+            .tempdir()
+            .expect("tempdir");
+        let mut d = TestDaemon {
+            dir,
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("berth.sock")
+    }
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    pub fn exec_root(&self) -> PathBuf {
+        self.dir.path().join("exec")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("berthd.log")
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn base_args(&self) -> Vec<String> {
+        vec![
+            "-H".into(),
+            format!("unix://{}", self.socket().display()),
+            "--data-root".into(),
+            self.data_root().display().to_string(),
+            "--exec-root".into(),
+            self.exec_root().display().to_string(),
+            "--config-file".into(),
+            self.dir.path().join("daemon.json").display().to_string(),
+            "--log-level".into(),
+            "debug".into(),
+        ]
+    }
+
+    /// (Re)starts the daemon process on the same directories.
+    pub fn spawn(&mut self) {
+        let cfg = self.dir.path().join("daemon.json");
+        if !cfg.exists() {
+            std::fs::write(&cfg, "{}").expect("write daemon.json");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(BERTHD)
+            .args(self.base_args())
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((200, _, _)) = http(&self.socket(), "GET", "/_ping") {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("berthd exited early with {status}; log:\n{}", self.log());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("berthd did not answer within 20 s; log:\n{}", self.log());
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends `sig` and waits for the exit status.
+    pub fn stop_with(&mut self, sig: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe {
+            libc::kill(child.id() as i32, sig);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "berthd did not exit after signal {sig}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client over a unix socket: (status, headers, body).
+pub fn http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, body.to_string()))
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == &name.to_ascii_lowercase())
+        .map(|(_, v)| v.as_str())
+}
+
+/// Runs berthd with `args` expecting it to exit by itself; returns (code, stderr).
+pub fn run_berthd_expect_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let errf = dir.path().join("err");
+    let mut child = Command::new(BERTHD)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&errf).expect("stderr file"))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return (
+                status.code(),
+                std::fs::read_to_string(&errf).unwrap_or_default(),
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, std::fs::read_to_string(&errf).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The reply lines of `docker` (the real CLI) against this daemon.
+pub fn docker(socket: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .env(
+            "DOCKER_CONFIG",
+            socket.parent().expect("dir").join("docker-config"),
+        )
+        .output()
+        .expect("run docker CLI")
+}

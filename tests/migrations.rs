@@ -1,0 +1,156 @@
+//! Every event-schema version ever released left a frozen log under migrations/vN/
+//! (events.bin: the exact records it wrote) and the state it must replay into
+//! (state.json). This replays each with today's code: old logs stay readable.
+//!
+//! To freeze the current schema (once, when it is released):
+//!   BERTH_FREEZE_SCHEMA=1 cargo test --test migrations
+//! It refuses to overwrite a version that is already frozen.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix::Actor;
+use berth::actors::event_log::{Append, Drain, EventLog};
+use berth::events::projection::Projection;
+use berth::events::{Event, CURRENT_SCHEMA};
+use berth::store::envelope;
+use berth::store::eventlog::EventStore;
+
+fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations")
+}
+
+/// events.bin: records of (u32 LE key length, key, u32 LE value length, value).
+fn read_records(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    let mut rest = &bytes[..];
+    let take = |rest: &mut &[u8]| {
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("len")) as usize;
+        let v = rest[4..4 + len].to_vec();
+        *rest = &rest[4 + len..];
+        v
+    };
+    while !rest.is_empty() {
+        let k = take(&mut rest);
+        let v = take(&mut rest);
+        out.push((k, v));
+    }
+    out
+}
+
+/// The scripted history every frozen version records: each event kind, an unclean
+/// restart (a start without a stop before it) and a clean one.
+fn scenario() -> Vec<Event> {
+    vec![
+        Event::EngineInitialized {
+            id: "0f3c2a9e-7d41-4b8e-9a55-3e1d2c4b5a69".into(),
+        },
+        Event::DaemonStarted {
+            version: "0.1.0".into(),
+            pid: 101,
+        },
+        Event::DaemonStarted {
+            version: "0.1.0".into(),
+            pid: 202,
+        },
+        Event::DaemonStopped { pid: 202 },
+        Event::DaemonStarted {
+            version: "0.1.0".into(),
+            pid: 303,
+        },
+        Event::DaemonStopped { pid: 303 },
+    ]
+}
+
+fn freeze_current(dir: &Path) {
+    assert!(
+        !dir.exists(),
+        "{} is frozen already: a released schema never changes",
+        dir.display()
+    );
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EventStore::open(&scratch.path().join("events")).expect("open"));
+    actix::System::new().block_on({
+        let store = Arc::clone(&store);
+        async move {
+            let replayed = store.replay().expect("replay");
+            let log = EventLog::new(store, replayed, Projection::default(), 1_000_000).start();
+            for e in scenario() {
+                log.send(Append(e)).await.expect("mailbox").expect("append");
+            }
+            log.send(Drain).await.expect("drain");
+        }
+    });
+    let mut bin = Vec::new();
+    for env in store.read_from(1).expect("read") {
+        let env = env.expect("record");
+        for part in [envelope::key(env.seq).to_vec(), env.encode_value()] {
+            bin.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            bin.extend_from_slice(&part);
+        }
+    }
+    let state = store.replay().expect("replay").state;
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(dir.join("events.bin"), bin).expect("write events");
+    std::fs::write(
+        dir.join("state.json"),
+        serde_json::to_string_pretty(&state).expect("json") + "\n",
+    )
+    .expect("write state");
+}
+
+#[test]
+fn every_frozen_schema_version_replays_into_its_recorded_state() {
+    let root = migrations_dir();
+    if std::env::var_os("BERTH_FREEZE_SCHEMA").is_some() {
+        freeze_current(&root.join(format!("v{CURRENT_SCHEMA}")));
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("migrations/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('v'))
+        })
+        .collect();
+    versions.sort();
+    let names: Vec<String> = versions
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    for v in 1..=CURRENT_SCHEMA {
+        assert!(
+            names.contains(&format!("v{v}")),
+            "schema v{v} has no frozen log in migrations/ (found {names:?})"
+        );
+    }
+    for dir in versions {
+        let records = read_records(&dir.join("events.bin"));
+        assert!(!records.is_empty());
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let store = EventStore::open(&scratch.path().join("events")).expect("open");
+        for (k, v) in &records {
+            let seq = envelope::seq_of_key(k).expect("key");
+            store.put_raw_for_tests(seq, v).expect("load record");
+        }
+        let replayed = store
+            .replay()
+            .unwrap_or_else(|e| panic!("{}: replay failed: {e}", dir.display()));
+        assert!(
+            replayed.dropped.is_none(),
+            "{}: records dropped: {:?}",
+            dir.display(),
+            replayed.dropped
+        );
+        assert_eq!(replayed.events_replayed, records.len() as u64);
+        let got = serde_json::to_value(&replayed.state).expect("json");
+        let want: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("state.json")).expect("state.json"),
+        )
+        .expect("json");
+        assert_eq!(got, want, "{} replays into another state", dir.display());
+    }
+}
