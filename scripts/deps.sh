@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building and testing berthd needs on a fresh Debian machine.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+need=()
+for pkg in libclang-dev libseccomp-dev pkg-config clang openssl curl python3 ca-certificates; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+# The docker CLI the compatibility suite drives; Debian's client only where none is on PATH.
+command -v docker >/dev/null 2>&1 || need+=(docker.io)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "deps: cargo is not installed (rustup)"; exit 1; }
