@@ -1,0 +1,3 @@
+//! Drivers: how the engine's abstractions meet the kernel.
+
+pub mod storage;

@@ -1,0 +1,7 @@
+//! The layer store: image layers on disk, identified by ChainID and shared between
+//! images. overlay2 keeps each layer's own diff; `mount` stacks them.
+
+pub mod extract;
+pub mod overlay2;
+
+pub use overlay2::LayerStore;

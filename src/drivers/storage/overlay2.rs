@@ -1,0 +1,239 @@
+//! overlay2, laid out as dockerd lays it out:
+//!
+//! <root>/<cache-id>/diff     the layer's own files (whiteouts as overlay markers)
+//! <root>/<cache-id>/link     the layer's short name
+//! <root>/<cache-id>/lower    `l/<short>:l/<short>...` of its parents, nearest first
+//! <root>/l/<short>           -> ../<cache-id>/diff
+//!
+//! Short links keep the mount options of deep images (120 layers) within the
+//! kernel's limits. A layer is extracted into a staging directory and renamed into
+//! place only once it is complete and verified: a half-made layer is never seen,
+//! and leftovers of a crash are swept at start.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use super::extract::{apply_tar, Whiteouts};
+use crate::error::{Context, Error, Result};
+
+const STAGING_PREFIX: &str = ".staging-";
+
+pub struct LayerStore {
+    root: PathBuf,
+}
+
+/// A layer being extracted; dropped without `commit`, it is removed.
+pub struct Staged {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    pub fn diff_dir(&self) -> PathBuf {
+        self.dir.join("diff")
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut b = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom")?;
+    Ok(hex::encode(b))
+}
+
+/// 26 characters from [A-Z0-9], as dockerd's short link names.
+fn short_name() -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut b = [0u8; 26];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom")?;
+    Ok(b.iter()
+        .map(|x| ALPHABET[(*x as usize) % ALPHABET.len()] as char)
+        .collect())
+}
+
+/// The cache directory of a layer: its ChainID's hex (stable, so a re-pull of the
+/// same layer finds it).
+pub fn cache_id(chain_id: &str) -> String {
+    chain_id
+        .strip_prefix("sha256:")
+        .unwrap_or(chain_id)
+        .to_string()
+}
+
+impl LayerStore {
+    pub fn open(root: &Path) -> Result<LayerStore> {
+        std::fs::create_dir_all(root.join("l"))
+            .context(format_args!("creating {}", root.display()))?;
+        Ok(LayerStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn exists(&self, chain_id: &str) -> bool {
+        self.root.join(cache_id(chain_id)).join("link").exists()
+    }
+
+    /// A fresh staging directory to extract a layer into.
+    pub fn stage(&self) -> Result<Staged> {
+        let dir = self
+            .root
+            .join(format!("{STAGING_PREFIX}{}", random_hex(8)?));
+        std::fs::create_dir_all(dir.join("diff"))
+            .context(format_args!("creating {}", dir.display()))?;
+        Ok(Staged {
+            dir,
+            committed: false,
+        })
+    }
+
+    /// Extracts an uncompressed layer tar into a staged layer; returns its size.
+    pub fn extract<R: Read>(&self, staged: &Staged, tar: R) -> Result<u64> {
+        apply_tar(&staged.diff_dir(), tar, Whiteouts::Overlay)
+    }
+
+    /// Puts a complete, verified layer in place under its ChainID, on top of
+    /// `parent` (which must be committed already: layers go in parents first).
+    pub fn commit(&self, mut staged: Staged, chain_id: &str, parent: Option<&str>) -> Result<()> {
+        let target = self.root.join(cache_id(chain_id));
+        if target.join("link").exists() {
+            // Someone committed the same layer first; ours is not needed.
+            return Ok(());
+        }
+        if let Some(p) = parent {
+            let pdir = self.root.join(cache_id(p));
+            let link = std::fs::read_to_string(pdir.join("link"))
+                .context(format_args!("parent layer {p} is missing"))?;
+            let lower = match std::fs::read_to_string(pdir.join("lower")) {
+                Ok(l) if !l.is_empty() => format!("l/{}:{l}", link.trim()),
+                _ => format!("l/{}", link.trim()),
+            };
+            std::fs::write(staged.dir.join("lower"), lower).context("writing lower")?;
+        }
+        let short = short_name()?;
+        std::fs::write(staged.dir.join("link"), &short).context("writing link")?;
+        std::os::unix::fs::symlink(
+            format!("../{}/diff", cache_id(chain_id)),
+            self.root.join("l").join(&short),
+        )
+        .context("creating the short link")?;
+        if target.exists() {
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        std::fs::rename(&staged.dir, &target)
+            .context(format_args!("committing layer {chain_id}"))?;
+        staged.committed = true;
+        Ok(())
+    }
+
+    /// Removes a layer and its short link.
+    pub fn remove(&self, chain_id: &str) -> Result<()> {
+        let dir = self.root.join(cache_id(chain_id));
+        if let Ok(link) = std::fs::read_to_string(dir.join("link")) {
+            let _ = std::fs::remove_file(self.root.join("l").join(link.trim()));
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::internal(format!("removing layer {chain_id}: {e}"))),
+        }
+    }
+
+    /// Sweeps staging leftovers and layers no image knows (a crash between commit
+    /// and the event that records it).
+    pub fn sweep(&self, known: &dyn Fn(&str) -> bool) {
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "l" {
+                continue;
+            }
+            if name.starts_with(STAGING_PREFIX) || !known(&format!("sha256:{name}")) {
+                info!(layer = %name, "removing an unfinished or unreferenced layer");
+                let _ = self.remove(&format!("sha256:{name}"));
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        // Dangling short links.
+        if let Ok(links) = std::fs::read_dir(self.root.join("l")) {
+            for l in links.flatten() {
+                if std::fs::metadata(l.path()).is_err() {
+                    let _ = std::fs::remove_file(l.path());
+                }
+            }
+        }
+    }
+
+    /// The directories to stack for the image whose top layer is `top`, top first.
+    pub fn lower_dirs(&self, top: &str) -> Result<Vec<PathBuf>> {
+        let dir = self.root.join(cache_id(top));
+        let link = std::fs::read_to_string(dir.join("link"))
+            .context(format_args!("layer {top} is missing"))?;
+        let mut dirs = vec![self.root.join("l").join(link.trim())];
+        if let Ok(lower) = std::fs::read_to_string(dir.join("lower")) {
+            dirs.extend(
+                lower
+                    .split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| self.root.join(s)),
+            );
+        }
+        Ok(dirs)
+    }
+
+    /// Mounts the image whose top layer is `top` read-only at `target` (overlay with
+    /// lower layers only; a single layer is bind-mounted). Layers are passed one by
+    /// one (`lowerdir+`, Linux 6.8+), so no option-string limit applies.
+    pub fn mount_readonly(&self, top: &str, target: &Path) -> Result<()> {
+        use rustix::mount::*;
+        let dirs = self.lower_dirs(top)?;
+        if dirs.len() == 1 {
+            mount_bind(&dirs[0], target).context("bind-mounting the layer")?;
+            return mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "")
+                .context("making it read-only");
+        }
+        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).context("fsopen overlay")?;
+        for d in &dirs {
+            if let Err(e) = fsconfig_set_string(&fs, "lowerdir+", d.as_path()) {
+                warn!(error = %e, "lowerdir+ refused (kernel older than 6.8?)");
+                return Err(Error::internal(format!(
+                    "overlay lowerdir+ {}: {e}",
+                    d.display()
+                )));
+            }
+        }
+        fsconfig_create(&fs).context("creating the overlay")?;
+        let mnt = fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_RDONLY,
+        )
+        .context("fsmount")?;
+        move_mount(
+            &mnt,
+            "",
+            rustix::fs::CWD,
+            target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .context(format_args!("mounting at {}", target.display()))
+    }
+}
