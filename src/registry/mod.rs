@@ -1,0 +1,248 @@
+//! The distribution client: which endpoints to ask for an image (mirrors first for
+//! docker.io, plain HTTP only for insecure registries), and pulling.
+
+pub mod manifest;
+pub mod pull;
+pub mod reference;
+
+use std::net::IpAddr;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use serde::Deserialize;
+
+use reference::{Reference, DOCKER_HUB, DOCKER_HUB_ENDPOINT};
+
+/// Mirrors and insecure registries, from flags and daemon.json.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySettings {
+    pub mirrors: Vec<String>,
+    pub insecure: Vec<String>,
+    pub max_concurrent_downloads: usize,
+}
+
+/// One place to ask for an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// host[:port] as the client addresses it.
+    pub host: String,
+    pub plain_http: bool,
+    pub mirror: bool,
+}
+
+impl RegistrySettings {
+    /// Whether `host` is reached over plain HTTP: listed as insecure, or on the
+    /// loopback network (127.0.0.0/8, ::1), as dockerd allows by default.
+    pub fn is_insecure(&self, host: &str) -> bool {
+        let bare = host
+            .rsplit_once(':')
+            .map(|(h, p)| {
+                if p.chars().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    host
+                }
+            })
+            .unwrap_or(host);
+        let bare = bare.trim_start_matches('[').trim_end_matches(']');
+        if bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+            return true;
+        }
+        self.insecure.iter().any(|i| {
+            i == host
+                || i == bare
+                || crate::config::parse_cidr(i)
+                    .ok()
+                    .zip(bare.parse::<std::net::Ipv4Addr>().ok())
+                    .is_some_and(|((net, prefix), ip)| {
+                        let mask = if prefix == 0 {
+                            0
+                        } else {
+                            u32::MAX << (32 - prefix)
+                        };
+                        u32::from(net) & mask == u32::from(ip) & mask
+                    })
+        })
+    }
+
+    /// Where to look for `r`, in order: docker.io's mirrors, then the source.
+    pub fn endpoints(&self, r: &Reference) -> Vec<Endpoint> {
+        let mut out = Vec::new();
+        if r.domain == DOCKER_HUB {
+            for m in &self.mirrors {
+                let (plain, rest) = match m.split_once("://") {
+                    Some((scheme, rest)) => (scheme == "http", rest),
+                    None => (false, m.as_str()),
+                };
+                let host = rest.trim_end_matches('/').to_string();
+                let plain_http = plain || self.is_insecure(&host);
+                out.push(Endpoint {
+                    host,
+                    plain_http,
+                    mirror: true,
+                });
+            }
+            out.push(Endpoint {
+                host: DOCKER_HUB_ENDPOINT.into(),
+                plain_http: false,
+                mirror: false,
+            });
+        } else {
+            out.push(Endpoint {
+                host: r.domain.clone(),
+                plain_http: self.is_insecure(&r.domain),
+                mirror: false,
+            });
+        }
+        out
+    }
+}
+
+impl Endpoint {
+    pub fn client(&self, max_concurrent_download: usize) -> oci_client::Client {
+        oci_client::Client::new(ClientConfig {
+            protocol: if self.plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            max_concurrent_download: max_concurrent_download.max(1),
+            connect_timeout: Some(std::time::Duration::from_secs(15)),
+            ..Default::default()
+        })
+    }
+
+    /// The reference as this endpoint names it.
+    pub fn oci_reference(&self, r: &Reference) -> oci_client::Reference {
+        match (&r.digest, &r.tag) {
+            (Some(d), _) => {
+                oci_client::Reference::with_digest(self.host.clone(), r.path.clone(), d.clone())
+            }
+            (None, Some(t)) => {
+                oci_client::Reference::with_tag(self.host.clone(), r.path.clone(), t.clone())
+            }
+            (None, None) => {
+                oci_client::Reference::with_tag(self.host.clone(), r.path.clone(), "latest".into())
+            }
+        }
+    }
+}
+
+/// Credentials from the X-Registry-Auth header (base64url JSON), as the CLI sends them.
+#[derive(Debug, Default, Deserialize)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default, rename = "identitytoken")]
+    pub identity_token: String,
+}
+
+impl AuthConfig {
+    pub fn from_header(value: Option<&str>) -> AuthConfig {
+        use base64_decode::decode;
+        value
+            .and_then(|v| decode(v.trim()))
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn registry_auth(&self) -> RegistryAuth {
+        if !self.identity_token.is_empty() {
+            RegistryAuth::Bearer(self.identity_token.clone())
+        } else if !self.username.is_empty() {
+            RegistryAuth::Basic(self.username.clone(), self.password.clone())
+        } else {
+            RegistryAuth::Anonymous
+        }
+    }
+}
+
+/// base64 (standard or URL-safe, padded or not), enough for X-Registry-Auth.
+mod base64_decode {
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(s.len() * 3 / 4);
+        let (mut acc, mut bits) = (0u32, 0u32);
+        for c in s.bytes() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' | b'-' => 62,
+                b'/' | b'_' => 63,
+                b'=' => break,
+                b'\n' | b'\r' | b' ' => continue,
+                _ => return None,
+            } as u32;
+            acc = (acc << 6) | v;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        Some(out)
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn decodes_the_cli_header() {
+        assert_eq!(
+            decode("eyJ1c2VybmFtZSI6ImEifQ==").as_deref(),
+            Some(&br#"{"username":"a"}"#[..])
+        );
+        assert_eq!(
+            decode("eyJ1c2VybmFtZSI6ImEifQ").as_deref(),
+            Some(&br#"{"username":"a"}"#[..])
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_listed_registries_are_insecure() {
+        let s = RegistrySettings {
+            insecure: vec!["myreg:5000".into(), "10.9.0.0/16".into()],
+            ..Default::default()
+        };
+        assert!(s.is_insecure("127.0.0.1:5000"));
+        assert!(s.is_insecure("localhost:5000"));
+        assert!(s.is_insecure("myreg:5000"));
+        assert!(s.is_insecure("10.9.3.4:443"));
+        assert!(!s.is_insecure("10.8.3.4"));
+        assert!(!s.is_insecure("registry.example.com"));
+    }
+
+    #[test]
+    fn docker_hub_goes_through_mirrors_first() {
+        let s = RegistrySettings {
+            mirrors: vec!["http://127.0.0.1:5000/".into()],
+            ..Default::default()
+        };
+        let r = Reference::parse("busybox").expect("ref");
+        let eps = s.endpoints(&r);
+        assert_eq!(
+            eps[0],
+            Endpoint {
+                host: "127.0.0.1:5000".into(),
+                plain_http: true,
+                mirror: true
+            }
+        );
+        assert_eq!(eps[1].host, "registry-1.docker.io");
+        let r = Reference::parse("127.0.0.1:6000/x/y:1").expect("ref");
+        assert_eq!(
+            s.endpoints(&r),
+            vec![Endpoint {
+                host: "127.0.0.1:6000".into(),
+                plain_http: true,
+                mirror: false
+            }]
+        );
+    }
+}
