@@ -3,6 +3,7 @@
 //! Readers take an `Arc<State>` and never wait on a writer; the EventLog actor is
 //! the only writer and swaps a new state in after each committed batch.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,55 @@ pub struct State {
     /// Sequence number of the last event folded in (0: none).
     pub last_seq: u64,
     pub engine: EngineState,
+    /// Images by ID (`sha256:` of the config).
+    pub images: BTreeMap<String, ImageRecord>,
+    /// Layers by ChainID.
+    pub layers: BTreeMap<String, LayerRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: String,
+    pub chain_ids: Vec<String>,
+    pub created: Option<String>,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    /// When the image was stored (event time, ns): orders `docker images`.
+    pub stored_ns: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub chain_id: String,
+    pub diff_id: String,
+    pub parent: Option<String>,
+    pub size: u64,
+}
+
+impl State {
+    /// The sum of the image's layer sizes, as `docker images` shows it.
+    pub fn image_size(&self, image: &ImageRecord) -> u64 {
+        image
+            .chain_ids
+            .iter()
+            .filter_map(|c| self.layers.get(c))
+            .map(|l| l.size)
+            .sum()
+    }
+
+    /// Layers that no image uses any more.
+    pub fn unused_layers(&self) -> Vec<String> {
+        let used: std::collections::HashSet<&String> = self
+            .images
+            .values()
+            .flat_map(|i| i.chain_ids.iter())
+            .collect();
+        self.layers
+            .keys()
+            .filter(|c| !used.contains(c))
+            .cloned()
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +103,66 @@ impl State {
                 engine.last_start_time_ns = time_ns;
             }
             Event::DaemonStopped { .. } => engine.running = false,
+            Event::LayerCommitted {
+                chain_id,
+                diff_id,
+                parent,
+                size,
+            } => {
+                self.layers.insert(
+                    chain_id.clone(),
+                    LayerRecord {
+                        chain_id: chain_id.clone(),
+                        diff_id: diff_id.clone(),
+                        parent: parent.clone(),
+                        size: *size,
+                    },
+                );
+            }
+            Event::ImageStored {
+                id,
+                chain_ids,
+                created,
+            } => {
+                let image = self
+                    .images
+                    .entry(id.clone())
+                    .or_insert_with(|| ImageRecord {
+                        id: id.clone(),
+                        ..Default::default()
+                    });
+                image.chain_ids = chain_ids.clone();
+                image.created = created.clone();
+                image.stored_ns = time_ns;
+            }
+            Event::ImageTagged { id, tag } => {
+                // A tag names one image: it moves.
+                for other in self.images.values_mut() {
+                    other.repo_tags.retain(|t| t != tag);
+                }
+                if let Some(image) = self.images.get_mut(id) {
+                    image.repo_tags.push(tag.clone());
+                }
+            }
+            Event::ImageDigested { id, repo_digest } => {
+                if let Some(image) = self.images.get_mut(id) {
+                    if !image.repo_digests.contains(repo_digest) {
+                        image.repo_digests.push(repo_digest.clone());
+                    }
+                }
+            }
+            Event::ImageUntagged { id, reference } => {
+                if let Some(image) = self.images.get_mut(id) {
+                    image.repo_tags.retain(|t| t != reference);
+                    image.repo_digests.retain(|d| d != reference);
+                }
+            }
+            Event::ImageDeleted { id } => {
+                self.images.remove(id);
+            }
+            Event::LayerRemoved { chain_id } => {
+                self.layers.remove(chain_id);
+            }
         }
     }
 }

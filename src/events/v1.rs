@@ -12,4 +12,27 @@ pub enum Event {
     /// A berthd process stopped cleanly (SIGTERM/SIGINT). A start without a stop
     /// before it means the previous daemon died.
     DaemonStopped { pid: u32 },
+    /// A layer is in the layer store, complete and verified, under its ChainID.
+    LayerCommitted {
+        chain_id: String,
+        diff_id: String,
+        parent: Option<String>,
+        size: u64,
+    },
+    /// An image (its config blob is stored under `id`) made of these layers.
+    ImageStored {
+        id: String,
+        chain_ids: Vec<String>,
+        created: Option<String>,
+    },
+    /// `tag` ("busybox:latest") now names image `id` (and no other image).
+    ImageTagged { id: String, tag: String },
+    /// `repo_digest` ("busybox@sha256:...") names image `id`.
+    ImageDigested { id: String, repo_digest: String },
+    /// `reference` (a tag or a repo digest) no longer names image `id`.
+    ImageUntagged { id: String, reference: String },
+    /// Image `id` is gone (its layers go with it when no other image uses them).
+    ImageDeleted { id: String },
+    /// Layer `chain_id` was removed from the layer store.
+    LayerRemoved { chain_id: String },
 }
