@@ -12,13 +12,17 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::actors::event_log::{Append, Drain, EventLog, DEFAULT_SNAPSHOT_EVERY};
+use crate::actors::image_service::ImageService;
 use crate::api::{listen, Api, ApiContext};
 use crate::buildinfo;
 use crate::config::Config;
+use crate::drivers::storage::LayerStore;
 use crate::error::{Context, Error, Result};
 use crate::events::projection::Projection;
 use crate::events::Event;
 use crate::hostinfo::HostInfo;
+use crate::registry::RegistrySettings;
+use crate::store::blobs::BlobStore;
 use crate::store::eventlog::EventStore;
 use crate::store::lock::DataRootLock;
 
@@ -26,6 +30,8 @@ use crate::store::lock::DataRootLock;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(config: Config) -> Result<()> {
+    // One TLS provider for everything (the API listeners and the registry client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     make_dir(&config.data_root, 0o711)?;
     make_dir(&config.exec_root, 0o700)?;
     let _lock = DataRootLock::acquire(&config.data_root)?;
@@ -96,11 +102,24 @@ async fn serve(config: Config) -> Result<()> {
     )
     .await?;
 
+    let layers_root = config.data_root.join(&config.storage_driver);
+    let layers = Arc::new(LayerStore::open(&layers_root)?);
+    let blobs = Arc::new(BlobStore::open(&config.data_root)?);
+    let settings = RegistrySettings {
+        mirrors: config.registry_mirrors.clone(),
+        insecure: config.insecure_registries.clone(),
+        max_concurrent_downloads: config.max_concurrent_downloads as usize,
+    };
+    let images =
+        ImageService::new(settings, layers, blobs, events.clone(), projection.clone()).start();
+
     let host = Arc::new(HostInfo::gather(&config.data_root));
     let api = Api::new(ApiContext {
         projection: projection.clone(),
         events: events.clone(),
+        images,
         host,
+        layers_root,
         config: Arc::new(config),
     });
     let (stop_tx, stop_rx) = watch::channel(false);

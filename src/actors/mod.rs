@@ -1,3 +1,4 @@
 //! The engine's actors. Each owns its state; messages are the only way in.
 
 pub mod event_log;
+pub mod image_service;

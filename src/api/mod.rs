@@ -2,6 +2,7 @@
 //! message, or a read of the projection), and render. No business logic here.
 
 pub mod error;
+pub mod images;
 pub mod listen;
 pub mod system;
 pub mod version;
@@ -18,6 +19,7 @@ use tower::ServiceExt;
 use tracing::debug;
 
 use crate::actors::event_log::EventLog;
+use crate::actors::image_service::ImageService;
 use crate::config::Config;
 use crate::events::projection::Projection;
 use crate::hostinfo::HostInfo;
@@ -28,7 +30,10 @@ use version::ApiVersion;
 pub struct ApiContext {
     pub projection: Projection,
     pub events: Addr<EventLog>,
+    pub images: Addr<ImageService>,
     pub host: Arc<HostInfo>,
+    /// Where the storage driver keeps layers (GraphDriver data in inspect).
+    pub layers_root: std::path::PathBuf,
     pub config: Arc<Config>,
 }
 
@@ -42,6 +47,7 @@ impl Api {
     pub fn new(ctx: ApiContext) -> Api {
         let router = Router::new()
             .merge(system::routes())
+            .merge(images::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)
             .with_state(ctx);

@@ -178,12 +178,12 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
 
     Json(SystemInfo {
         id: state.engine.id.clone(),
-        // No container or image events exist yet: the projection holds none.
+        // No container events exist yet: the projection holds none.
         containers: Some(0),
         containers_running: Some(0),
         containers_paused: Some(0),
         containers_stopped: Some(0),
-        images: Some(0),
+        images: Some(state.images.len() as i64),
         driver: Some(cfg.storage_driver.clone()),
         driver_status: Some(vec![
             vec!["Backing Filesystem".into(), host.backing_filesystem.clone()],

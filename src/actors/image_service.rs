@@ -1,0 +1,376 @@
+//! The ImageService actor: owns the image and layer stores. Pulls run as tasks
+//! that report progress on a channel and end by appending their events here;
+//! tag and delete are serialized by the actor. Reads (list, counts) come from the
+//! projection; inspect and history read the stored config blob.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use oci_client::secrets::RegistryAuth;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::event_log::{Append, EventLog};
+use crate::drivers::storage::LayerStore;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::projection::{ImageRecord, Projection, State};
+use crate::events::Event;
+use crate::registry::pull::{self, Progress};
+use crate::registry::reference::Reference;
+use crate::registry::RegistrySettings;
+use crate::store::blobs::BlobStore;
+
+/// What a pull's stream carries: progress lines, and at most one error, last.
+pub type PullItem = std::result::Result<Progress, Error>;
+
+pub struct ImageService {
+    settings: RegistrySettings,
+    layers: Arc<LayerStore>,
+    blobs: Arc<BlobStore>,
+    events: Addr<EventLog>,
+    projection: Projection,
+}
+
+impl ImageService {
+    pub fn new(
+        settings: RegistrySettings,
+        layers: Arc<LayerStore>,
+        blobs: Arc<BlobStore>,
+        events: Addr<EventLog>,
+        projection: Projection,
+    ) -> Self {
+        ImageService {
+            settings,
+            layers,
+            blobs,
+            events,
+            projection,
+        }
+    }
+}
+
+impl Actor for ImageService {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Finish what a crash interrupted: layers no image uses, staging leftovers.
+        let state = self.projection.current();
+        let layers = Arc::clone(&self.layers);
+        layers.sweep(&|chain| state.layers.contains_key(chain));
+        let events = self.events.clone();
+        let store = Arc::clone(&self.layers);
+        ctx.spawn(
+            async move {
+                remove_unused_layers(&events, &store, &state).await;
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+async fn append(events: &Addr<EventLog>, event: Event) -> Result<()> {
+    events
+        .send(Append(event))
+        .await
+        .map_err(|e| Error::unavailable(format!("event log: {e}")))??;
+    Ok(())
+}
+
+/// Removes layers that no image uses, top layers first; returns their ChainIDs.
+async fn remove_unused_layers(
+    events: &Addr<EventLog>,
+    layers: &LayerStore,
+    state: &State,
+) -> Vec<String> {
+    let mut removed = Vec::new();
+    let mut unused = state.unused_layers();
+    // Children before parents, as dockerd lists them: deeper layers first.
+    let depth = |c: &String| {
+        let mut d = 0;
+        let mut cur = state.layers.get(c).and_then(|l| l.parent.clone());
+        while let Some(p) = cur {
+            d += 1;
+            cur = state.layers.get(&p).and_then(|l| l.parent.clone());
+        }
+        d
+    };
+    unused.sort_by_key(|c| std::cmp::Reverse(depth(c)));
+    for chain_id in unused {
+        if let Err(e) = layers.remove(&chain_id) {
+            warn!(layer = %chain_id, error = %e, "could not remove a layer");
+            continue;
+        }
+        if append(
+            events,
+            Event::LayerRemoved {
+                chain_id: chain_id.clone(),
+            },
+        )
+        .await
+        .is_ok()
+        {
+            removed.push(chain_id);
+        }
+    }
+    removed
+}
+
+/// Finds an image as dockerd does: by tag or digest reference first, then by ID
+/// or a unique ID prefix.
+pub fn resolve<'a>(state: &'a State, name: &str) -> Result<&'a ImageRecord> {
+    let not_found = || Error::not_found(format!("No such image: {name}"));
+    if let Ok(r) = Reference::parse(name) {
+        if let Some(d) = &r.digest {
+            let wanted = format!("{}@{d}", r.familiar_name());
+            if let Some(i) = state
+                .images
+                .values()
+                .find(|i| i.repo_digests.contains(&wanted))
+            {
+                return Ok(i);
+            }
+        } else {
+            let tagged = r
+                .clone()
+                .with_default_tag()
+                .familiar_tagged()
+                .unwrap_or_default();
+            if let Some(i) = state
+                .images
+                .values()
+                .find(|i| i.repo_tags.contains(&tagged))
+            {
+                return Ok(i);
+            }
+        }
+    }
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    if hex.is_empty() || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(not_found());
+    }
+    let mut matches = state
+        .images
+        .values()
+        .filter(|i| i.id.trim_start_matches("sha256:").starts_with(hex));
+    match (matches.next(), matches.next()) {
+        (Some(i), None) => Ok(i),
+        (Some(_), Some(_)) => Err(Error::invalid(format!("{name}: ambiguous image ID prefix"))),
+        _ => Err(not_found()),
+    }
+}
+
+/// Pull `reference`; progress and the outcome go to `progress`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PullImage {
+    pub reference: Reference,
+    pub auth: RegistryAuth,
+    pub progress: mpsc::UnboundedSender<PullItem>,
+}
+
+impl Handler<PullImage> for ImageService {
+    type Result = ();
+
+    fn handle(&mut self, msg: PullImage, ctx: &mut Context<Self>) {
+        let (settings, layers, blobs, events, projection) = (
+            self.settings.clone(),
+            Arc::clone(&self.layers),
+            Arc::clone(&self.blobs),
+            self.events.clone(),
+            self.projection.clone(),
+        );
+        let task = async move {
+            let (ptx, mut prx) = mpsc::unbounded_channel::<Progress>();
+            let out = msg.progress.clone();
+            let forward = tokio::spawn(async move {
+                while let Some(p) = prx.recv().await {
+                    let _ = out.send(Ok(p));
+                }
+            });
+            let r = &msg.reference;
+            let result = async {
+                let pulled = pull::pull(&settings, layers, Arc::clone(&blobs), r, &msg.auth, &ptx).await?;
+                let before = projection.current();
+                let tag = r.familiar_tagged();
+                let up_to_date = before.images.get(&pulled.image_id).is_some_and(|i| match &tag {
+                    Some(t) => i.repo_tags.contains(t),
+                    None => true,
+                });
+                for l in &pulled.new_layers {
+                    append(
+                        &events,
+                        Event::LayerCommitted {
+                            chain_id: l.chain_id.clone(),
+                            diff_id: l.diff_id.clone(),
+                            parent: l.parent.clone(),
+                            size: l.size,
+                        },
+                    )
+                    .await?;
+                }
+                if !before.images.contains_key(&pulled.image_id) {
+                    let created = serde_json::from_slice::<serde_json::Value>(&pulled.config)
+                        .ok()
+                        .and_then(|v| v.get("created").and_then(|c| c.as_str()).map(String::from));
+                    append(&events, Event::ImageStored { id: pulled.image_id.clone(), chain_ids: pulled.chain_ids.clone(), created })
+                        .await?;
+                }
+                if let Some(t) = &tag {
+                    if !up_to_date {
+                        append(&events, Event::ImageTagged { id: pulled.image_id.clone(), tag: t.clone() }).await?;
+                    }
+                }
+                let repo_digest = format!("{}@{}", r.familiar_name(), pulled.manifest_digest);
+                append(&events, Event::ImageDigested { id: pulled.image_id.clone(), repo_digest }).await?;
+                let _ = ptx.send(Progress::status(None, format!("Digest: {}", pulled.manifest_digest)));
+                let shown = tag.unwrap_or_else(|| r.to_string());
+                let status = if up_to_date {
+                    format!("Status: Image is up to date for {shown}")
+                } else {
+                    format!("Status: Downloaded newer image for {shown}")
+                };
+                let _ = ptx.send(Progress::status(None, status));
+                info!(image = %r, id = %pulled.image_id, layers = pulled.new_layers.len(), "pulled");
+                Ok::<_, Error>(())
+            }
+            .await;
+            drop(ptx);
+            let _ = forward.await;
+            if let Err(e) = result {
+                warn!(image = %r, error = %e, "pull failed");
+                let _ = msg.progress.send(Err(e));
+            }
+        };
+        ctx.spawn(task.into_actor(self));
+    }
+}
+
+/// Tag an existing image.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct TagImage {
+    pub source: String,
+    pub target: Reference,
+}
+
+impl Handler<TagImage> for ImageService {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: TagImage, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let events = self.events.clone();
+        Box::pin(async move {
+            let id = resolve(&state, &msg.source)?.id.clone();
+            let tag = msg.target.familiar_tagged().ok_or_else(|| {
+                Error::invalid("refusing to create a tag with a digest reference")
+            })?;
+            append(&events, Event::ImageTagged { id, tag }).await
+        })
+    }
+}
+
+/// One line of `docker rmi` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    Untagged(String),
+    Deleted(String),
+}
+
+/// Remove an image or one of its references, as `docker rmi` does.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Removed>>")]
+pub struct RemoveImage {
+    pub name: String,
+    pub force: bool,
+}
+
+fn short_id(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+impl Handler<RemoveImage> for ImageService {
+    type Result = AtomicResponse<Self, Result<Vec<Removed>>>;
+
+    fn handle(&mut self, msg: RemoveImage, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let (events, layers, blobs, projection) = (
+            self.events.clone(),
+            Arc::clone(&self.layers),
+            Arc::clone(&self.blobs),
+            self.projection.clone(),
+        );
+        AtomicResponse::new(Box::pin(
+            async move {
+                let image = resolve(&state, &msg.name)?.clone();
+                let mut out = Vec::new();
+                // A name that is a tag or digest of the image removes that reference;
+                // the image goes only when nothing names it any more.
+                let by_reference = Reference::parse(&msg.name).ok().and_then(|r| {
+                    let r = if r.digest.is_none() { r.with_default_tag() } else { r };
+                    let as_tag = r.familiar_tagged();
+                    let as_digest = r.digest.as_ref().map(|d| format!("{}@{d}", r.familiar_name()));
+                    as_tag.filter(|t| image.repo_tags.contains(t)).or(as_digest.filter(|d| image.repo_digests.contains(d)))
+                });
+                let remove_image = match &by_reference {
+                    Some(reference) => {
+                        append(&events, Event::ImageUntagged { id: image.id.clone(), reference: reference.clone() }).await?;
+                        out.push(Removed::Untagged(reference.clone()));
+                        let left = projection.current();
+                        let img = left.images.get(&image.id);
+                        // What is left: other tags keep it; only digests of this repo don't.
+                        img.is_some_and(|i| i.repo_tags.is_empty())
+                    }
+                    None => {
+                        if image.repo_tags.len() > 1 && !msg.force {
+                            return Err(Error::new(
+                                ErrorKind::Conflict,
+                                format!(
+                                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                                    short_id(&image.id)
+                                ),
+                            ));
+                        }
+                        true
+                    }
+                };
+                if remove_image {
+                    let current = projection.current();
+                    if let Some(img) = current.images.get(&image.id) {
+                        for t in img.repo_tags.iter().chain(img.repo_digests.iter()) {
+                            append(&events, Event::ImageUntagged { id: image.id.clone(), reference: t.clone() }).await?;
+                            out.push(Removed::Untagged(t.clone()));
+                        }
+                    }
+                    append(&events, Event::ImageDeleted { id: image.id.clone() }).await?;
+                    out.push(Removed::Deleted(image.id.clone()));
+                    let _ = blobs.remove(&image.id);
+                    let after = projection.current();
+                    let gone = remove_unused_layers(&events, &layers, &after).await;
+                    out.extend(gone.into_iter().map(Removed::Deleted));
+                }
+                Ok(out)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// The stored config of an image, for inspect and history.
+#[derive(Message)]
+#[rtype(result = "Result<(ImageRecord, serde_json::Value)>")]
+pub struct ImageDetails {
+    pub name: String,
+}
+
+impl Handler<ImageDetails> for ImageService {
+    type Result = Result<(ImageRecord, serde_json::Value)>;
+
+    fn handle(&mut self, msg: ImageDetails, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let image = resolve(&state, &msg.name)?.clone();
+        let config = self.blobs.get(&image.id)?;
+        let value = serde_json::from_slice(&config)
+            .map_err(|e| Error::internal(format!("stored config of {}: {e}", image.id)))?;
+        Ok((image, value))
+    }
+}

@@ -1,0 +1,573 @@
+//! Image routes. Names may contain slashes (`127.0.0.1:5000/x/y:1`), so one
+//! wildcard route per method dispatches on the suffix, as dockerd's
+//! `/images/{name:.*}/json` routes do.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, Response, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bollard_stubs::models::{
+    DriverData, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect,
+    ImageInspectRootFs, ImageSummary,
+};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio_stream_lite::UnboundedReceiverStream;
+
+use super::ApiContext;
+use crate::actors::image_service::{
+    ImageDetails, PullImage, PullItem, RemoveImage, Removed, TagImage,
+};
+use crate::error::{Error, Result};
+use crate::events::projection::{ImageRecord, State as EngineState};
+use crate::registry::pull::Progress;
+use crate::registry::reference::{valid_digest, Reference};
+use crate::registry::AuthConfig;
+
+pub fn routes() -> Router<ApiContext> {
+    Router::new()
+        .route("/images/json", get(list))
+        .route("/images/create", post(create))
+        .route(
+            "/images/{*rest}",
+            get(get_image).post(post_image).delete(delete_image),
+        )
+}
+
+async fn ask<M>(ctx: &ApiContext, msg: M) -> Result<<M as actix::Message>::Result>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    crate::actors::image_service::ImageService: actix::Handler<M>,
+{
+    ctx.images
+        .send(msg)
+        .await
+        .map_err(|e| Error::unavailable(format!("image service: {e}")))
+}
+
+fn bool_param(v: Option<&String>) -> bool {
+    matches!(
+        v.map(|s| s.as_str()),
+        Some("1") | Some("true") | Some("True")
+    )
+}
+
+// ---------- list ----------
+
+/// `filters` as the CLI sends it: {"name": ["v1", ...]} (older clients: {"name": {"v1": true}}).
+fn parse_filters(raw: Option<&String>) -> Result<HashMap<String, Vec<String>>> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(HashMap::new());
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| Error::invalid(format!("invalid filter: {e}")))?;
+    let mut out = HashMap::new();
+    let obj = v
+        .as_object()
+        .ok_or_else(|| Error::invalid("invalid filter: not an object"))?;
+    for (k, vals) in obj {
+        let list = match vals {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+            serde_json::Value::Object(m) => m.keys().cloned().collect(),
+            _ => return Err(Error::invalid(format!("invalid filter: {k}"))),
+        };
+        out.insert(k.clone(), list);
+    }
+    Ok(out)
+}
+
+fn unix_seconds(created: Option<&str>) -> i64 {
+    created.and_then(parse_rfc3339).unwrap_or(0)
+}
+
+/// Seconds since the epoch of an RFC 3339 time ("2019-01-01T00:00:00Z", offsets allowed).
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let time_end = rest
+        .find(|c| c == 'Z' || c == '+' || c == '-')
+        .unwrap_or(rest.len());
+    let (time, zone) = rest.split_at(time_end);
+    let mut t = time.split(':');
+    let (hh, mm) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let ss = t
+        .next()
+        .and_then(|x| x.split('.').next()?.parse::<i64>().ok())
+        .unwrap_or(0);
+    let offset = match zone.chars().next() {
+        Some(sign @ ('+' | '-')) => {
+            let mut z = zone[1..].split(':');
+            let secs = z.next()?.parse::<i64>().ok()? * 3600
+                + z.next().and_then(|x| x.parse::<i64>().ok()).unwrap_or(0) * 60;
+            if sign == '+' {
+                secs
+            } else {
+                -secs
+            }
+        }
+        _ => 0,
+    };
+    // Days from civil (proleptic Gregorian).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+}
+
+/// Whether one reference (`repo:tag` or `repo@digest`) matches a filter pattern.
+fn reference_matches(reference: &str, pattern: &str) -> bool {
+    let (repo, tag) = match reference.split_once('@') {
+        Some((r, d)) => (r, d),
+        None => reference
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .unwrap_or((reference, "")),
+    };
+    let (prepo, ptag) = match pattern.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => match pattern.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, Some(t)),
+            _ => (pattern, None),
+        },
+    };
+    glob(prepo, repo) && ptag.is_none_or(|pt| glob(pt, tag))
+}
+
+fn matches_reference(image: &ImageRecord, patterns: &[String]) -> bool {
+    image
+        .repo_tags
+        .iter()
+        .chain(image.repo_digests.iter())
+        .any(|r| patterns.iter().any(|p| reference_matches(r, p)))
+}
+
+/// Shell-style `*` matching, enough for reference filters.
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((head, tail)) => {
+            s.starts_with(head)
+                && (0..=s.len() - head.len()).any(|i| glob(tail, &s[head.len() + i..]))
+        }
+    }
+}
+
+async fn list(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<ImageSummary>>> {
+    let state = ctx.projection.current();
+    let filters = parse_filters(q.get("filters"))?;
+    let all = bool_param(q.get("all"));
+    let _ = all; // every stored image is a top-level image (no build intermediates yet)
+    let find = |key: &str| -> Result<Option<u64>> {
+        match filters.get(key).and_then(|v| v.first()) {
+            None => Ok(None),
+            Some(name) => Ok(Some(
+                crate::actors::image_service::resolve(&state, name)?.stored_ns,
+            )),
+        }
+    };
+    let before = find("before")?;
+    let since = find("since")?;
+    let dangling = filters
+        .get("dangling")
+        .and_then(|v| v.first())
+        .map(|v| v == "true" || v == "1");
+    let mut images: Vec<&ImageRecord> = state
+        .images
+        .values()
+        .filter(|i| dangling.is_none_or(|d| d == i.repo_tags.is_empty()))
+        .filter(|i| {
+            filters
+                .get("reference")
+                .is_none_or(|p| matches_reference(i, p))
+        })
+        .filter(|i| before.is_none_or(|b| i.stored_ns < b))
+        .filter(|i| since.is_none_or(|s| i.stored_ns > s))
+        .collect();
+    images.sort_by(|a, b| b.stored_ns.cmp(&a.stored_ns));
+    let mut out: Vec<ImageSummary> = images.into_iter().map(|i| summary(&state, i)).collect();
+    // As dockerd: with a reference filter, only the matching names are listed.
+    if let Some(patterns) = filters.get("reference") {
+        for s in &mut out {
+            s.repo_tags
+                .retain(|t| patterns.iter().any(|p| reference_matches(t, p)));
+            s.repo_digests
+                .retain(|d| patterns.iter().any(|p| reference_matches(d, p)));
+        }
+    }
+    Ok(Json(out))
+}
+
+fn summary(state: &EngineState, i: &ImageRecord) -> ImageSummary {
+    ImageSummary {
+        id: i.id.clone(),
+        parent_id: String::new(),
+        repo_tags: i.repo_tags.clone(),
+        repo_digests: i.repo_digests.clone(),
+        created: unix_seconds(i.created.as_deref()),
+        size: state.image_size(i) as i64,
+        shared_size: -1,
+        labels: HashMap::new(),
+        containers: -1,
+        manifests: None,
+        descriptor: None,
+    }
+}
+
+// ---------- pull ----------
+
+#[derive(Deserialize)]
+struct CreateQuery {
+    #[serde(rename = "fromImage")]
+    from_image: Option<String>,
+    #[serde(rename = "fromSrc")]
+    from_src: Option<String>,
+    tag: Option<String>,
+}
+
+fn progress_line(item: &PullItem) -> String {
+    let v = match item {
+        Ok(Progress {
+            id,
+            status,
+            current,
+        }) => {
+            let mut v = serde_json::json!({ "status": status });
+            if let Some((cur, total)) = current {
+                v["progressDetail"] = serde_json::json!({ "current": cur, "total": total });
+            } else if id.is_some() {
+                v["progressDetail"] = serde_json::json!({});
+            }
+            if let Some(id) = id {
+                v["id"] = serde_json::json!(id);
+            }
+            v
+        }
+        Err(e) => {
+            serde_json::json!({ "errorDetail": { "message": e.message() }, "error": e.message() })
+        }
+    };
+    v.to_string() + "\r\n"
+}
+
+async fn create(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Query(q): Query<CreateQuery>,
+) -> Result<Response<Body>> {
+    if q.from_src.is_some() {
+        return Err(Error::new(
+            crate::error::ErrorKind::Internal,
+            "importing images (fromSrc) is not supported yet",
+        ));
+    }
+    let image = q
+        .from_image
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Error::invalid("fromImage or fromSrc is required"))?;
+    let mut reference = Reference::parse(&image)?;
+    match q.tag.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) if valid_digest(t) => reference.digest = Some(t.to_string()),
+        Some(t) if t.starts_with("sha256:") => {
+            return Err(Error::invalid(format!("invalid reference format: {t}")))
+        }
+        Some(t) => {
+            let r = Reference::parse(&format!("{image}:{t}"))?;
+            reference.tag = r.tag;
+        }
+        None => {}
+    }
+    let reference = reference.with_default_tag();
+    let auth =
+        AuthConfig::from_header(headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()))
+            .registry_auth();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    ctx.images
+        .send(PullImage {
+            reference,
+            auth,
+            progress: tx,
+        })
+        .await
+        .map_err(|e| Error::unavailable(format!("image service: {e}")))?;
+    // An error before any progress (unknown image, bad registry) gets its own status,
+    // as dockerd answers before it starts streaming.
+    let first = match rx.recv().await {
+        Some(Err(e)) => return Err(e),
+        other => other,
+    };
+    let stream = futures_util::stream::iter(first)
+        .chain(UnboundedReceiverStream(rx))
+        .map(|item| Ok::<_, std::convert::Infallible>(progress_line(&item)));
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default())
+}
+
+// ---------- per-image routes ----------
+
+/// Splits `name/suffix` where suffix is one of the known operations.
+fn split_op<'a>(rest: &'a str, ops: &[&'static str]) -> Option<(&'a str, &'static str)> {
+    ops.iter().find_map(|op| {
+        rest.strip_suffix(op)
+            .and_then(|n| n.strip_suffix('/'))
+            .map(|n| (n, *op))
+    })
+}
+
+async fn get_image(
+    State(ctx): State<ApiContext>,
+    Path(rest): Path<String>,
+) -> Result<Response<Body>> {
+    let Some((name, op)) = split_op(&rest, &["json", "history"]) else {
+        return Err(Error::not_found("page not found"));
+    };
+    let (image, config) = ask(
+        &ctx,
+        ImageDetails {
+            name: name.to_string(),
+        },
+    )
+    .await??;
+    let state = ctx.projection.current();
+    let body = match op {
+        "json" => serde_json::to_vec(&inspect(&ctx, &state, &image, &config)),
+        _ => serde_json::to_vec(&history(&state, &image, &config)),
+    }
+    .map_err(|e| Error::internal(format!("rendering: {e}")))?;
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_default())
+}
+
+fn inspect(
+    ctx: &ApiContext,
+    state: &EngineState,
+    image: &ImageRecord,
+    config: &serde_json::Value,
+) -> ImageInspect {
+    let s = |k: &str| config.get(k).and_then(|v| v.as_str()).map(String::from);
+    let layers = ctx.layers_root.clone();
+    let dirs: Vec<String> = image
+        .chain_ids
+        .iter()
+        .rev()
+        .map(|c| {
+            layers
+                .join(crate::drivers::storage::overlay2::cache_id(c))
+                .join("diff")
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut data = HashMap::new();
+    if let Some((top, lower)) = dirs.split_first() {
+        data.insert("UpperDir".to_string(), top.clone());
+        if !lower.is_empty() {
+            data.insert("LowerDir".to_string(), lower.join(":"));
+        }
+    }
+    ImageInspect {
+        id: Some(image.id.clone()),
+        descriptor: None,
+        manifests: None,
+        identity: None,
+        repo_tags: Some(image.repo_tags.clone()),
+        repo_digests: Some(image.repo_digests.clone()),
+        comment: Some(s("comment").unwrap_or_default()),
+        created: s("created"),
+        author: Some(s("author").unwrap_or_default()),
+        config: config
+            .get("config")
+            .and_then(|c| serde_json::from_value(c.clone()).ok()),
+        architecture: s("architecture"),
+        variant: s("variant"),
+        os: s("os"),
+        os_version: s("os.version"),
+        size: Some(state.image_size(image) as i64),
+        graph_driver: Some(DriverData {
+            name: "overlay2".into(),
+            data,
+        }),
+        root_fs: Some(ImageInspectRootFs {
+            typ: "layers".into(),
+            layers: Some(
+                image
+                    .chain_ids
+                    .iter()
+                    .filter_map(|c| state.layers.get(c))
+                    .map(|l| l.diff_id.clone())
+                    .collect(),
+            ),
+        }),
+        metadata: None,
+    }
+}
+
+fn history(
+    state: &EngineState,
+    image: &ImageRecord,
+    config: &serde_json::Value,
+) -> Vec<ImageHistoryResponseItem> {
+    let entries: Vec<crate::registry::manifest::History> = config
+        .get("history")
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+        .unwrap_or_default();
+    let mut layer_sizes = image
+        .chain_ids
+        .iter()
+        .map(|c| state.layers.get(c).map(|l| l.size as i64).unwrap_or(0));
+    let mut items: Vec<ImageHistoryResponseItem> = entries
+        .iter()
+        .map(|h| ImageHistoryResponseItem {
+            id: "<missing>".into(),
+            created: unix_seconds(h.created.as_deref()),
+            created_by: h.created_by.clone().unwrap_or_default(),
+            tags: vec![],
+            size: if h.empty_layer {
+                0
+            } else {
+                layer_sizes.next().unwrap_or(0)
+            },
+            comment: h.comment.clone().unwrap_or_default(),
+        })
+        .collect();
+    items.reverse();
+    if let Some(top) = items.first_mut() {
+        top.id = image.id.clone();
+        top.tags = image.repo_tags.clone();
+    }
+    items
+}
+
+async fn post_image(
+    State(ctx): State<ApiContext>,
+    Path(rest): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response<Body>> {
+    let Some((name, _)) = split_op(&rest, &["tag"]) else {
+        return Err(Error::not_found("page not found"));
+    };
+    let repo = q
+        .get("repo")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| Error::invalid("repository name is required"))?;
+    let mut target = Reference::parse(repo)?;
+    if target.digest.is_some() {
+        return Err(Error::invalid(
+            "refusing to create a tag with a digest reference",
+        ));
+    }
+    if let Some(t) = q.get("tag").filter(|t| !t.is_empty()) {
+        target = Reference::parse(&format!("{repo}:{t}"))?;
+    }
+    let target = target.with_default_tag();
+    ask(
+        &ctx,
+        TagImage {
+            source: name.to_string(),
+            target,
+        },
+    )
+    .await??;
+    Ok(Response::builder()
+        .status(StatusCode::CREATED)
+        .body(Body::empty())
+        .unwrap_or_default())
+}
+
+async fn delete_image(
+    State(ctx): State<ApiContext>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<ImageDeleteResponseItem>>> {
+    let removed = ask(
+        &ctx,
+        RemoveImage {
+            name,
+            force: bool_param(q.get("force")),
+        },
+    )
+    .await??;
+    Ok(Json(
+        removed
+            .into_iter()
+            .map(|r| match r {
+                Removed::Untagged(t) => ImageDeleteResponseItem {
+                    untagged: Some(t),
+                    deleted: None,
+                },
+                Removed::Deleted(d) => ImageDeleteResponseItem {
+                    untagged: None,
+                    deleted: Some(d),
+                },
+            })
+            .collect(),
+    ))
+}
+
+/// An mpsc receiver as a Stream (tokio-stream's wrapper, without the dependency).
+mod tokio_stream_lite {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct UnboundedReceiverStream<T>(pub tokio::sync::mpsc::UnboundedReceiver<T>);
+
+    impl<T> futures_util::Stream for UnboundedReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_times() {
+        assert_eq!(parse_rfc3339("2019-01-01T00:00:00Z"), Some(1_546_300_800));
+        assert_eq!(
+            parse_rfc3339("2019-01-01T01:00:00+01:00"),
+            Some(1_546_300_800)
+        );
+        assert_eq!(
+            parse_rfc3339("2019-01-01T00:00:00.123456789Z"),
+            Some(1_546_300_800)
+        );
+    }
+
+    #[test]
+    fn reference_filters_glob() {
+        let i = ImageRecord {
+            repo_tags: vec!["busybox:latest".into(), "127.0.0.1:5000/x/y:1".into()],
+            ..Default::default()
+        };
+        assert!(matches_reference(&i, &["busybox".into()]));
+        assert!(matches_reference(&i, &["busy*".into()]));
+        assert!(matches_reference(&i, &["busybox:lat*".into()]));
+        assert!(matches_reference(&i, &["127.0.0.1:5000/x/y:1".into()]));
+        assert!(!matches_reference(&i, &["alpine".into()]));
+    }
+}
