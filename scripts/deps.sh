@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 need=()
-for pkg in libclang-dev libseccomp-dev pkg-config clang openssl curl python3 ca-certificates; do
+for pkg in libclang-dev libseccomp-dev pkg-config clang openssl curl python3 ca-certificates docker-registry skopeo busybox-static; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # The docker CLI the compatibility suite drives; Debian's client only where none is on PATH.
@@ -11,6 +11,13 @@ command -v docker >/dev/null 2>&1 || need+=(docker.io)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Packages such as docker-registry start a service on install; the tests start
+  # their own, on free loopback ports. Block service starts for this install only.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -226,3 +226,82 @@ pub fn docker(socket: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run docker CLI")
 }
+
+/// The project's test registry (docker-compat/lib/test-registry.sh): the CNCF
+/// registry on a free loopback port with the fixture images; stopped on drop.
+pub struct TestRegistry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl TestRegistry {
+    pub fn start() -> TestRegistry {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-registry-")
+            .tempdir()
+            .expect("tempdir");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compat/lib/test-registry.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(dir.path().join("r"))
+            .output()
+            .expect("run test-registry.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let port = stdout.lines().last().and_then(|l| l.trim().parse().ok());
+        let reg = TestRegistry {
+            dir,
+            port: port.unwrap_or(0),
+        };
+        assert!(
+            out.status.success() && port.is_some(),
+            "test registry did not start: {}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        reg
+    }
+
+    /// `127.0.0.1:PORT/library/NAME`
+    pub fn image(&self, name: &str) -> String {
+        format!("127.0.0.1:{}/library/{name}", self.port)
+    }
+
+    /// Digests of a fixture as built: (manifest digest, config digest = image ID).
+    pub fn digests(&self, name: &str) -> (String, String) {
+        let layout = self.dir.path().join("r/oci").join(name);
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+                .expect("json");
+        let manifest = index["manifests"][0]["digest"]
+            .as_str()
+            .expect("digest")
+            .to_string();
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(manifest.trim_start_matches("sha256:")),
+            )
+            .expect("manifest"),
+        )
+        .expect("json");
+        (
+            manifest,
+            m["config"]["digest"].as_str().expect("config").to_string(),
+        )
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compat/lib/test-registry.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg("stop")
+            .arg(self.dir.path().join("r"))
+            .status();
+    }
+}

@@ -1,0 +1,89 @@
+# Image scenarios against the private registry $REG (fixtures: busybox, layers,
+# traversal, symlinkesc, badblob).
+
+# The digest of a fixture's manifest, as built.
+fixture_digest() {
+  python3 -c 'import json,sys;print(json.load(open(sys.argv[1]+"/index.json"))["manifests"][0]["digest"])' "$WORK/registry/oci/$1"
+}
+
+scenario_pull_by_tag_and_by_digest() {
+  start_berthd pull
+  local out; out=$(d pull pull "$REG/library/busybox")
+  expect_contains "$out" "Pull complete"
+  expect_contains "$out" "Digest: $(fixture_digest busybox)"
+  expect_contains "$out" "Status: Downloaded newer image for $REG/library/busybox:latest"
+  expect_contains "$(d pull pull "$REG/library/busybox:latest")" "Status: Image is up to date for $REG/library/busybox:latest"
+  out=$(d pull pull "$REG/library/layers@$(fixture_digest layers)")
+  expect_contains "$out" "Pull complete"
+  expect_eq "$(d pull images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' ')" "$REG/library/busybox:latest $REG/library/layers:<none> "
+  expect_eq "$(d pull images --digests --format '{{.Digest}}' "$REG/library/layers")" "$(fixture_digest layers)"
+}
+
+scenario_images_format_and_filters() {
+  start_berthd imgs
+  d imgs pull -q "$REG/library/busybox" >/dev/null
+  d imgs pull -q "$REG/library/layers" >/dev/null
+  expect_eq "$(d imgs images -q | wc -l)" "2"
+  expect_eq "$(d imgs images --filter "reference=*/library/lay*" --format '{{.Repository}}')" "$REG/library/layers"
+  expect_eq "$(d imgs images --filter dangling=true -q)" ""
+  expect_eq "$(d imgs images --format '{{.Size}}' "$REG/library/busybox")" "1.99MB"
+  expect_eq "$(d imgs images --filter "before=$REG/library/layers" --format '{{.Repository}}')" "$REG/library/busybox"
+  expect_eq "$(d imgs info --format '{{.Images}}')" "2"
+}
+
+scenario_tag_rmi_and_conflicts() {
+  start_berthd tagrm
+  d tagrm pull -q "$REG/library/busybox" >/dev/null
+  local id; id=$(d tagrm images -q "$REG/library/busybox")
+  d tagrm tag "$REG/library/busybox" mybox:1
+  expect_eq "$(d tagrm images -q mybox:1)" "$id"
+  local out
+  if out=$(d tagrm rmi "$id" 2>&1); then fail "rmi of an image with two tags needs -f"; fi
+  expect_contains "$out" "conflict: unable to delete $id (must be forced) - image is referenced in multiple repositories"
+  expect_eq "$(d tagrm rmi mybox:1)" "Untagged: mybox:1"
+  out=$(d tagrm rmi "$REG/library/busybox")
+  expect_contains "$out" "Untagged: $REG/library/busybox:latest"
+  expect_contains "$out" "Deleted: sha256:$id"
+  expect_eq "$(d tagrm images -q)" ""
+  if out=$(d tagrm rmi nosuch 2>&1); then fail "rmi of a missing image succeeded"; fi
+  expect_contains "$out" "No such image: nosuch"
+}
+
+scenario_inspect_and_history() {
+  start_berthd insp
+  d insp pull -q "$REG/library/layers" >/dev/null
+  expect_eq "$(d insp image inspect -f '{{.Config.Cmd}} {{.Os}}/{{.Architecture}} {{len .RootFS.Layers}}' "$REG/library/layers")" "[sh] linux/amd64 3"
+  expect_eq "$(d insp history --format '{{.CreatedBy}}' "$REG/library/layers" | tr '\n' ',')" "berth fixture: layers-3,berth fixture: layers-2,berth fixture: layers-1,"
+  local out
+  if out=$(d insp image inspect nosuch 2>&1); then fail "inspect of a missing image succeeded"; fi
+  expect_contains "$out" "No such image: nosuch"
+}
+
+scenario_pull_through_a_registry_mirror() {
+  start_berthd mirror --registry-mirror "http://$REG"
+  local out; out=$(d mirror pull busybox)
+  expect_contains "$out" "Status: Downloaded newer image for busybox:latest"
+  expect_eq "$(d mirror images --format '{{.Repository}}:{{.Tag}}')" "busybox:latest"
+  expect_contains "$(d mirror info)" "Registry Mirrors:
+  http://$REG/"
+}
+
+scenario_bad_pulls_fail_cleanly() {
+  start_berthd bad
+  d bad pull -q "$REG/library/busybox" >/dev/null
+  local before; before=$(ls "$WORK/bad/data/overlay2" "$WORK/bad/data/blobs/sha256" | sort)
+  local out
+  if out=$(d bad pull "$REG/library/traversal" 2>&1); then fail "traversal layer accepted"; fi
+  expect_contains "$out" "'..' is not allowed in a layer"
+  if out=$(d bad pull "$REG/library/symlinkesc" 2>&1); then fail "symlink escape accepted"; fi
+  expect_contains "$out" "goes through a symlink"
+  if out=$(d bad pull "$REG/library/badblob" 2>&1); then fail "a blob with the wrong digest was accepted"; fi
+  expect_contains "$out" "Invalid digest"
+  if out=$(d bad pull "$REG/library/nosuch" 2>&1); then fail "a missing image was pulled"; fi
+  expect_contains "$out" "manifest for $REG/library/nosuch:latest not found: manifest unknown"
+  if out=$(d bad pull "Bad/Name" 2>&1); then fail "a bad reference was accepted"; fi
+  expect_contains "$out" "invalid reference format"
+  [ ! -e /tmp/escaped-by-berth-test ] || fail "a layer wrote outside its directory"
+  expect_eq "$(ls "$WORK/bad/data/overlay2" "$WORK/bad/data/blobs/sha256" | sort)" "$before"
+  expect_eq "$(d bad images -q | wc -l)" "1"
+}

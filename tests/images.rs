@@ -1,0 +1,370 @@
+//! Images end to end: pulls from a real registry (the CNCF distribution registry
+//! with the project's fixtures), the overlay2 layer store, and the image API.
+
+mod common;
+
+use std::path::Path;
+
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
+    TagImageOptionsBuilder,
+};
+use bollard::Docker;
+use common::{TestDaemon, TestRegistry};
+use futures_util::StreamExt;
+
+fn client(d: &TestDaemon) -> Docker {
+    Docker::connect_with_unix(
+        &d.socket().display().to_string(),
+        60,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .expect("connect")
+}
+
+/// Pulls `image`; Ok(status lines) or Err(the error the stream or the API gave).
+async fn pull(docker: &Docker, image: &str) -> Result<Vec<String>, String> {
+    let opts = CreateImageOptionsBuilder::default()
+        .from_image(image)
+        .build();
+    let mut stream = docker.create_image(Some(opts), None, None);
+    let mut statuses = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => statuses.push(format!(
+                "{} {}",
+                info.id.unwrap_or_default(),
+                info.status.unwrap_or_default()
+            )),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(statuses)
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn pull_list_inspect_tag_remove_and_survive_a_restart() {
+    let reg = TestRegistry::start();
+    let mut d = TestDaemon::start();
+    let docker = client(&d);
+    let busybox = reg.image("busybox");
+    let (manifest_digest, image_id) = reg.digests("busybox");
+
+    let statuses = pull(&docker, &format!("{busybox}:latest"))
+        .await
+        .expect("pull");
+    assert!(
+        statuses.iter().any(|s| s.ends_with("Pull complete")),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&format!(" Digest: {manifest_digest}")),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&format!(
+            " Status: Downloaded newer image for {busybox}:latest"
+        )),
+        "{statuses:?}"
+    );
+    let again = pull(&docker, &busybox).await.expect("pull again");
+    assert!(
+        again.contains(&format!(
+            " Status: Image is up to date for {busybox}:latest"
+        )),
+        "{again:?}"
+    );
+
+    let images = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list");
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].id, image_id);
+    assert_eq!(images[0].repo_tags, vec![format!("{busybox}:latest")]);
+    assert_eq!(
+        images[0].repo_digests,
+        vec![format!("{busybox}@{manifest_digest}")]
+    );
+    assert_eq!(images[0].created, 1_546_300_800);
+    assert!(
+        images[0].size > 1_900_000,
+        "busybox is about 2 MB: {}",
+        images[0].size
+    );
+
+    let inspect = docker.inspect_image(&busybox).await.expect("inspect");
+    assert_eq!(inspect.id.as_deref(), Some(image_id.as_str()));
+    assert_eq!(
+        inspect.config.and_then(|c| c.cmd),
+        Some(vec!["sh".to_string()])
+    );
+    assert_eq!(
+        inspect.root_fs.and_then(|r| r.layers).map(|l| l.len()),
+        Some(1)
+    );
+    // By short ID too, and the history has the fixture's entry.
+    let short = &image_id["sha256:".len().."sha256:".len() + 12];
+    assert_eq!(
+        docker
+            .inspect_image(short)
+            .await
+            .expect("by id")
+            .id
+            .as_deref(),
+        Some(image_id.as_str())
+    );
+    let history = docker.image_history(&busybox).await.expect("history");
+    assert_eq!(history[0].id, image_id);
+    assert_eq!(history[0].created_by, "berth fixture: busybox");
+
+    docker
+        .tag_image(
+            &busybox,
+            Some(
+                TagImageOptionsBuilder::default()
+                    .repo("mybox")
+                    .tag("1")
+                    .build(),
+            ),
+        )
+        .await
+        .expect("tag");
+    let filtered = docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::default()
+                .filters(&std::collections::HashMap::from([(
+                    "reference",
+                    vec!["mybox"],
+                )]))
+                .build(),
+        ))
+        .await
+        .expect("filter");
+    assert_eq!(filtered.len(), 1);
+    assert!(filtered[0].repo_tags.contains(&"mybox:1".to_string()));
+
+    // Removing by ID while two tags name it needs force: dockerd's 409.
+    let err = docker
+        .remove_image(
+            short,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .expect_err("conflict");
+    assert!(err.to_string().contains("must be forced"), "{err}");
+    let untag = docker
+        .remove_image(
+            "mybox:1",
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .expect("untag");
+    assert_eq!(untag[0].untagged.as_deref(), Some("mybox:1"));
+    assert!(
+        untag.iter().all(|r| r.deleted.is_none()),
+        "the image stays while another tag names it"
+    );
+
+    // The image and its tags survive a restart (replay), the layer is still there.
+    d.stop_with(libc::SIGTERM);
+    d.spawn();
+    let docker = client(&d);
+    let images = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list");
+    assert_eq!(
+        images.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
+        vec![image_id.clone()]
+    );
+    let info = docker.info().await.expect("info");
+    assert_eq!(info.images, Some(1));
+
+    let removed = docker
+        .remove_image(
+            &busybox,
+            Some(RemoveImageOptionsBuilder::default().force(true).build()),
+            None,
+        )
+        .await
+        .expect("rmi");
+    assert!(
+        removed
+            .iter()
+            .any(|r| r.deleted.as_deref() == Some(image_id.as_str())),
+        "{removed:?}"
+    );
+    assert!(docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list")
+        .is_empty());
+    assert_eq!(
+        entries(&d.data_root().join("overlay2")),
+        vec!["l"],
+        "layers go with the last image using them"
+    );
+    let err = docker.inspect_image(&busybox).await.expect_err("gone");
+    assert!(err.to_string().contains("No such image"), "{err}");
+}
+
+#[tokio::test]
+async fn pull_by_digest() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    let (manifest_digest, image_id) = reg.digests("busybox");
+    let by_digest = format!("{}@{manifest_digest}", reg.image("busybox"));
+    pull(&docker, &by_digest).await.expect("pull by digest");
+    let images = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list");
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].id, image_id);
+    assert!(
+        images[0].repo_tags.is_empty(),
+        "a pull by digest tags nothing"
+    );
+    assert_eq!(images[0].repo_digests, vec![by_digest.clone()]);
+    assert_eq!(
+        docker
+            .inspect_image(&by_digest)
+            .await
+            .expect("inspect by digest")
+            .id
+            .as_deref(),
+        Some(image_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn whiteouts_and_opaque_directories_through_the_storage_driver() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    pull(&docker, &reg.image("layers"))
+        .await
+        .expect("pull layers");
+    let inspect = docker
+        .inspect_image(&reg.image("layers"))
+        .await
+        .expect("inspect");
+    let layers = inspect.root_fs.and_then(|r| r.layers).expect("layers");
+    assert_eq!(layers.len(), 3);
+    let chain = berth::registry::manifest::chain_ids(&layers);
+    let store =
+        berth::drivers::storage::LayerStore::open(&d.data_root().join("overlay2")).expect("store");
+    let mnt = d.dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    store
+        .mount_readonly(&chain[2], &mnt)
+        .expect("mount the image");
+    let read = |p: &str| std::fs::read_to_string(mnt.join(p)).ok();
+    let seen = (
+        read("data/keep.txt"),
+        read("data/deleteme.txt"),
+        read("data/changed.txt"),
+        read("data/added2.txt"),
+        read("opq/new.txt"),
+        mnt.join("opq/old1.txt").exists(),
+        mnt.join("opq/sub").exists(),
+        mnt.join("bin/busybox").exists(),
+    );
+    let _ = rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH);
+    assert_eq!(
+        seen,
+        (
+            Some("keep\n".into()),
+            None,
+            Some("layer2\n".into()),
+            Some("added2\n".into()),
+            Some("new\n".into()),
+            false,
+            false,
+            true
+        )
+    );
+}
+
+#[tokio::test]
+async fn failed_pulls_leave_nothing_behind() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    pull(&docker, &reg.image("busybox"))
+        .await
+        .expect("a good pull first");
+    let layers_before = entries(&d.data_root().join("overlay2"));
+    let blobs_before = entries(&d.data_root().join("blobs/sha256"));
+
+    let cases = [
+        ("traversal", "'..' is not allowed in a layer"),
+        ("symlinkesc", "goes through a symlink"),
+        ("badblob", "digest"),
+        ("nosuch", "manifest for"),
+    ];
+    for (name, expected) in cases {
+        let err = pull(&docker, &reg.image(name)).await.expect_err(name);
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    let err = pull(&docker, "127.0.0.1:1/library/busybox")
+        .await
+        .expect_err("no registry there");
+    assert!(err.contains("error pulling"), "{err}");
+
+    assert!(
+        !Path::new("/tmp/escaped-by-berth-test").exists(),
+        "a layer wrote outside its directory"
+    );
+    assert_eq!(
+        entries(&d.data_root().join("overlay2")),
+        layers_before,
+        "no layer from a failed pull"
+    );
+    assert_eq!(
+        entries(&d.data_root().join("blobs/sha256")),
+        blobs_before,
+        "no blob from a failed pull"
+    );
+    let images = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list");
+    assert_eq!(images.len(), 1, "only the good image");
+
+    // The CLI's wording and status for an image the registry lacks.
+    let status = common::http(
+        &d.socket(),
+        "POST",
+        &format!(
+            "/images/create?fromImage={}&tag=latest",
+            reg.image("nosuch")
+        ),
+    )
+    .expect("http");
+    assert_eq!(status.0, 404, "{}", status.2);
+    assert!(
+        status.2.contains(&format!(
+            "manifest for {}:latest not found: manifest unknown",
+            reg.image("nosuch")
+        )),
+        "{}",
+        status.2
+    );
+}
