@@ -368,3 +368,47 @@ async fn failed_pulls_leave_nothing_behind() {
         status.2
     );
 }
+
+#[tokio::test]
+async fn two_pulls_of_one_image_at_once_share_the_downloads() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    let image = reg.image("layers");
+    let (a, b) = tokio::join!(pull(&docker, &image), pull(&docker, &image));
+    let (a, b) = (a.expect("first pull"), b.expect("second pull"));
+    for statuses in [&a, &b] {
+        assert!(
+            statuses
+                .iter()
+                .any(|s| s.contains("Status: Downloaded newer image for")),
+            "{statuses:?}"
+        );
+    }
+    // Each layer blob was fetched from the registry once, not once per pull.
+    let log = std::fs::read_to_string(reg.dir.path().join("r/registry.log")).expect("registry log");
+    let inspect = docker.inspect_image(&image).await.expect("inspect");
+    assert_eq!(
+        inspect.root_fs.and_then(|r| r.layers).map(|l| l.len()),
+        Some(3)
+    );
+    let layout = reg.dir.path().join("r/oci/layers");
+    let (manifest_digest, _) = reg.digests("layers");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(manifest_digest.trim_start_matches("sha256:")),
+        )
+        .expect("manifest"),
+    )
+    .expect("json");
+    for layer in manifest["layers"].as_array().expect("layers") {
+        let digest = layer["digest"].as_str().expect("digest");
+        let gets = log
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/library/layers/blobs/") && l.contains(digest))
+            .count();
+        assert_eq!(gets, 1, "layer {digest} fetched {gets} times");
+    }
+}

@@ -3,7 +3,8 @@
 //! tag and delete are serialized by the actor. Reads (list, counts) come from the
 //! projection; inspect and history read the stored config blob.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use oci_client::secrets::RegistryAuth;
@@ -29,6 +30,17 @@ pub struct ImageService {
     blobs: Arc<BlobStore>,
     events: Addr<EventLog>,
     projection: Projection,
+    /// Pulls under way, by reference: a second pull of the same image joins the
+    /// first (its progress from then on, and its outcome) instead of fetching again.
+    inflight: HashMap<String, Subscribers>,
+}
+
+type Subscribers = Arc<Mutex<Vec<mpsc::UnboundedSender<PullItem>>>>;
+
+fn broadcast(subscribers: &Subscribers, item: PullItem) {
+    if let Ok(mut subs) = subscribers.lock() {
+        subs.retain(|s| s.send(item.clone()).is_ok());
+    }
 }
 
 impl ImageService {
@@ -45,6 +57,7 @@ impl ImageService {
             blobs,
             events,
             projection,
+            inflight: HashMap::new(),
         }
     }
 }
@@ -172,6 +185,15 @@ impl Handler<PullImage> for ImageService {
     type Result = ();
 
     fn handle(&mut self, msg: PullImage, ctx: &mut Context<Self>) {
+        let key = msg.reference.to_string();
+        if let Some(subs) = self.inflight.get(&key) {
+            if let Ok(mut subs) = subs.lock() {
+                subs.push(msg.progress);
+            }
+            return;
+        }
+        let subscribers: Subscribers = Arc::new(Mutex::new(vec![msg.progress.clone()]));
+        self.inflight.insert(key.clone(), Arc::clone(&subscribers));
         let (settings, layers, blobs, events, projection) = (
             self.settings.clone(),
             Arc::clone(&self.layers),
@@ -181,10 +203,10 @@ impl Handler<PullImage> for ImageService {
         );
         let task = async move {
             let (ptx, mut prx) = mpsc::unbounded_channel::<Progress>();
-            let out = msg.progress.clone();
+            let out = Arc::clone(&subscribers);
             let forward = tokio::spawn(async move {
                 while let Some(p) = prx.recv().await {
-                    let _ = out.send(Ok(p));
+                    broadcast(&out, Ok(p));
                 }
             });
             let r = &msg.reference;
@@ -238,10 +260,12 @@ impl Handler<PullImage> for ImageService {
             let _ = forward.await;
             if let Err(e) = result {
                 warn!(image = %r, error = %e, "pull failed");
-                let _ = msg.progress.send(Err(e));
+                broadcast(&subscribers, Err(e));
             }
         };
-        ctx.spawn(task.into_actor(self));
+        ctx.spawn(task.into_actor(self).map(move |_, act, _| {
+            act.inflight.remove(&key);
+        }));
     }
 }
 
