@@ -412,3 +412,104 @@ async fn two_pulls_of_one_image_at_once_share_the_downloads() {
         assert_eq!(gets, 1, "layer {digest} fetched {gets} times");
     }
 }
+
+#[tokio::test]
+async fn prune_disk_usage_and_distribution() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    pull(&docker, &reg.image("busybox"))
+        .await
+        .expect("pull busybox");
+    pull(&docker, &reg.image("layers"))
+        .await
+        .expect("pull layers");
+    let (manifest_digest, busybox_id) = reg.digests("busybox");
+
+    // What the registry has, without pulling.
+    let (status, _, body) = common::http(
+        &d.socket(),
+        "GET",
+        &format!("/v1.50/distribution/{}/json", reg.image("busybox")),
+    )
+    .expect("distribution");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Descriptor"]["digest"], manifest_digest.as_str());
+    assert_eq!(v["Platforms"][0]["os"], "linux");
+
+    // Disk usage in the shape API 1.50 clients read.
+    let (status, _, body) = common::http(&d.socket(), "GET", "/v1.50/system/df").expect("df");
+    assert_eq!(status, 200, "{body}");
+    let df: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(df["Images"].as_array().map(|a| a.len()), Some(2));
+    let sizes: u64 = df["Images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| i["Size"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        df["LayersSize"].as_u64(),
+        Some(sizes),
+        "no layer is shared between the two fixtures"
+    );
+
+    // An image with no tag is dangling: removing busybox's only tag removes it at
+    // once, so make a dangling one by pulling it by digest alone.
+    docker
+        .remove_image(
+            &format!("{}:latest", reg.image("busybox")),
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .expect("rmi");
+    pull(
+        &docker,
+        &format!("{}@{manifest_digest}", reg.image("busybox")),
+    )
+    .await
+    .expect("pull by digest");
+    let (status, _, body) =
+        common::http(&d.socket(), "POST", "/v1.50/images/prune").expect("prune");
+    assert_eq!(status, 200, "{body}");
+    let pruned: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let deleted: Vec<&str> = pruned["ImagesDeleted"]
+        .as_array()
+        .expect("deleted")
+        .iter()
+        .filter_map(|x| x["Deleted"].as_str())
+        .collect();
+    assert!(deleted.contains(&busybox_id.as_str()), "{body}");
+    assert!(
+        pruned["SpaceReclaimed"].as_u64().unwrap_or(0) > 1_900_000,
+        "{body}"
+    );
+    let left = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list");
+    assert_eq!(left.len(), 1, "the tagged image stays");
+
+    // dangling=false: every image goes.
+    let (status, _, body) = common::http(
+        &d.socket(),
+        "POST",
+        "/v1.50/images/prune?filters=%7B%22dangling%22%3A%5B%22false%22%5D%7D",
+    )
+    .expect("prune all");
+    assert_eq!(status, 200, "{body}");
+    assert!(docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list")
+        .is_empty());
+    let (status, _, _) = common::http(
+        &d.socket(),
+        "POST",
+        "/v1.50/images/prune?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+    )
+    .expect("bad filter");
+    assert_eq!(status, 400);
+}

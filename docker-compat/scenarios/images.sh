@@ -87,3 +87,17 @@ scenario_bad_pulls_fail_cleanly() {
   expect_eq "$(ls "$WORK/bad/data/overlay2" "$WORK/bad/data/blobs/sha256" | sort)" "$before"
   expect_eq "$(d bad images -q | wc -l)" "1"
 }
+
+scenario_image_prune_and_system_df() {
+  start_berthd prune
+  d prune pull -q "$REG/library/busybox" >/dev/null
+  d prune pull -q "$REG/library/layers@$(fixture_digest layers)" >/dev/null
+  local out; out=$(d prune system df --format '{{.Type}} {{.TotalCount}}')
+  expect_contains "$out" "Images 2"
+  out=$(d prune image prune -f)
+  expect_contains "$out" "deleted: sha256:"
+  expect_eq "$(d prune images --format '{{.Repository}}')" "$REG/library/busybox"
+  d prune image prune -a -f >/dev/null
+  expect_eq "$(d prune images -q)" ""
+  expect_eq "$(ls "$WORK/prune/data/overlay2")" "l"
+}

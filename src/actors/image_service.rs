@@ -398,3 +398,136 @@ impl Handler<ImageDetails> for ImageService {
         Ok((image, value))
     }
 }
+
+/// Remove dangling images (no tag), or with `all` every image (no container uses
+/// images yet). Returns what went and the bytes freed.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<Removed>, u64)>")]
+pub struct PruneImages {
+    pub all: bool,
+}
+
+impl Handler<PruneImages> for ImageService {
+    type Result = AtomicResponse<Self, Result<(Vec<Removed>, u64)>>;
+
+    fn handle(&mut self, msg: PruneImages, _: &mut Context<Self>) -> Self::Result {
+        let (events, layers, blobs, projection) = (
+            self.events.clone(),
+            Arc::clone(&self.layers),
+            Arc::clone(&self.blobs),
+            self.projection.clone(),
+        );
+        AtomicResponse::new(Box::pin(
+            async move {
+                let before = projection.current();
+                let victims: Vec<ImageRecord> = before
+                    .images
+                    .values()
+                    .filter(|i| msg.all || i.repo_tags.is_empty())
+                    .cloned()
+                    .collect();
+                let mut out = Vec::new();
+                for image in victims {
+                    for r in image.repo_tags.iter().chain(image.repo_digests.iter()) {
+                        append(
+                            &events,
+                            Event::ImageUntagged {
+                                id: image.id.clone(),
+                                reference: r.clone(),
+                            },
+                        )
+                        .await?;
+                        out.push(Removed::Untagged(r.clone()));
+                    }
+                    append(
+                        &events,
+                        Event::ImageDeleted {
+                            id: image.id.clone(),
+                        },
+                    )
+                    .await?;
+                    out.push(Removed::Deleted(image.id.clone()));
+                    let _ = blobs.remove(&image.id);
+                }
+                let after = projection.current();
+                let gone = remove_unused_layers(&events, &layers, &after).await;
+                let reclaimed = gone
+                    .iter()
+                    .filter_map(|c| before.layers.get(c))
+                    .map(|l| l.size)
+                    .sum();
+                out.extend(gone.into_iter().map(Removed::Deleted));
+                Ok((out, reclaimed))
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// What the registry has for a reference: the manifest's descriptor and platforms.
+#[derive(Message)]
+#[rtype(
+    result = "Result<(crate::registry::manifest::Descriptor, Vec<crate::registry::manifest::Platform>)>"
+)]
+pub struct Distribution {
+    pub reference: Reference,
+    pub auth: RegistryAuth,
+}
+
+impl Handler<Distribution> for ImageService {
+    type Result = ResponseFuture<
+        Result<(
+            crate::registry::manifest::Descriptor,
+            Vec<crate::registry::manifest::Platform>,
+        )>,
+    >;
+
+    fn handle(&mut self, msg: Distribution, _: &mut Context<Self>) -> Self::Result {
+        use crate::registry::manifest::{Descriptor, Manifest, Platform};
+        let settings = self.settings.clone();
+        Box::pin(async move {
+            let r = msg.reference;
+            let (ep, client, bytes, digest) = pull::resolve(&settings, &r, &msg.auth).await?;
+            let parsed = Manifest::parse(&bytes)?;
+            let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| {
+                    v.get("mediaType")
+                        .and_then(|m| m.as_str())
+                        .map(String::from)
+                })
+                .unwrap_or_default();
+            let descriptor = Descriptor {
+                media_type,
+                digest,
+                size: bytes.len() as i64,
+                platform: None,
+            };
+            let platforms = match parsed {
+                Manifest::Index(index) => index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.clone())
+                    .collect(),
+                Manifest::Image(m) => {
+                    // A single manifest names no platform: its config does.
+                    let mut config = Vec::new();
+                    client
+                        .pull_blob(&ep.oci_reference(&r), m.config.digest.as_str(), &mut config)
+                        .await
+                        .map_err(|e| Error::internal(format!("fetching the image config: {e}")))?;
+                    let c: crate::registry::manifest::ImageConfig = serde_json::from_slice(&config)
+                        .map_err(|e| {
+                            Error::invalid(format!("the image config is not valid JSON: {e}"))
+                        })?;
+                    vec![Platform {
+                        architecture: c.architecture,
+                        os: c.os,
+                        variant: None,
+                    }]
+                }
+            };
+            Ok((descriptor, platforms))
+        })
+    }
+}

@@ -19,7 +19,7 @@ use tokio_stream_lite::UnboundedReceiverStream;
 
 use super::ApiContext;
 use crate::actors::image_service::{
-    ImageDetails, PullImage, PullItem, RemoveImage, Removed, TagImage,
+    Distribution, ImageDetails, PruneImages, PullImage, PullItem, RemoveImage, Removed, TagImage,
 };
 use crate::error::{Error, Result};
 use crate::events::projection::{ImageRecord, State as EngineState};
@@ -31,6 +31,8 @@ pub fn routes() -> Router<ApiContext> {
     Router::new()
         .route("/images/json", get(list))
         .route("/images/create", post(create))
+        .route("/images/prune", post(prune))
+        .route("/distribution/{*rest}", get(distribution))
         .route(
             "/images/{*rest}",
             get(get_image).post(post_image).delete(delete_image),
@@ -215,7 +217,7 @@ async fn list(
     Ok(Json(out))
 }
 
-fn summary(state: &EngineState, i: &ImageRecord) -> ImageSummary {
+pub fn summary(state: &EngineState, i: &ImageRecord) -> ImageSummary {
     ImageSummary {
         id: i.id.clone(),
         parent_id: String::new(),
@@ -509,21 +511,64 @@ async fn delete_image(
         },
     )
     .await??;
-    Ok(Json(
-        removed
-            .into_iter()
-            .map(|r| match r {
-                Removed::Untagged(t) => ImageDeleteResponseItem {
-                    untagged: Some(t),
-                    deleted: None,
-                },
-                Removed::Deleted(d) => ImageDeleteResponseItem {
-                    untagged: None,
-                    deleted: Some(d),
-                },
-            })
-            .collect(),
-    ))
+    Ok(Json(render_removed(removed)))
+}
+
+fn render_removed(removed: Vec<Removed>) -> Vec<ImageDeleteResponseItem> {
+    removed
+        .into_iter()
+        .map(|r| match r {
+            Removed::Untagged(t) => ImageDeleteResponseItem {
+                untagged: Some(t),
+                deleted: None,
+            },
+            Removed::Deleted(d) => ImageDeleteResponseItem {
+                untagged: None,
+                deleted: Some(d),
+            },
+        })
+        .collect()
+}
+
+async fn prune(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>> {
+    let filters = parse_filters(q.get("filters"))?;
+    for key in filters.keys() {
+        if key != "dangling" {
+            return Err(Error::invalid(format!("invalid filter '{key}'")));
+        }
+    }
+    let all = filters
+        .get("dangling")
+        .and_then(|v| v.first())
+        .is_some_and(|v| v == "false" || v == "0");
+    let (removed, reclaimed) = ask(&ctx, PruneImages { all }).await??;
+    let deleted = render_removed(removed);
+    Ok(Json(serde_json::json!({
+        "ImagesDeleted": if deleted.is_empty() { serde_json::Value::Null } else { serde_json::to_value(deleted).unwrap_or_default() },
+        "SpaceReclaimed": reclaimed,
+    })))
+}
+
+async fn distribution(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(rest): Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    let name = rest
+        .strip_suffix("/json")
+        .ok_or_else(|| Error::not_found("page not found"))?;
+    let reference = Reference::parse(name)?.with_default_tag();
+    let auth =
+        AuthConfig::from_header(headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()))
+            .registry_auth();
+    let (d, platforms) = ask(&ctx, Distribution { reference, auth }).await??;
+    Ok(Json(serde_json::json!({
+        "Descriptor": { "mediaType": d.media_type, "digest": d.digest, "size": d.size },
+        "Platforms": platforms,
+    })))
 }
 
 /// An mpsc receiver as a Stream (tokio-stream's wrapper, without the dependency).

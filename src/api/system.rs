@@ -23,6 +23,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
+        .route("/system/df", get(disk_usage))
 }
 
 async fn ping(method: Method) -> Response<Body> {
@@ -335,4 +336,43 @@ mod tests {
             "2000-02-29T00:00:00.000000001Z"
         );
     }
+}
+
+/// `docker system df`, in the shape API 1.50 clients read (LayersSize, Images,
+/// Containers, Volumes, BuildCache). Only images exist so far.
+async fn disk_usage(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {
+    let state = ctx.projection.current();
+    let layers_size: u64 = state.layers.values().map(|l| l.size).sum();
+    let images: Vec<serde_json::Value> = state
+        .images
+        .values()
+        .map(|i| {
+            let mut summary = super::images::summary(&state, i);
+            // Bytes this image shares with others: layers another image uses too.
+            let shared: u64 = i
+                .chain_ids
+                .iter()
+                .filter(|c| {
+                    state
+                        .images
+                        .values()
+                        .filter(|o| o.chain_ids.contains(c))
+                        .count()
+                        > 1
+                })
+                .filter_map(|c| state.layers.get(c))
+                .map(|l| l.size)
+                .sum();
+            summary.shared_size = shared as i64;
+            summary.containers = 0;
+            serde_json::to_value(summary).unwrap_or_default()
+        })
+        .collect();
+    Json(serde_json::json!({
+        "LayersSize": layers_size,
+        "Images": images,
+        "Containers": [],
+        "Volumes": [],
+        "BuildCache": [],
+    }))
 }

@@ -108,7 +108,7 @@ fn registry_error(r: &Reference, e: &OciDistributionError) -> Error {
 }
 
 /// Finds the image's manifest, trying each endpoint in turn.
-async fn resolve(
+pub async fn resolve(
     settings: &RegistrySettings,
     r: &Reference,
     auth: &RegistryAuth,
