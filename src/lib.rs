@@ -10,6 +10,7 @@ pub mod drivers;
 pub mod error;
 pub mod events;
 pub mod hostinfo;
+pub mod images;
 pub mod logging;
 pub mod registry;
 pub mod store;

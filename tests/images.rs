@@ -513,3 +513,120 @@ async fn prune_disk_usage_and_distribution() {
     .expect("bad filter");
     assert_eq!(status, 400);
 }
+
+/// POSTs a file to /images/load; (status, body).
+fn load_file(d: &TestDaemon, archive: &Path) -> (u16, String) {
+    use std::io::{Read, Write};
+    let data = std::fs::read(archive).expect("archive");
+    let mut s = std::os::unix::net::UnixStream::connect(d.socket()).expect("connect");
+    write!(
+        s,
+        "POST /v1.50/images/load?quiet=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        data.len()
+    )
+    .expect("head");
+    s.write_all(&data).expect("body");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let (status, _, body) = common::parse_response(&raw).expect("response");
+    (status, body)
+}
+
+fn skopeo(args: &[&str]) {
+    let st = std::process::Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .status()
+        .expect("skopeo");
+    assert!(st.success(), "skopeo {args:?}");
+}
+
+#[tokio::test]
+async fn load_docker_archives_and_oci_layouts() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    let oci = reg.dir.path().join("r/oci");
+    let scratch = d.dir.path().join("archives");
+    std::fs::create_dir_all(&scratch).expect("mkdir");
+    let bb = scratch.join("busybox.tar");
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("oci:{}:latest", oci.join("busybox").display()),
+        &format!("docker-archive:{}:mybusy:1", bb.display()),
+    ]);
+    let (status, body) = load_file(&d, &bb);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Loaded image: mybusy:1"), "{body}");
+    let (_, busybox_id) = reg.digests("busybox");
+    assert_eq!(
+        docker
+            .inspect_image("mybusy:1")
+            .await
+            .expect("inspect")
+            .id
+            .as_deref(),
+        Some(busybox_id.as_str())
+    );
+
+    // An OCI image layout in a tar: no tag, the ID is announced.
+    let layout_tar = scratch.join("layers-oci.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(oci.join("layers"))
+        .arg("-cf")
+        .arg(&layout_tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let (status, body) = load_file(&d, &layout_tar);
+    assert_eq!(status, 200, "{body}");
+    let (_, layers_id) = reg.digests("layers");
+    assert!(
+        body.contains(&format!("Loaded image ID: {layers_id}")),
+        "{body}"
+    );
+    let inspect = docker
+        .inspect_image(&layers_id)
+        .await
+        .expect("inspect loaded layout");
+    assert_eq!(
+        inspect.root_fs.and_then(|r| r.layers).map(|l| l.len()),
+        Some(3)
+    );
+
+    // Bad archives: refused with 400, nothing left behind.
+    let before = entries(&d.data_root().join("overlay2"));
+    let garbage = scratch.join("garbage.tar");
+    std::fs::write(&garbage, b"this is not a tar archive").expect("write");
+    let (status, body) = load_file(&d, &garbage);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid image archive"), "{body}");
+    let evil = scratch.join("traversal.tar");
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("oci:{}:latest", oci.join("traversal").display()),
+        &format!("docker-archive:{}:evil:1", evil.display()),
+    ]);
+    let (status, body) = load_file(&d, &evil);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("'..' is not allowed"), "{body}");
+    assert!(!Path::new("/tmp/escaped-by-berth-test").exists());
+    assert_eq!(
+        entries(&d.data_root().join("overlay2")),
+        before,
+        "no layer from a refused archive"
+    );
+    assert!(
+        entries(&d.data_root().join("tmp")).is_empty(),
+        "the spooled archives are removed"
+    );
+    let images = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list");
+    assert_eq!(images.len(), 2);
+}

@@ -101,3 +101,14 @@ scenario_image_prune_and_system_df() {
   expect_eq "$(d prune images -q)" ""
   expect_eq "$(ls "$WORK/prune/data/overlay2")" "l"
 }
+
+scenario_load_a_docker_archive() {
+  start_berthd load
+  skopeo --insecure-policy copy -q "oci:$WORK/registry/oci/busybox:latest" "docker-archive:$WORK/load/bb.tar:loaded:1"
+  expect_eq "$(d load load -i "$WORK/load/bb.tar")" "Loaded image: loaded:1"
+  expect_eq "$(d load images --format '{{.Repository}}:{{.Tag}}')" "loaded:1"
+  local out
+  echo "not a tar" > "$WORK/load/bad.tar"
+  if out=$(d load load -i "$WORK/load/bad.tar" 2>&1); then fail "a bad archive was loaded"; fi
+  expect_contains "$out" "invalid image archive"
+}

@@ -531,3 +531,84 @@ impl Handler<Distribution> for ImageService {
         })
     }
 }
+
+/// Load the images of a `docker save` archive or an OCI layout tar (a file the
+/// API has spooled to disk). Returns one line per image, as `docker load` prints.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>>")]
+pub struct LoadImages {
+    pub archive: std::path::PathBuf,
+}
+
+impl Handler<LoadImages> for ImageService {
+    type Result = AtomicResponse<Self, Result<Vec<String>>>;
+
+    fn handle(&mut self, msg: LoadImages, _: &mut Context<Self>) -> Self::Result {
+        let (events, layers, blobs, projection) = (
+            self.events.clone(),
+            Arc::clone(&self.layers),
+            Arc::clone(&self.blobs),
+            self.projection.clone(),
+        );
+        AtomicResponse::new(Box::pin(
+            async move {
+                let path = msg.archive.clone();
+                let loaded = tokio::task::spawn_blocking(move || {
+                    crate::images::archive::load(&path, &layers)
+                })
+                .await
+                .map_err(|e| Error::internal(format!("loading: {e}")))??;
+                let mut lines = Vec::new();
+                for image in loaded {
+                    blobs.put(&image.id, &image.config)?;
+                    for l in &image.new_layers {
+                        append(
+                            &events,
+                            Event::LayerCommitted {
+                                chain_id: l.chain_id.clone(),
+                                diff_id: l.diff_id.clone(),
+                                parent: l.parent.clone(),
+                                size: l.size,
+                            },
+                        )
+                        .await?;
+                    }
+                    if !projection.current().images.contains_key(&image.id) {
+                        let created = serde_json::from_slice::<serde_json::Value>(&image.config)
+                            .ok()
+                            .and_then(|v| {
+                                v.get("created").and_then(|c| c.as_str()).map(String::from)
+                            });
+                        append(
+                            &events,
+                            Event::ImageStored {
+                                id: image.id.clone(),
+                                chain_ids: image.chain_ids.clone(),
+                                created,
+                            },
+                        )
+                        .await?;
+                    }
+                    if image.repo_tags.is_empty() {
+                        lines.push(format!("Loaded image ID: {}", image.id));
+                    }
+                    for tag in &image.repo_tags {
+                        let r = Reference::parse(tag)?.with_default_tag();
+                        let tag = r.familiar_tagged().unwrap_or_else(|| tag.clone());
+                        append(
+                            &events,
+                            Event::ImageTagged {
+                                id: image.id.clone(),
+                                tag: tag.clone(),
+                            },
+                        )
+                        .await?;
+                        lines.push(format!("Loaded image: {tag}"));
+                    }
+                }
+                Ok(lines)
+            }
+            .into_actor(self),
+        ))
+    }
+}

@@ -19,7 +19,8 @@ use tokio_stream_lite::UnboundedReceiverStream;
 
 use super::ApiContext;
 use crate::actors::image_service::{
-    Distribution, ImageDetails, PruneImages, PullImage, PullItem, RemoveImage, Removed, TagImage,
+    Distribution, ImageDetails, LoadImages, PruneImages, PullImage, PullItem, RemoveImage, Removed,
+    TagImage,
 };
 use crate::error::{Error, Result};
 use crate::events::projection::{ImageRecord, State as EngineState};
@@ -32,6 +33,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/images/json", get(list))
         .route("/images/create", post(create))
         .route("/images/prune", post(prune))
+        .route("/images/load", post(load))
         .route("/distribution/{*rest}", get(distribution))
         .route(
             "/images/{*rest}",
@@ -569,6 +571,52 @@ async fn distribution(
         "Descriptor": { "mediaType": d.media_type, "digest": d.digest, "size": d.size },
         "Platforms": platforms,
     })))
+}
+
+/// `docker load` (with or without `quiet`: there are no progress bars to drop).
+/// The archive is spooled to a file under the data root (an image
+/// can be larger than memory), then loaded by the ImageService.
+async fn load(State(ctx): State<ApiContext>, body: Body) -> Result<Response<Body>> {
+    let spool_dir = ctx.config.data_root.join("tmp");
+    tokio::fs::create_dir_all(&spool_dir)
+        .await
+        .map_err(|e| Error::internal(format!("creating {}: {e}", spool_dir.display())))?;
+    let spool = spool_dir.join(format!(
+        "load-{}-{}",
+        std::process::id(),
+        crate::store::eventlog::now_ns()
+    ));
+    let result = async {
+        let mut file = tokio::fs::File::create(&spool)
+            .await
+            .map_err(|e| Error::internal(format!("spooling the archive: {e}")))?;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Error::invalid(format!("reading the archive: {e}")))?;
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                .await
+                .map_err(|e| Error::internal(format!("spooling the archive: {e}")))?;
+        }
+        drop(file);
+        ask(
+            &ctx,
+            LoadImages {
+                archive: spool.clone(),
+            },
+        )
+        .await?
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&spool).await;
+    let lines = result?;
+    let body: String = lines
+        .iter()
+        .map(|l| serde_json::json!({ "stream": format!("{l}\n") }).to_string() + "\n")
+        .collect();
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_default())
 }
 
 /// An mpsc receiver as a Stream (tokio-stream's wrapper, without the dependency).

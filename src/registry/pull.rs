@@ -5,13 +5,12 @@
 //! by the client's verifying stream) and its diff_id both match; layers are
 //! committed in order, parents first. Progress goes out as dockerd words it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info};
 
@@ -322,41 +321,13 @@ async fn fetch_layer(
     let diff_dir = staged.diff_dir();
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::result::Result<bytes::Bytes, String>>(32);
     let extractor = tokio::task::spawn_blocking(move || -> Result<(String, u64)> {
-        let reader = ChannelReader {
-            rx,
-            buf: bytes::Bytes::new(),
-        };
-        let mut input = BufReader::with_capacity(256 << 10, reader);
-        let magic = input
-            .fill_buf()
-            .map_err(|e| Error::internal(format!("reading layer: {e}")))?
-            .to_vec();
-        let decoded: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::bufread::MultiGzDecoder::new(input))
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(
-                zstd::stream::read::Decoder::with_buffer(input)
-                    .map_err(|e| Error::internal(format!("zstd: {e}")))?,
-            )
-        } else {
-            Box::new(input)
-        };
-        let mut hashing = HashingReader {
-            inner: decoded,
-            hasher: Sha256::new(),
-        };
-        let size = crate::drivers::storage::extract::apply_tar(
+        crate::drivers::storage::extract::extract_layer(
             &diff_dir,
-            &mut hashing,
-            crate::drivers::storage::extract::Whiteouts::Overlay,
-        )?;
-        // The tar's end blocks and padding count for the diff_id too.
-        std::io::copy(&mut hashing, &mut std::io::sink())
-            .map_err(|e| Error::invalid(format!("reading layer: {e}")))?;
-        Ok((
-            format!("sha256:{}", hex::encode(hashing.hasher.finalize())),
-            size,
-        ))
+            ChannelReader {
+                rx,
+                buf: bytes::Bytes::new(),
+            },
+        )
     });
 
     let mut received = 0u64;
@@ -426,19 +397,6 @@ impl Read for ChannelReader {
         }
         let n = out.len().min(self.buf.len());
         out[..n].copy_from_slice(&self.buf.split_to(n));
-        Ok(n)
-    }
-}
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(out)?;
-        self.hasher.update(&out[..n]);
         Ok(n)
     }
 }

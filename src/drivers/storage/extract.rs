@@ -396,3 +396,51 @@ fn set_xattrs<R: Read>(
     }
     Ok(())
 }
+
+/// Reads a layer as it comes (gzip, zstd or plain tar, told by its magic bytes),
+/// extracts it into `dir` with overlay whiteouts, and returns its diff_id (the
+/// sha256 of the uncompressed tar, end blocks included) and its size.
+pub fn extract_layer<R: Read>(dir: &Path, input: R) -> Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::BufRead;
+    let mut input = std::io::BufReader::with_capacity(256 << 10, input);
+    let magic = input
+        .fill_buf()
+        .map_err(|e| Error::invalid(format!("reading layer: {e}")))?
+        .to_vec();
+    let decoded: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(input))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|e| Error::invalid(format!("zstd: {e}")))?,
+        )
+    } else {
+        Box::new(input)
+    };
+    let mut hashing = HashingReader {
+        inner: decoded,
+        hasher: sha2::Sha256::new(),
+    };
+    let size = apply_tar(dir, &mut hashing, Whiteouts::Overlay)?;
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .map_err(|e| Error::invalid(format!("reading layer: {e}")))?;
+    Ok((
+        format!("sha256:{}", hex::encode(hashing.hasher.finalize())),
+        size,
+    ))
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(out)?;
+        self.hasher.update(&out[..n]);
+        Ok(n)
+    }
+}
