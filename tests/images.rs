@@ -630,3 +630,56 @@ async fn load_docker_archives_and_oci_layouts() {
         .expect("list");
     assert_eq!(images.len(), 2);
 }
+
+#[tokio::test]
+async fn save_then_load_into_another_daemon_keeps_ids_and_tags() {
+    let reg = TestRegistry::start();
+    let a = TestDaemon::start();
+    let b = TestDaemon::start();
+    let docker_a = client(&a);
+    pull(&docker_a, &reg.image("layers"))
+        .await
+        .expect("pull layers");
+    pull(&docker_a, &reg.image("busybox"))
+        .await
+        .expect("pull busybox");
+    let (_, layers_id) = reg.digests("layers");
+    let (_, busybox_id) = reg.digests("busybox");
+
+    let archive: Vec<u8> = docker_a
+        .export_images(&[&reg.image("layers"), &reg.image("busybox")])
+        .map(|chunk| chunk.expect("chunk").to_vec())
+        .concat()
+        .await;
+    let path = b.dir.path().join("saved.tar");
+    std::fs::write(&path, &archive).expect("write archive");
+    let (status, body) = load_file(&b, &path);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("Loaded image: {}:latest", reg.image("layers"))),
+        "{body}"
+    );
+    let docker_b = client(&b);
+    let mut ids: Vec<String> = docker_b
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    ids.sort();
+    let mut want = vec![layers_id, busybox_id];
+    want.sort();
+    assert_eq!(ids, want);
+
+    // The loaded whiteout image is the same image: same layers, and saving it again works.
+    let again: Vec<u8> = docker_b
+        .export_image(&reg.image("layers"))
+        .map(|c| c.expect("chunk").to_vec())
+        .concat()
+        .await;
+    assert!(again.len() > 1_000_000);
+    let (status, _, body) =
+        common::http(&a.socket(), "GET", "/v1.50/images/nosuch/get").expect("save missing");
+    assert_eq!(status, 404, "{body}");
+}

@@ -112,3 +112,15 @@ scenario_load_a_docker_archive() {
   if out=$(d load load -i "$WORK/load/bad.tar" 2>&1); then fail "a bad archive was loaded"; fi
   expect_contains "$out" "invalid image archive"
 }
+
+scenario_save_rmi_load_round_trip() {
+  start_berthd save
+  d save pull -q "$REG/library/layers" >/dev/null
+  local id; id=$(d save images -q "$REG/library/layers")
+  d save save -o "$WORK/save/layers.tar" "$REG/library/layers"
+  d save rmi "$REG/library/layers" >/dev/null
+  expect_eq "$(d save images -q)" ""
+  expect_eq "$(d save load -i "$WORK/save/layers.tar")" "Loaded image: $REG/library/layers:latest"
+  expect_eq "$(d save images -q "$REG/library/layers")" "$id"
+  expect_eq "$(d save history -q "$REG/library/layers" | head -1)" "$id"
+}

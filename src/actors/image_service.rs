@@ -70,11 +70,13 @@ impl Actor for ImageService {
         let state = self.projection.current();
         let layers = Arc::clone(&self.layers);
         layers.sweep(&|chain| state.layers.contains_key(chain));
+        self.blobs.sweep_incoming();
         let events = self.events.clone();
         let store = Arc::clone(&self.layers);
+        let blobs = Arc::clone(&self.blobs);
         ctx.spawn(
             async move {
-                remove_unused_layers(&events, &store, &state).await;
+                remove_unused_layers(&events, &store, &blobs, &state).await;
             }
             .into_actor(self),
         );
@@ -89,10 +91,59 @@ async fn append(events: &Addr<EventLog>, event: Event) -> Result<()> {
     Ok(())
 }
 
+/// Records the layers an image brought (with their blobs) and the image itself.
+async fn record_image(
+    events: &Addr<EventLog>,
+    projection: &Projection,
+    id: &str,
+    chain_ids: &[String],
+    config: &[u8],
+    new_layers: &[pull::NewLayer],
+) -> Result<()> {
+    for l in new_layers {
+        append(
+            events,
+            Event::LayerCommitted {
+                chain_id: l.chain_id.clone(),
+                diff_id: l.diff_id.clone(),
+                parent: l.parent.clone(),
+                size: l.size,
+            },
+        )
+        .await?;
+        append(
+            events,
+            Event::LayerBlobStored {
+                chain_id: l.chain_id.clone(),
+                digest: l.blob.digest.clone(),
+                media_type: l.blob.media_type.clone(),
+                size: l.blob.size,
+            },
+        )
+        .await?;
+    }
+    if !projection.current().images.contains_key(id) {
+        let created = serde_json::from_slice::<serde_json::Value>(config)
+            .ok()
+            .and_then(|v| v.get("created").and_then(|c| c.as_str()).map(String::from));
+        append(
+            events,
+            Event::ImageStored {
+                id: id.to_string(),
+                chain_ids: chain_ids.to_vec(),
+                created,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Removes layers that no image uses, top layers first; returns their ChainIDs.
 async fn remove_unused_layers(
     events: &Addr<EventLog>,
     layers: &LayerStore,
+    blobs: &BlobStore,
     state: &State,
 ) -> Vec<String> {
     let mut removed = Vec::new();
@@ -108,6 +159,19 @@ async fn remove_unused_layers(
         d
     };
     unused.sort_by_key(|c| std::cmp::Reverse(depth(c)));
+    let kept_blobs: std::collections::HashSet<&str> = state
+        .layers
+        .values()
+        .filter(|l| !unused.contains(&l.chain_id))
+        .filter_map(|l| l.blob.as_ref().map(|b| b.digest.as_str()))
+        .collect();
+    for chain_id in &unused {
+        if let Some(blob) = state.layers.get(chain_id).and_then(|l| l.blob.as_ref()) {
+            if !kept_blobs.contains(blob.digest.as_str()) {
+                let _ = blobs.remove(&blob.digest);
+            }
+        }
+    }
     for chain_id in unused {
         if let Err(e) = layers.remove(&chain_id) {
             warn!(layer = %chain_id, error = %e, "could not remove a layer");
@@ -218,25 +282,8 @@ impl Handler<PullImage> for ImageService {
                     Some(t) => i.repo_tags.contains(t),
                     None => true,
                 });
-                for l in &pulled.new_layers {
-                    append(
-                        &events,
-                        Event::LayerCommitted {
-                            chain_id: l.chain_id.clone(),
-                            diff_id: l.diff_id.clone(),
-                            parent: l.parent.clone(),
-                            size: l.size,
-                        },
-                    )
+                record_image(&events, &projection, &pulled.image_id, &pulled.chain_ids, &pulled.config, &pulled.new_layers)
                     .await?;
-                }
-                if !before.images.contains_key(&pulled.image_id) {
-                    let created = serde_json::from_slice::<serde_json::Value>(&pulled.config)
-                        .ok()
-                        .and_then(|v| v.get("created").and_then(|c| c.as_str()).map(String::from));
-                    append(&events, Event::ImageStored { id: pulled.image_id.clone(), chain_ids: pulled.chain_ids.clone(), created })
-                        .await?;
-                }
                 if let Some(t) = &tag {
                     if !up_to_date {
                         append(&events, Event::ImageTagged { id: pulled.image_id.clone(), tag: t.clone() }).await?;
@@ -369,7 +416,7 @@ impl Handler<RemoveImage> for ImageService {
                     out.push(Removed::Deleted(image.id.clone()));
                     let _ = blobs.remove(&image.id);
                     let after = projection.current();
-                    let gone = remove_unused_layers(&events, &layers, &after).await;
+                    let gone = remove_unused_layers(&events, &layers, &blobs, &after).await;
                     out.extend(gone.into_iter().map(Removed::Deleted));
                 }
                 Ok(out)
@@ -450,7 +497,7 @@ impl Handler<PruneImages> for ImageService {
                     let _ = blobs.remove(&image.id);
                 }
                 let after = projection.current();
-                let gone = remove_unused_layers(&events, &layers, &after).await;
+                let gone = remove_unused_layers(&events, &layers, &blobs, &after).await;
                 let reclaimed = gone
                     .iter()
                     .filter_map(|c| before.layers.get(c))
@@ -553,42 +600,24 @@ impl Handler<LoadImages> for ImageService {
         AtomicResponse::new(Box::pin(
             async move {
                 let path = msg.archive.clone();
+                let load_blobs = Arc::clone(&blobs);
                 let loaded = tokio::task::spawn_blocking(move || {
-                    crate::images::archive::load(&path, &layers)
+                    crate::images::archive::load(&path, &layers, &load_blobs)
                 })
                 .await
                 .map_err(|e| Error::internal(format!("loading: {e}")))??;
                 let mut lines = Vec::new();
                 for image in loaded {
                     blobs.put(&image.id, &image.config)?;
-                    for l in &image.new_layers {
-                        append(
-                            &events,
-                            Event::LayerCommitted {
-                                chain_id: l.chain_id.clone(),
-                                diff_id: l.diff_id.clone(),
-                                parent: l.parent.clone(),
-                                size: l.size,
-                            },
-                        )
-                        .await?;
-                    }
-                    if !projection.current().images.contains_key(&image.id) {
-                        let created = serde_json::from_slice::<serde_json::Value>(&image.config)
-                            .ok()
-                            .and_then(|v| {
-                                v.get("created").and_then(|c| c.as_str()).map(String::from)
-                            });
-                        append(
-                            &events,
-                            Event::ImageStored {
-                                id: image.id.clone(),
-                                chain_ids: image.chain_ids.clone(),
-                                created,
-                            },
-                        )
-                        .await?;
-                    }
+                    record_image(
+                        &events,
+                        &projection,
+                        &image.id,
+                        &image.chain_ids,
+                        &image.config,
+                        &image.new_layers,
+                    )
+                    .await?;
                     if image.repo_tags.is_empty() {
                         lines.push(format!("Loaded image ID: {}", image.id));
                     }
@@ -610,5 +639,86 @@ impl Handler<LoadImages> for ImageService {
             }
             .into_actor(self),
         ))
+    }
+}
+
+/// Write `docker save` of these names; the archive arrives in chunks.
+#[derive(Message)]
+#[rtype(result = "Result<mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>>")]
+pub struct SaveImages {
+    pub names: Vec<String>,
+    pub tmp: std::path::PathBuf,
+}
+
+/// A Write that hands what it gets to an async receiver (the HTTP body).
+struct ChannelWriter(mpsc::Sender<std::result::Result<bytes::Bytes, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Handler<SaveImages> for ImageService {
+    type Result = Result<mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>>;
+
+    fn handle(&mut self, msg: SaveImages, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let mut images: Vec<crate::images::archive::SaveImage> = Vec::new();
+        for name in &msg.names {
+            let image = resolve(&state, name)?;
+            // A name that is a tag carries that tag into the archive; an ID carries none.
+            let tag = Reference::parse(name)
+                .ok()
+                .filter(|r| r.digest.is_none())
+                .and_then(|r| r.with_default_tag().familiar_tagged())
+                .filter(|t| image.repo_tags.contains(t));
+            if let Some(existing) = images.iter_mut().find(|i| i.id == image.id) {
+                existing.repo_tags.extend(tag);
+                continue;
+            }
+            let mut layers = Vec::new();
+            for c in &image.chain_ids {
+                let layer = state.layers.get(c).ok_or_else(|| {
+                    Error::internal(format!("layer {c} of {} is missing", image.id))
+                })?;
+                let blob = layer.blob.as_ref().ok_or_else(|| {
+                    Error::internal(format!(
+                        "layer {} of {} was stored before berthd kept layer blobs; pull it again",
+                        layer.diff_id, image.id
+                    ))
+                })?;
+                layers.push((
+                    layer.diff_id.clone(),
+                    blob.digest.clone(),
+                    blob.media_type.clone(),
+                ));
+            }
+            images.push(crate::images::archive::SaveImage {
+                id: image.id.clone(),
+                config: self.blobs.get(&image.id)?,
+                layers,
+                repo_tags: tag.into_iter().collect(),
+            });
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let blobs = Arc::clone(&self.blobs);
+        let tmp = msg.tmp;
+        tokio::task::spawn_blocking(move || {
+            let err_tx = tx.clone();
+            if let Err(e) = crate::images::archive::save(ChannelWriter(tx), &images, &blobs, &tmp) {
+                warn!(error = %e, "save failed");
+                let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        });
+        Ok(rx)
     }
 }

@@ -20,7 +20,7 @@ use tokio_stream_lite::UnboundedReceiverStream;
 use super::ApiContext;
 use crate::actors::image_service::{
     Distribution, ImageDetails, LoadImages, PruneImages, PullImage, PullItem, RemoveImage, Removed,
-    TagImage,
+    SaveImages, TagImage,
 };
 use crate::error::{Error, Result};
 use crate::events::projection::{ImageRecord, State as EngineState};
@@ -34,6 +34,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/images/create", post(create))
         .route("/images/prune", post(prune))
         .route("/images/load", post(load))
+        .route("/images/get", get(save_many))
         .route("/distribution/{*rest}", get(distribution))
         .route(
             "/images/{*rest}",
@@ -342,9 +343,12 @@ async fn get_image(
     State(ctx): State<ApiContext>,
     Path(rest): Path<String>,
 ) -> Result<Response<Body>> {
-    let Some((name, op)) = split_op(&rest, &["json", "history"]) else {
+    let Some((name, op)) = split_op(&rest, &["json", "history", "get"]) else {
         return Err(Error::not_found("page not found"));
     };
+    if op == "get" {
+        return save(&ctx, vec![name.to_string()]).await;
+    }
     let (image, config) = ask(
         &ctx,
         ImageDetails {
@@ -573,6 +577,38 @@ async fn distribution(
     })))
 }
 
+/// `docker save NAME...` (GET /images/get?names=a&names=b).
+async fn save_many(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response<Body>> {
+    let names: Vec<String> = q
+        .into_iter()
+        .filter(|(k, _)| k == "names")
+        .map(|(_, v)| v)
+        .collect();
+    if names.is_empty() {
+        return Err(Error::invalid("no image names given"));
+    }
+    save(&ctx, names).await
+}
+
+async fn save(ctx: &ApiContext, names: Vec<String>) -> Result<Response<Body>> {
+    let rx = ask(
+        ctx,
+        SaveImages {
+            names,
+            tmp: ctx.config.data_root.join("tmp"),
+        },
+    )
+    .await??;
+    let stream = tokio_stream_lite::ReceiverStream(rx);
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default())
+}
+
 /// `docker load` (with or without `quiet`: there are no progress bars to drop).
 /// The archive is spooled to a file under the data root (an image
 /// can be larger than memory), then loaded by the ImageService.
@@ -625,6 +661,15 @@ mod tokio_stream_lite {
     use std::task::{Context, Poll};
 
     pub struct UnboundedReceiverStream<T>(pub tokio::sync::mpsc::UnboundedReceiver<T>);
+
+    pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+    impl<T> futures_util::Stream for ReceiverStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
 
     impl<T> futures_util::Stream for UnboundedReceiverStream<T> {
         type Item = T;

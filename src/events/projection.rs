@@ -39,6 +39,15 @@ pub struct LayerRecord {
     pub diff_id: String,
     pub parent: Option<String>,
     pub size: u64,
+    /// The layer as distributed, when its bytes were kept.
+    pub blob: Option<LayerBlobRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerBlobRecord {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
 }
 
 impl State {
@@ -116,6 +125,7 @@ impl State {
                         diff_id: diff_id.clone(),
                         parent: parent.clone(),
                         size: *size,
+                        blob: None,
                     },
                 );
             }
@@ -162,6 +172,20 @@ impl State {
             }
             Event::LayerRemoved { chain_id } => {
                 self.layers.remove(chain_id);
+            }
+            Event::LayerBlobStored {
+                chain_id,
+                digest,
+                media_type,
+                size,
+            } => {
+                if let Some(layer) = self.layers.get_mut(chain_id) {
+                    layer.blob = Some(LayerBlobRecord {
+                        digest: digest.clone(),
+                        media_type: media_type.clone(),
+                        size: *size,
+                    });
+                }
             }
         }
     }

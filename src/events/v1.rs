@@ -35,4 +35,12 @@ pub enum Event {
     ImageDeleted { id: String },
     /// Layer `chain_id` was removed from the layer store.
     LayerRemoved { chain_id: String },
+    /// The bytes layer `chain_id` was distributed as (compressed as pulled, or as
+    /// loaded) are in the blob store: `docker save` and `push` send them again.
+    LayerBlobStored {
+        chain_id: String,
+        digest: String,
+        media_type: String,
+        size: u64,
+    },
 }

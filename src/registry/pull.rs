@@ -19,7 +19,7 @@ use super::reference::Reference;
 use super::{Endpoint, RegistrySettings};
 use crate::drivers::storage::overlay2::{LayerStore, Staged};
 use crate::error::{Error, Result};
-use crate::store::blobs::{sha256_digest, BlobStore};
+use crate::store::blobs::{sha256_digest, BlobStore, BlobWriter, TeeReader};
 
 /// One line of pull progress (dockerd's JSON message fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,15 @@ pub struct NewLayer {
     pub chain_id: String,
     pub diff_id: String,
     pub parent: Option<String>,
+    pub size: u64,
+    /// The layer's bytes as distributed (kept for save and push).
+    pub blob: LayerBlob,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    pub digest: String,
+    pub media_type: String,
     pub size: u64,
 }
 
@@ -244,6 +253,7 @@ pub async fn pull(
             progress.clone(),
             Arc::clone(&permits),
         );
+        let blobs = Arc::clone(&blobs);
         let diff_id = diff_ids[i].clone();
         tasks.push((
             i,
@@ -252,15 +262,15 @@ pub async fn pull(
                     .acquire()
                     .await
                     .map_err(|_| Error::internal("download slots closed"))?;
-                fetch_layer(&client, &oref, &layer, &diff_id, layers, &progress).await
+                fetch_layer(&client, &oref, &layer, &diff_id, layers, blobs, &progress).await
             }),
         ));
     }
-    let mut staged: Vec<(usize, Staged, u64)> = Vec::new();
+    let mut staged: Vec<(usize, Staged, u64, BlobWriter)> = Vec::new();
     let mut failure = None;
     for (i, task) in tasks {
         match task.await {
-            Ok(Ok((s, size))) => staged.push((i, s, size)),
+            Ok(Ok((s, size, blob))) => staged.push((i, s, size, blob)),
             Ok(Err(e)) => failure = failure.or(Some(e)),
             Err(e) => {
                 failure = failure.or(Some(Error::internal(format!("layer download task: {e}"))))
@@ -275,15 +285,23 @@ pub async fn pull(
         blobs.put(digest, bytes)?;
     }
     let mut new_layers = Vec::new();
-    for (i, s, size) in staged {
+    for (i, s, size, blob) in staged {
         let parent = if i == 0 {
             None
         } else {
             Some(chain_ids[i - 1].clone())
         };
+        let descriptor = &image_manifest.layers[i];
+        let (blob_digest, blob_size) = blob.commit()?;
+        if blob_digest != descriptor.digest {
+            return Err(Error::invalid(format!(
+                "layer {} arrived as {blob_digest}",
+                descriptor.digest
+            )));
+        }
         layers.commit(s, &chain_ids[i], parent.as_deref())?;
         let _ = progress.send(Progress::status(
-            Some(&short(&image_manifest.layers[i].digest)),
+            Some(&short(&descriptor.digest)),
             "Pull complete",
         ));
         new_layers.push(NewLayer {
@@ -291,6 +309,11 @@ pub async fn pull(
             diff_id: diff_ids[i].clone(),
             parent,
             size,
+            blob: LayerBlob {
+                digest: blob_digest,
+                media_type: descriptor.media_type.clone(),
+                size: blob_size,
+            },
         });
     }
     Ok(Pulled {
@@ -309,8 +332,9 @@ async fn fetch_layer(
     layer: &manifest::Descriptor,
     diff_id: &str,
     layers: Arc<LayerStore>,
+    blobs: Arc<BlobStore>,
     progress: &ProgressTx,
-) -> Result<(Staged, u64)> {
+) -> Result<(Staged, u64, BlobWriter)> {
     let id = short(&layer.digest);
     let mut stream = client
         .pull_blob_stream(oref, layer.digest.as_str())
@@ -320,14 +344,20 @@ async fn fetch_layer(
     let staged = layers.stage()?;
     let diff_dir = staged.diff_dir();
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::result::Result<bytes::Bytes, String>>(32);
-    let extractor = tokio::task::spawn_blocking(move || -> Result<(String, u64)> {
-        crate::drivers::storage::extract::extract_layer(
-            &diff_dir,
-            ChannelReader {
+    let blob = blobs.writer()?;
+    let extractor = tokio::task::spawn_blocking(move || -> Result<(String, u64, BlobWriter)> {
+        let mut tee = TeeReader {
+            inner: ChannelReader {
                 rx,
                 buf: bytes::Bytes::new(),
             },
-        )
+            blob,
+        };
+        let (diff_id, size) = crate::drivers::storage::extract::extract_layer(&diff_dir, &mut tee)?;
+        // Whatever follows the compressed stream still belongs to the blob.
+        std::io::copy(&mut tee, &mut std::io::sink())
+            .map_err(|e| Error::invalid(format!("reading layer: {e}")))?;
+        Ok((diff_id, size, tee.blob))
     });
 
     let mut received = 0u64;
@@ -365,7 +395,7 @@ async fn fetch_layer(
     }
     let _ = progress.send(Progress::status(Some(&id), "Verifying Checksum"));
     let _ = progress.send(Progress::status(Some(&id), "Download complete"));
-    let (actual_diff_id, size) =
+    let (actual_diff_id, size, blob) =
         extracted.map_err(|e| e.context(format_args!("layer {}", layer.digest)))?;
     if actual_diff_id != diff_id {
         return Err(Error::invalid(format!(
@@ -378,7 +408,7 @@ async fn fetch_layer(
         status: "Extracting".into(),
         current: Some((total, total)),
     });
-    Ok((staged, size))
+    Ok((staged, size, blob))
 }
 
 struct ChannelReader {
