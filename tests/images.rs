@@ -683,3 +683,101 @@ async fn save_then_load_into_another_daemon_keeps_ids_and_tags() {
         common::http(&a.socket(), "GET", "/v1.50/images/nosuch/get").expect("save missing");
     assert_eq!(status, 404, "{body}");
 }
+
+#[tokio::test]
+async fn push_then_remove_then_pull_back() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    pull(&docker, &reg.image("layers")).await.expect("pull");
+    let (manifest_digest, image_id) = reg.digests("layers");
+    let target = format!("127.0.0.1:{}/pushed/layers", reg.port);
+    docker
+        .tag_image(
+            &reg.image("layers"),
+            Some(
+                TagImageOptionsBuilder::default()
+                    .repo(&target)
+                    .tag("v1")
+                    .build(),
+            ),
+        )
+        .await
+        .expect("tag");
+    let mut stream = docker.push_image(
+        &target,
+        Some(
+            bollard::query_parameters::PushImageOptionsBuilder::default()
+                .tag("v1")
+                .build(),
+        ),
+        None,
+    );
+    let mut lines = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = item.expect("push progress");
+        lines.push(info.status.unwrap_or_default());
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("v1: digest: {manifest_digest} size: 713")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.as_str() == "Pushed").count(),
+        3,
+        "{lines:?}"
+    );
+
+    for name in [format!("{target}:v1"), reg.image("layers")] {
+        docker
+            .remove_image(
+                &name,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+            .expect("rmi");
+    }
+    assert!(docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list")
+        .is_empty());
+    pull(&docker, &format!("{target}:v1"))
+        .await
+        .expect("pull back");
+    let back = docker
+        .inspect_image(&format!("{target}:v1"))
+        .await
+        .expect("inspect");
+    assert_eq!(
+        back.id.as_deref(),
+        Some(image_id.as_str()),
+        "the same image comes back"
+    );
+    assert_eq!(
+        back.repo_digests,
+        Some(vec![format!("{target}@{manifest_digest}")]),
+        "with the digest it had"
+    );
+
+    let missing = docker
+        .push_image(
+            &format!("{target}-none"),
+            Some(
+                bollard::query_parameters::PushImageOptionsBuilder::default()
+                    .tag("x")
+                    .build(),
+            ),
+            None,
+        )
+        .next()
+        .await
+        .expect("an answer");
+    assert!(missing
+        .expect_err("not local")
+        .to_string()
+        .contains("An image does not exist locally with the tag"));
+}

@@ -124,3 +124,19 @@ scenario_save_rmi_load_round_trip() {
   expect_eq "$(d save images -q "$REG/library/layers")" "$id"
   expect_eq "$(d save history -q "$REG/library/layers" | head -1)" "$id"
 }
+
+scenario_push_rmi_pull_back() {
+  start_berthd push
+  d push pull -q "$REG/library/busybox" >/dev/null
+  local id; id=$(d push images -q "$REG/library/busybox")
+  d push tag "$REG/library/busybox" "$REG/compat/pushed:1"
+  local out; out=$(d push push "$REG/compat/pushed:1")
+  expect_contains "$out" "The push refers to repository [$REG/compat/pushed]"
+  expect_contains "$out" "1: digest: $(fixture_digest busybox)"
+  d push rmi "$REG/compat/pushed:1" "$REG/library/busybox" >/dev/null
+  expect_eq "$(d push images -q)" ""
+  d push pull -q "$REG/compat/pushed:1" >/dev/null
+  expect_eq "$(d push images -q)" "$id"
+  if out=$(d push push "$REG/compat/absent:1" 2>&1); then fail "pushing a missing image succeeded"; fi
+  expect_contains "$out" "An image does not exist locally with the tag: $REG/compat/absent"
+}

@@ -722,3 +722,188 @@ impl Handler<SaveImages> for ImageService {
         Ok(rx)
     }
 }
+
+/// Push the image named `repository[:tag]` (every tag of the repository when
+/// `tag` is empty); progress and the outcome go to `progress`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PushImages {
+    pub repository: Reference,
+    pub tag: Option<String>,
+    pub auth: RegistryAuth,
+    pub progress: mpsc::UnboundedSender<PullItem>,
+}
+
+/// What a push sends for one image, from the stores.
+fn push_plan(
+    state: &State,
+    blobs: &BlobStore,
+    image: &ImageRecord,
+) -> Result<crate::registry::push::PushImage> {
+    use crate::registry::manifest::{Manifest, DOCKER_MANIFEST};
+    use crate::registry::push::{PushImage, PushLayer};
+    let mut layers = Vec::new();
+    for c in &image.chain_ids {
+        let layer = state
+            .layers
+            .get(c)
+            .ok_or_else(|| Error::internal(format!("layer {c} of {} is missing", image.id)))?;
+        let blob = layer.blob.as_ref().ok_or_else(|| {
+            Error::internal(format!(
+                "layer {} of {} has no stored blob to push; pull it again",
+                layer.diff_id, image.id
+            ))
+        })?;
+        layers.push(PushLayer {
+            digest: blob.digest.clone(),
+            media_type: blob.media_type.clone(),
+            size: blob.size,
+        });
+    }
+    // The manifest it was pulled with, if it describes exactly these blobs.
+    let manifest = image
+        .repo_digests
+        .iter()
+        .filter_map(|d| d.rsplit_once('@').map(|(_, dg)| dg))
+        .find_map(|digest| {
+            let bytes = blobs.get(digest).ok()?;
+            let Ok(Manifest::Image(m)) = Manifest::parse(&bytes) else {
+                return None;
+            };
+            let same = m.config.digest == image.id
+                && m.layers.len() == layers.len()
+                && m.layers
+                    .iter()
+                    .zip(&layers)
+                    .all(|(a, b)| a.digest == b.digest);
+            same.then(|| {
+                (
+                    bytes,
+                    m.media_type.unwrap_or_else(|| DOCKER_MANIFEST.to_string()),
+                )
+            })
+        });
+    Ok(PushImage {
+        config: blobs.get(&image.id)?,
+        config_digest: image.id.clone(),
+        layers,
+        manifest,
+    })
+}
+
+impl Handler<PushImages> for ImageService {
+    type Result = ();
+
+    fn handle(&mut self, msg: PushImages, ctx: &mut Context<Self>) {
+        let state = self.projection.current();
+        let repo = msg.repository.familiar_name();
+        let tags: Vec<String> = match &msg.tag {
+            Some(t) => vec![t.clone()],
+            None => {
+                let prefix = format!("{repo}:");
+                let mut all: Vec<String> = state
+                    .images
+                    .values()
+                    .flat_map(|i| i.repo_tags.iter())
+                    .filter_map(|t| t.strip_prefix(&prefix).map(String::from))
+                    .collect();
+                all.sort();
+                all
+            }
+        };
+        let mut jobs = Vec::new();
+        for tag in &tags {
+            let target = Reference {
+                tag: Some(tag.clone()),
+                digest: None,
+                ..msg.repository.clone()
+            };
+            let planned = resolve(&state, &target.to_string())
+                .map_err(|e| match e.kind() {
+                    // dockerd's words for a push with nothing local to send.
+                    ErrorKind::NotFound => Error::not_found(format!(
+                        "An image does not exist locally with the tag: {}",
+                        target.familiar_name()
+                    )),
+                    _ => e,
+                })
+                .and_then(|image| {
+                    push_plan(&state, &self.blobs, image).map(|plan| (image.id.clone(), plan))
+                });
+            match planned {
+                Ok((id, plan)) => jobs.push((target, id, plan)),
+                Err(e) => {
+                    let _ = msg.progress.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if jobs.is_empty() {
+            let _ = msg.progress.send(Err(Error::not_found(format!(
+                "An image does not exist locally with the tag: {repo}"
+            ))));
+            return;
+        }
+        let (settings, blobs, events) = (
+            self.settings.clone(),
+            Arc::clone(&self.blobs),
+            self.events.clone(),
+        );
+        let task = async move {
+            let (ptx, mut prx) = mpsc::unbounded_channel::<Progress>();
+            let out = msg.progress.clone();
+            let forward = tokio::spawn(async move {
+                while let Some(p) = prx.recv().await {
+                    let _ = out.send(Ok(p));
+                }
+            });
+            let mut failure = None;
+            for (target, id, plan) in &jobs {
+                match crate::registry::push::push(&settings, &blobs, target, plan, &msg.auth, &ptx)
+                    .await
+                {
+                    Ok((digest, size)) => {
+                        let tag = target.tag.clone().unwrap_or_default();
+                        let repo_digest = format!("{}@{digest}", target.familiar_name());
+                        if let Err(e) = append(
+                            &events,
+                            Event::ImageDigested {
+                                id: id.clone(),
+                                repo_digest,
+                            },
+                        )
+                        .await
+                        {
+                            failure = Some(e);
+                            break;
+                        }
+                        let _ = ptx.send(Progress::status(
+                            None,
+                            format!("{tag}: digest: {digest} size: {size}"),
+                        ));
+                        let _ = ptx.send(Progress {
+                            id: None,
+                            status: String::new(),
+                            current: None,
+                            aux: Some(
+                                serde_json::json!({ "Tag": tag, "Digest": digest, "Size": size }),
+                            ),
+                        });
+                        info!(image = %target, %digest, "pushed");
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(ptx);
+            let _ = forward.await;
+            if let Some(e) = failure {
+                warn!(error = %e, "push failed");
+                let _ = msg.progress.send(Err(e));
+            }
+        };
+        ctx.spawn(task.into_actor(self));
+    }
+}

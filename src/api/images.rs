@@ -19,8 +19,8 @@ use tokio_stream_lite::UnboundedReceiverStream;
 
 use super::ApiContext;
 use crate::actors::image_service::{
-    Distribution, ImageDetails, LoadImages, PruneImages, PullImage, PullItem, RemoveImage, Removed,
-    SaveImages, TagImage,
+    Distribution, ImageDetails, LoadImages, PruneImages, PullImage, PullItem, PushImages,
+    RemoveImage, Removed, SaveImages, TagImage,
 };
 use crate::error::{Error, Result};
 use crate::events::projection::{ImageRecord, State as EngineState};
@@ -249,10 +249,14 @@ struct CreateQuery {
 
 fn progress_line(item: &PullItem) -> String {
     let v = match item {
+        Ok(Progress { aux: Some(aux), .. }) => {
+            serde_json::json!({ "progressDetail": {}, "aux": aux })
+        }
         Ok(Progress {
             id,
             status,
             current,
+            aux: None,
         }) => {
             let mut v = serde_json::json!({ "status": status });
             if let Some((cur, total)) = current {
@@ -303,7 +307,7 @@ async fn create(
     let auth =
         AuthConfig::from_header(headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()))
             .registry_auth();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     ctx.images
         .send(PullImage {
             reference,
@@ -312,8 +316,15 @@ async fn create(
         })
         .await
         .map_err(|e| Error::unavailable(format!("image service: {e}")))?;
-    // An error before any progress (unknown image, bad registry) gets its own status,
-    // as dockerd answers before it starts streaming.
+    stream_progress(rx).await
+}
+
+/// Streams pull/push progress as dockerd does. An error before any progress
+/// (unknown image, bad registry) gets its own status, as dockerd answers it before
+/// it starts streaming; a later one is the stream's last line.
+async fn stream_progress(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<PullItem>,
+) -> Result<Response<Body>> {
     let first = match rx.recv().await {
         Some(Err(e)) => return Err(e),
         other => other,
@@ -470,12 +481,35 @@ fn history(
 
 async fn post_image(
     State(ctx): State<ApiContext>,
+    headers: HeaderMap,
     Path(rest): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response<Body>> {
-    let Some((name, _)) = split_op(&rest, &["tag"]) else {
+    let Some((name, op)) = split_op(&rest, &["tag", "push"]) else {
         return Err(Error::not_found("page not found"));
     };
+    if op == "push" {
+        let repository = Reference::parse(name)?;
+        let tag = q
+            .get("tag")
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .or(repository.tag.clone());
+        let auth =
+            AuthConfig::from_header(headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()))
+                .registry_auth();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        ctx.images
+            .send(PushImages {
+                repository,
+                tag,
+                auth,
+                progress: tx,
+            })
+            .await
+            .map_err(|e| Error::unavailable(format!("image service: {e}")))?;
+        return stream_progress(rx).await;
+    }
     let repo = q
         .get("repo")
         .filter(|r| !r.is_empty())

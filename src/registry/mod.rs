@@ -3,6 +3,7 @@
 
 pub mod manifest;
 pub mod pull;
+pub mod push;
 pub mod reference;
 
 use std::net::IpAddr;

@@ -27,11 +27,14 @@ pub struct Progress {
     pub id: Option<String>,
     pub status: String,
     pub current: Option<(u64, u64)>,
+    /// Machine-readable result (push: Tag, Digest, Size), sent alone.
+    pub aux: Option<serde_json::Value>,
 }
 
 impl Progress {
     pub fn status(id: Option<&str>, status: impl Into<String>) -> Progress {
         Progress {
+            aux: None,
             id: id.map(String::from),
             status: status.into(),
             current: None,
@@ -373,6 +376,7 @@ async fn fetch_layer(
                         id: Some(id.clone()),
                         status: "Downloading".into(),
                         current: Some((received, total)),
+                        aux: None,
                     });
                 }
                 if tx.send(Ok(bytes)).is_err() {
@@ -407,6 +411,7 @@ async fn fetch_layer(
         id: Some(id),
         status: "Extracting".into(),
         current: Some((total, total)),
+        aux: None,
     });
     Ok((staged, size, blob))
 }
