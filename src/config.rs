@@ -295,9 +295,11 @@ impl Config {
             .storage_driver
             .or(file.storage_driver)
             .unwrap_or_else(|| "overlay2".into());
-        if !["overlay2", "vfs"].contains(&storage_driver.as_str()) {
+        if storage_driver != "overlay2" {
+            // vfs is planned (the images issue); until it exists, refuse it rather
+            // than store layers the wrong way.
             return Err(Error::invalid(format!(
-                "error initializing graphdriver: driver not supported: {storage_driver}"
+                "error initializing graphdriver: driver not supported: {storage_driver} (berthd supports overlay2)"
             )));
         }
         let bip = flags.bip.or(file.bip);
@@ -518,6 +520,11 @@ mod tests {
         );
         let err = load(&["--bip", "10.1.2.3"], None).expect_err("bip");
         assert!(err.to_string().contains("invalid bip"), "{err}");
+        let err = load(&["--storage-driver", "vfs"], None).expect_err("vfs");
+        assert!(
+            err.to_string().contains("driver not supported: vfs"),
+            "{err}"
+        );
         // A known dockerd key that berthd does not act on yet is accepted.
         load(&[], Some(r#"{"log-driver":"json-file"}"#)).expect("accepted");
     }

@@ -91,6 +91,34 @@ async fn append(events: &Addr<EventLog>, event: Event) -> Result<()> {
     Ok(())
 }
 
+/// Untags every name of image `id` and deletes it (its config blob too); the
+/// layers are left to `remove_unused_layers`. What went is added to `out`.
+async fn delete_image(
+    events: &Addr<EventLog>,
+    blobs: &BlobStore,
+    state: &State,
+    id: &str,
+    out: &mut Vec<Removed>,
+) -> Result<()> {
+    if let Some(img) = state.images.get(id) {
+        for r in img.repo_tags.iter().chain(img.repo_digests.iter()) {
+            append(
+                events,
+                Event::ImageUntagged {
+                    id: id.to_string(),
+                    reference: r.clone(),
+                },
+            )
+            .await?;
+            out.push(Removed::Untagged(r.clone()));
+        }
+    }
+    append(events, Event::ImageDeleted { id: id.to_string() }).await?;
+    out.push(Removed::Deleted(id.to_string()));
+    let _ = blobs.remove(id);
+    Ok(())
+}
+
 /// Records the layers an image brought (with their blobs) and the image itself.
 async fn record_image(
     events: &Addr<EventLog>,
@@ -405,16 +433,7 @@ impl Handler<RemoveImage> for ImageService {
                     }
                 };
                 if remove_image {
-                    let current = projection.current();
-                    if let Some(img) = current.images.get(&image.id) {
-                        for t in img.repo_tags.iter().chain(img.repo_digests.iter()) {
-                            append(&events, Event::ImageUntagged { id: image.id.clone(), reference: t.clone() }).await?;
-                            out.push(Removed::Untagged(t.clone()));
-                        }
-                    }
-                    append(&events, Event::ImageDeleted { id: image.id.clone() }).await?;
-                    out.push(Removed::Deleted(image.id.clone()));
-                    let _ = blobs.remove(&image.id);
+                    delete_image(&events, &blobs, &projection.current(), &image.id, &mut out).await?;
                     let after = projection.current();
                     let gone = remove_unused_layers(&events, &layers, &blobs, &after).await;
                     out.extend(gone.into_iter().map(Removed::Deleted));
@@ -475,26 +494,7 @@ impl Handler<PruneImages> for ImageService {
                     .collect();
                 let mut out = Vec::new();
                 for image in victims {
-                    for r in image.repo_tags.iter().chain(image.repo_digests.iter()) {
-                        append(
-                            &events,
-                            Event::ImageUntagged {
-                                id: image.id.clone(),
-                                reference: r.clone(),
-                            },
-                        )
-                        .await?;
-                        out.push(Removed::Untagged(r.clone()));
-                    }
-                    append(
-                        &events,
-                        Event::ImageDeleted {
-                            id: image.id.clone(),
-                        },
-                    )
-                    .await?;
-                    out.push(Removed::Deleted(image.id.clone()));
-                    let _ = blobs.remove(&image.id);
+                    delete_image(&events, &blobs, &before, &image.id, &mut out).await?;
                 }
                 let after = projection.current();
                 let gone = remove_unused_layers(&events, &layers, &blobs, &after).await;
