@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr};
+use actix::Actor;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::actors::event_log::{Append, Drain, EventLog, DEFAULT_SNAPSHOT_EVERY};
+use crate::actors::event_log::{append, Drain, EventLog, DEFAULT_SNAPSHOT_EVERY};
 use crate::actors::image_service::ImageService;
 use crate::api::{listen, Api, ApiContext};
 use crate::buildinfo;
@@ -139,14 +139,6 @@ async fn serve(config: Config) -> Result<()> {
     .await?;
     let _ = events.send(Drain).await;
     info!("stopped");
-    Ok(())
-}
-
-async fn append(events: &Addr<EventLog>, event: Event) -> Result<()> {
-    events
-        .send(Append(event))
-        .await
-        .map_err(|e| Error::internal(format!("event log: {e}")))??;
     Ok(())
 }
 

@@ -16,8 +16,6 @@ pub struct HostInfo {
     pub cgroup_version: &'static str,
     pub cgroups: CgroupSupport,
     pub ipv4_forwarding: bool,
-    pub bridge_nf_iptables: bool,
-    pub bridge_nf_ip6tables: bool,
     pub backing_filesystem: String,
     pub seccomp: bool,
 }
@@ -69,8 +67,6 @@ impl HostInfo {
                 cgroup_v1_support()
             },
             ipv4_forwarding: read_flag("/proc/sys/net/ipv4/ip_forward"),
-            bridge_nf_iptables: read_flag("/proc/sys/net/bridge/bridge-nf-call-iptables"),
-            bridge_nf_ip6tables: read_flag("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
             backing_filesystem: backing_filesystem(data_root),
             seccomp: std::fs::read_to_string("/proc/self/status")
                 .map(|s| s.contains("\nSeccomp:"))

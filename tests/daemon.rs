@@ -29,6 +29,13 @@ fn free_port() -> u16 {
 #[test]
 fn clean_stop_exits_zero_and_identity_survives() {
     let mut d = TestDaemon::start();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.socket())
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660, "the API socket is rw for owner and group only");
     let id = engine_id(&d.socket());
     let status = d.stop_with(libc::SIGTERM);
     assert_eq!(status.code(), Some(0), "log:\n{}", d.log());

@@ -35,6 +35,14 @@ pub struct Appended {
     pub time_ns: u64,
 }
 
+/// Appends `event` through the EventLog and waits until it is durable.
+pub async fn append(events: &Addr<EventLog>, event: Event) -> Result<Appended> {
+    events
+        .send(Append(event))
+        .await
+        .map_err(|e| Error::unavailable(format!("event log: {e}")))?
+}
+
 /// Resolves when every append received before it is written (for shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]

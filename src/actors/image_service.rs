@@ -11,7 +11,7 @@ use oci_client::secrets::RegistryAuth;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::event_log::{Append, EventLog};
+use super::event_log::{append, EventLog};
 use crate::drivers::storage::LayerStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::projection::{ImageRecord, Projection, State};
@@ -62,6 +62,25 @@ impl ImageService {
     }
 }
 
+/// Clones of the actor's handles, for the futures its handlers return.
+struct Handles {
+    events: Addr<EventLog>,
+    layers: Arc<LayerStore>,
+    blobs: Arc<BlobStore>,
+    projection: Projection,
+}
+
+impl ImageService {
+    fn handles(&self) -> Handles {
+        Handles {
+            events: self.events.clone(),
+            layers: Arc::clone(&self.layers),
+            blobs: Arc::clone(&self.blobs),
+            projection: self.projection.clone(),
+        }
+    }
+}
+
 impl Actor for ImageService {
     type Context = Context<Self>;
 
@@ -81,14 +100,6 @@ impl Actor for ImageService {
             .into_actor(self),
         );
     }
-}
-
-async fn append(events: &Addr<EventLog>, event: Event) -> Result<()> {
-    events
-        .send(Append(event))
-        .await
-        .map_err(|e| Error::unavailable(format!("event log: {e}")))??;
-    Ok(())
 }
 
 /// Untags every name of image `id` and deletes it (its config blob too); the
@@ -220,49 +231,7 @@ async fn remove_unused_layers(
     removed
 }
 
-/// Finds an image as dockerd does: by tag or digest reference first, then by ID
-/// or a unique ID prefix.
-pub fn resolve<'a>(state: &'a State, name: &str) -> Result<&'a ImageRecord> {
-    let not_found = || Error::not_found(format!("No such image: {name}"));
-    if let Ok(r) = Reference::parse(name) {
-        if let Some(d) = &r.digest {
-            let wanted = format!("{}@{d}", r.familiar_name());
-            if let Some(i) = state
-                .images
-                .values()
-                .find(|i| i.repo_digests.contains(&wanted))
-            {
-                return Ok(i);
-            }
-        } else {
-            let tagged = r
-                .clone()
-                .with_default_tag()
-                .familiar_tagged()
-                .unwrap_or_default();
-            if let Some(i) = state
-                .images
-                .values()
-                .find(|i| i.repo_tags.contains(&tagged))
-            {
-                return Ok(i);
-            }
-        }
-    }
-    let hex = name.strip_prefix("sha256:").unwrap_or(name);
-    if hex.is_empty() || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(not_found());
-    }
-    let mut matches = state
-        .images
-        .values()
-        .filter(|i| i.id.trim_start_matches("sha256:").starts_with(hex));
-    match (matches.next(), matches.next()) {
-        (Some(i), None) => Ok(i),
-        (Some(_), Some(_)) => Err(Error::invalid(format!("{name}: ambiguous image ID prefix"))),
-        _ => Err(not_found()),
-    }
-}
+pub use crate::images::query::resolve;
 
 /// Pull `reference`; progress and the outcome go to `progress`.
 #[derive(Message)]
@@ -286,13 +255,13 @@ impl Handler<PullImage> for ImageService {
         }
         let subscribers: Subscribers = Arc::new(Mutex::new(vec![msg.progress.clone()]));
         self.inflight.insert(key.clone(), Arc::clone(&subscribers));
-        let (settings, layers, blobs, events, projection) = (
-            self.settings.clone(),
-            Arc::clone(&self.layers),
-            Arc::clone(&self.blobs),
-            self.events.clone(),
-            self.projection.clone(),
-        );
+        let settings = self.settings.clone();
+        let Handles {
+            events,
+            layers,
+            blobs,
+            projection,
+        } = self.handles();
         let task = async move {
             let (ptx, mut prx) = mpsc::unbounded_channel::<Progress>();
             let out = Arc::clone(&subscribers);
@@ -363,7 +332,9 @@ impl Handler<TagImage> for ImageService {
             let tag = msg.target.familiar_tagged().ok_or_else(|| {
                 Error::invalid("refusing to create a tag with a digest reference")
             })?;
-            append(&events, Event::ImageTagged { id, tag }).await
+            append(&events, Event::ImageTagged { id, tag })
+                .await
+                .map(|_| ())
         })
     }
 }
@@ -392,12 +363,12 @@ impl Handler<RemoveImage> for ImageService {
 
     fn handle(&mut self, msg: RemoveImage, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
-        let (events, layers, blobs, projection) = (
-            self.events.clone(),
-            Arc::clone(&self.layers),
-            Arc::clone(&self.blobs),
-            self.projection.clone(),
-        );
+        let Handles {
+            events,
+            layers,
+            blobs,
+            projection,
+        } = self.handles();
         AtomicResponse::new(Box::pin(
             async move {
                 let image = resolve(&state, &msg.name)?.clone();
@@ -477,12 +448,12 @@ impl Handler<PruneImages> for ImageService {
     type Result = AtomicResponse<Self, Result<(Vec<Removed>, u64)>>;
 
     fn handle(&mut self, msg: PruneImages, _: &mut Context<Self>) -> Self::Result {
-        let (events, layers, blobs, projection) = (
-            self.events.clone(),
-            Arc::clone(&self.layers),
-            Arc::clone(&self.blobs),
-            self.projection.clone(),
-        );
+        let Handles {
+            events,
+            layers,
+            blobs,
+            projection,
+        } = self.handles();
         AtomicResponse::new(Box::pin(
             async move {
                 let before = projection.current();
@@ -591,12 +562,12 @@ impl Handler<LoadImages> for ImageService {
     type Result = AtomicResponse<Self, Result<Vec<String>>>;
 
     fn handle(&mut self, msg: LoadImages, _: &mut Context<Self>) -> Self::Result {
-        let (events, layers, blobs, projection) = (
-            self.events.clone(),
-            Arc::clone(&self.layers),
-            Arc::clone(&self.blobs),
-            self.projection.clone(),
-        );
+        let Handles {
+            events,
+            layers,
+            blobs,
+            projection,
+        } = self.handles();
         AtomicResponse::new(Box::pin(
             async move {
                 let path = msg.archive.clone();
@@ -844,11 +815,8 @@ impl Handler<PushImages> for ImageService {
             ))));
             return;
         }
-        let (settings, blobs, events) = (
-            self.settings.clone(),
-            Arc::clone(&self.blobs),
-            self.events.clone(),
-        );
+        let settings = self.settings.clone();
+        let Handles { events, blobs, .. } = self.handles();
         let task = async move {
             let (ptx, mut prx) = mpsc::unbounded_channel::<Progress>();
             let out = msg.progress.clone();

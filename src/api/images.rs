@@ -24,6 +24,7 @@ use crate::actors::image_service::{
 };
 use crate::error::{Error, Result};
 use crate::events::projection::{ImageRecord, State as EngineState};
+use crate::images::query::{self, ImageFilters};
 use crate::registry::pull::Progress;
 use crate::registry::reference::{valid_digest, Reference};
 use crate::registry::AuthConfig;
@@ -134,90 +135,22 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }
 
-/// Whether one reference (`repo:tag` or `repo@digest`) matches a filter pattern.
-fn reference_matches(reference: &str, pattern: &str) -> bool {
-    let (repo, tag) = match reference.split_once('@') {
-        Some((r, d)) => (r, d),
-        None => reference
-            .rsplit_once(':')
-            .filter(|(_, t)| !t.contains('/'))
-            .unwrap_or((reference, "")),
-    };
-    let (prepo, ptag) = match pattern.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => match pattern.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => (r, Some(t)),
-            _ => (pattern, None),
-        },
-    };
-    glob(prepo, repo) && ptag.is_none_or(|pt| glob(pt, tag))
-}
-
-fn matches_reference(image: &ImageRecord, patterns: &[String]) -> bool {
-    image
-        .repo_tags
-        .iter()
-        .chain(image.repo_digests.iter())
-        .any(|r| patterns.iter().any(|p| reference_matches(r, p)))
-}
-
-/// Shell-style `*` matching, enough for reference filters.
-fn glob(pattern: &str, s: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == s,
-        Some((head, tail)) => {
-            s.starts_with(head)
-                && (0..=s.len() - head.len()).any(|i| glob(tail, &s[head.len() + i..]))
-        }
-    }
-}
-
 async fn list(
     State(ctx): State<ApiContext>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<ImageSummary>>> {
     let state = ctx.projection.current();
     let filters = parse_filters(q.get("filters"))?;
-    let all = bool_param(q.get("all"));
-    let _ = all; // every stored image is a top-level image (no build intermediates yet)
-    let find = |key: &str| -> Result<Option<u64>> {
-        match filters.get(key).and_then(|v| v.first()) {
-            None => Ok(None),
-            Some(name) => Ok(Some(
-                crate::actors::image_service::resolve(&state, name)?.stored_ns,
-            )),
-        }
+    let first = |k: &str| filters.get(k).and_then(|v| v.first()).cloned();
+    let query = ImageFilters {
+        dangling: first("dangling").map(|v| v == "true" || v == "1"),
+        reference: filters.get("reference").cloned(),
+        before: first("before"),
+        since: first("since"),
     };
-    let before = find("before")?;
-    let since = find("since")?;
-    let dangling = filters
-        .get("dangling")
-        .and_then(|v| v.first())
-        .map(|v| v == "true" || v == "1");
-    let mut images: Vec<&ImageRecord> = state
-        .images
-        .values()
-        .filter(|i| dangling.is_none_or(|d| d == i.repo_tags.is_empty()))
-        .filter(|i| {
-            filters
-                .get("reference")
-                .is_none_or(|p| matches_reference(i, p))
-        })
-        .filter(|i| before.is_none_or(|b| i.stored_ns < b))
-        .filter(|i| since.is_none_or(|s| i.stored_ns > s))
-        .collect();
-    images.sort_by(|a, b| b.stored_ns.cmp(&a.stored_ns));
-    let mut out: Vec<ImageSummary> = images.into_iter().map(|i| summary(&state, i)).collect();
-    // As dockerd: with a reference filter, only the matching names are listed.
-    if let Some(patterns) = filters.get("reference") {
-        for s in &mut out {
-            s.repo_tags
-                .retain(|t| patterns.iter().any(|p| reference_matches(t, p)));
-            s.repo_digests
-                .retain(|d| patterns.iter().any(|p| reference_matches(d, p)));
-        }
-    }
-    Ok(Json(out))
+    // `all` changes nothing yet: there are no build intermediates to hide.
+    let images = query::list(&state, &query)?;
+    Ok(Json(images.iter().map(|i| summary(&state, i)).collect()))
 }
 
 pub fn summary(state: &EngineState, i: &ImageRecord) -> ImageSummary {
@@ -308,14 +241,15 @@ async fn create(
         AuthConfig::from_header(headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()))
             .registry_auth();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    ctx.images
-        .send(PullImage {
+    ask(
+        &ctx,
+        PullImage {
             reference,
             auth,
             progress: tx,
-        })
-        .await
-        .map_err(|e| Error::unavailable(format!("image service: {e}")))?;
+        },
+    )
+    .await?;
     stream_progress(rx).await
 }
 
@@ -499,15 +433,16 @@ async fn post_image(
             AuthConfig::from_header(headers.get("X-Registry-Auth").and_then(|v| v.to_str().ok()))
                 .registry_auth();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        ctx.images
-            .send(PushImages {
+        ask(
+            &ctx,
+            PushImages {
                 repository,
                 tag,
                 auth,
                 progress: tx,
-            })
-            .await
-            .map_err(|e| Error::unavailable(format!("image service: {e}")))?;
+            },
+        )
+        .await?;
         return stream_progress(rx).await;
     }
     let repo = q
@@ -728,18 +663,5 @@ mod tests {
             parse_rfc3339("2019-01-01T00:00:00.123456789Z"),
             Some(1_546_300_800)
         );
-    }
-
-    #[test]
-    fn reference_filters_glob() {
-        let i = ImageRecord {
-            repo_tags: vec!["busybox:latest".into(), "127.0.0.1:5000/x/y:1".into()],
-            ..Default::default()
-        };
-        assert!(matches_reference(&i, &["busybox".into()]));
-        assert!(matches_reference(&i, &["busy*".into()]));
-        assert!(matches_reference(&i, &["busybox:lat*".into()]));
-        assert!(matches_reference(&i, &["127.0.0.1:5000/x/y:1".into()]));
-        assert!(!matches_reference(&i, &["alpine".into()]));
     }
 }

@@ -348,21 +348,7 @@ async fn disk_usage(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {
         .values()
         .map(|i| {
             let mut summary = super::images::summary(&state, i);
-            // Bytes this image shares with others: layers another image uses too.
-            let shared: u64 = i
-                .chain_ids
-                .iter()
-                .filter(|c| {
-                    state
-                        .images
-                        .values()
-                        .filter(|o| o.chain_ids.contains(c))
-                        .count()
-                        > 1
-                })
-                .filter_map(|c| state.layers.get(c))
-                .map(|l| l.size)
-                .sum();
+            let shared = crate::images::query::shared_size(&state, i);
             summary.shared_size = shared as i64;
             summary.containers = 0;
             serde_json::to_value(summary).unwrap_or_default()

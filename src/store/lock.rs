@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 
 pub struct DataRootLock {
     _lock: Flock<File>,
-    path: PathBuf,
 }
 
 impl DataRootLock {
@@ -60,10 +59,6 @@ impl DataRootLock {
                 path.display()
             )));
         }
-        Ok(DataRootLock { _lock: lock, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DataRootLock { _lock: lock })
     }
 }

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use super::extract::{apply_tar, Whiteouts};
 use crate::error::{Context, Error, Result};
 
 const STAGING_PREFIX: &str = ".staging-";
@@ -101,11 +100,6 @@ impl LayerStore {
             dir,
             committed: false,
         })
-    }
-
-    /// Extracts an uncompressed layer tar into a staged layer; returns its size.
-    pub fn extract<R: Read>(&self, staged: &Staged, tar: R) -> Result<u64> {
-        apply_tar(&staged.diff_dir(), tar, Whiteouts::Overlay)
     }
 
     /// Puts a complete, verified layer in place under its ChainID, on top of
