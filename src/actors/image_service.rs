@@ -290,6 +290,7 @@ impl Handler<PullImage> for ImageService {
                 append(&events, Event::ImageDigested { id: pulled.image_id.clone(), repo_digest }).await?;
                 let _ = ptx.send(Progress::status(None, format!("Digest: {}", pulled.manifest_digest)));
                 let shown = tag.unwrap_or_else(|| r.to_string());
+                append(&events, Event::ImageAction { action: "pull".into(), id: shown.clone(), name: shown.clone() }).await?;
                 let status = if up_to_date {
                     format!("Status: Image is up to date for {shown}")
                 } else {
@@ -589,6 +590,15 @@ impl Handler<LoadImages> for ImageService {
                         &image.new_layers,
                     )
                     .await?;
+                    append(
+                        &events,
+                        Event::ImageAction {
+                            action: "load".into(),
+                            id: image.id.clone(),
+                            name: image.id.clone(),
+                        },
+                    )
+                    .await?;
                     if image.repo_tags.is_empty() {
                         lines.push(format!("Loaded image ID: {}", image.id));
                     }
@@ -607,6 +617,86 @@ impl Handler<LoadImages> for ImageService {
                     }
                 }
                 Ok(lines)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Import a tarball (spooled to disk by the API) as a one-layer image, tagged
+/// `tag` when given. Returns the new image's ID.
+#[derive(Message)]
+#[rtype(result = "Result<String>")]
+pub struct ImportImage {
+    pub tarball: std::path::PathBuf,
+    pub tag: Option<Reference>,
+    pub changes: Vec<String>,
+    pub message: String,
+}
+
+impl Handler<ImportImage> for ImageService {
+    type Result = AtomicResponse<Self, Result<String>>;
+
+    fn handle(&mut self, msg: ImportImage, _: &mut Context<Self>) -> Self::Result {
+        let Handles {
+            events,
+            layers,
+            blobs,
+            projection,
+        } = self.handles();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let created = crate::api::system::rfc3339_now();
+                let import_blobs = Arc::clone(&blobs);
+                let ImportImage {
+                    tarball,
+                    tag,
+                    changes,
+                    message,
+                } = msg;
+                let image = tokio::task::spawn_blocking(move || {
+                    let spec = crate::images::import::ImportSpec {
+                        changes: &changes,
+                        message: &message,
+                        os: "linux",
+                        architecture: crate::api::system::go_arch(std::env::consts::ARCH),
+                        created: &created,
+                    };
+                    crate::images::import::import(&tarball, &spec, &layers, &import_blobs)
+                })
+                .await
+                .map_err(|e| Error::internal(format!("importing: {e}")))??;
+                blobs.put(&image.id, &image.config)?;
+                record_image(
+                    &events,
+                    &projection,
+                    &image.id,
+                    &image.chain_ids,
+                    &image.config,
+                    &image.new_layers,
+                )
+                .await?;
+                if let Some(tag) = tag.and_then(|t| t.familiar_tagged()) {
+                    append(
+                        &events,
+                        Event::ImageTagged {
+                            id: image.id.clone(),
+                            tag,
+                        },
+                    )
+                    .await?;
+                }
+                append(
+                    &events,
+                    Event::ImageAction {
+                        action: "import".into(),
+                        id: image.id.clone(),
+                        name: image.id.clone(),
+                    },
+                )
+                .await?;
+                info!(id = %image.id, "imported");
+                Ok(image.id)
             }
             .into_actor(self),
         ))
@@ -683,11 +773,23 @@ impl Handler<SaveImages> for ImageService {
         let (tx, rx) = mpsc::channel(16);
         let blobs = Arc::clone(&self.blobs);
         let tmp = msg.tmp;
+        let events = self.events.clone();
         tokio::task::spawn_blocking(move || {
             let err_tx = tx.clone();
-            if let Err(e) = crate::images::archive::save(ChannelWriter(tx), &images, &blobs, &tmp) {
-                warn!(error = %e, "save failed");
-                let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            match crate::images::archive::save(ChannelWriter(tx), &images, &blobs, &tmp) {
+                Ok(()) => {
+                    for i in &images {
+                        events.do_send(crate::actors::event_log::Append(Event::ImageAction {
+                            action: "save".into(),
+                            id: i.id.clone(),
+                            name: i.id.clone(),
+                        }));
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "save failed");
+                    let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
             }
         });
         Ok(rx)
@@ -857,6 +959,18 @@ impl Handler<PushImages> for ImageService {
                                 serde_json::json!({ "Tag": tag, "Digest": digest, "Size": size }),
                             ),
                         });
+                        let name = target
+                            .familiar_tagged()
+                            .unwrap_or_else(|| target.to_string());
+                        let _ = append(
+                            &events,
+                            Event::ImageAction {
+                                action: "push".into(),
+                                id: name.clone(),
+                                name,
+                            },
+                        )
+                        .await;
                         info!(image = %target, %digest, "pushed");
                     }
                     Err(e) => {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, Response, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,13 +14,12 @@ use bollard_stubs::models::{
     ImageInspectRootFs, ImageSummary,
 };
 use futures_util::StreamExt;
-use serde::Deserialize;
 use tokio_stream_lite::UnboundedReceiverStream;
 
 use super::ApiContext;
 use crate::actors::image_service::{
-    Distribution, ImageDetails, LoadImages, PruneImages, PullImage, PullItem, PushImages,
-    RemoveImage, Removed, SaveImages, TagImage,
+    Distribution, ImageDetails, ImportImage, LoadImages, PruneImages, PullImage, PullItem,
+    PushImages, RemoveImage, Removed, SaveImages, TagImage,
 };
 use crate::error::{Error, Result};
 use crate::events::projection::{ImageRecord, State as EngineState};
@@ -142,18 +141,45 @@ async fn list(
     let state = ctx.projection.current();
     let filters = parse_filters(q.get("filters"))?;
     let first = |k: &str| filters.get(k).and_then(|v| v.first()).cloned();
+    if let Some(k) = filters
+        .keys()
+        .find(|k| !["dangling", "reference", "before", "since", "label"].contains(&k.as_str()))
+    {
+        return Err(Error::invalid(format!("Invalid filter '{k}'")));
+    }
     let query = ImageFilters {
         dangling: first("dangling").map(|v| v == "true" || v == "1"),
         reference: filters.get("reference").cloned(),
         before: first("before"),
         since: first("since"),
+        label: filters.get("label").cloned(),
     };
+    let labels_of = |i: &ImageRecord| image_labels(&ctx, i);
     // `all` changes nothing yet: there are no build intermediates to hide.
-    let images = query::list(&state, &query)?;
-    Ok(Json(images.iter().map(|i| summary(&state, i)).collect()))
+    let images = query::list(&state, &query, &labels_of)?;
+    Ok(Json(
+        images
+            .iter()
+            .map(|i| summary(&state, i, labels_of(i)))
+            .collect(),
+    ))
 }
 
-pub fn summary(state: &EngineState, i: &ImageRecord) -> ImageSummary {
+/// The labels in an image's config (`config.Labels`).
+pub fn image_labels(ctx: &ApiContext, i: &ImageRecord) -> HashMap<String, String> {
+    ctx.blobs
+        .get(&i.id)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::from_value(v.get("config")?.get("Labels")?.clone()).ok())
+        .unwrap_or_default()
+}
+
+pub fn summary(
+    state: &EngineState,
+    i: &ImageRecord,
+    labels: HashMap<String, String>,
+) -> ImageSummary {
     ImageSummary {
         id: i.id.clone(),
         parent_id: String::new(),
@@ -162,7 +188,7 @@ pub fn summary(state: &EngineState, i: &ImageRecord) -> ImageSummary {
         created: unix_seconds(i.created.as_deref()),
         size: state.image_size(i) as i64,
         shared_size: -1,
-        labels: HashMap::new(),
+        labels,
         containers: -1,
         manifests: None,
         descriptor: None,
@@ -171,13 +197,34 @@ pub fn summary(state: &EngineState, i: &ImageRecord) -> ImageSummary {
 
 // ---------- pull ----------
 
-#[derive(Deserialize)]
+/// POST /images/create's query. `changes` may repeat, so it is read by hand.
+#[derive(Default)]
 struct CreateQuery {
-    #[serde(rename = "fromImage")]
     from_image: Option<String>,
-    #[serde(rename = "fromSrc")]
     from_src: Option<String>,
+    repo: Option<String>,
     tag: Option<String>,
+    message: String,
+    changes: Vec<String>,
+}
+
+impl CreateQuery {
+    fn parse(raw: Option<&str>) -> CreateQuery {
+        let mut q = CreateQuery::default();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let v = v.into_owned();
+            match k.as_ref() {
+                "fromImage" => q.from_image = Some(v),
+                "fromSrc" => q.from_src = Some(v),
+                "repo" => q.repo = Some(v),
+                "tag" => q.tag = Some(v),
+                "message" => q.message = v,
+                "changes" => q.changes.push(v),
+                _ => {}
+            }
+        }
+        q
+    }
 }
 
 fn progress_line(item: &PullItem) -> String {
@@ -212,13 +259,12 @@ fn progress_line(item: &PullItem) -> String {
 async fn create(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    Query(q): Query<CreateQuery>,
+    RawQuery(raw): RawQuery,
+    body: Body,
 ) -> Result<Response<Body>> {
-    if q.from_src.is_some() {
-        return Err(Error::new(
-            crate::error::ErrorKind::Internal,
-            "importing images (fromSrc) is not supported yet",
-        ));
+    let q = CreateQuery::parse(raw.as_deref());
+    if let Some(src) = q.from_src.clone().filter(|s| !s.is_empty()) {
+        return import(&ctx, q, &src, body).await;
     }
     let image = q
         .from_image
@@ -251,6 +297,98 @@ async fn create(
     )
     .await?;
     stream_progress(rx).await
+}
+
+/// `docker import`: the tarball comes in the body (fromSrc=-) or from a URL.
+async fn import(ctx: &ApiContext, q: CreateQuery, src: &str, body: Body) -> Result<Response<Body>> {
+    let tag = match q.repo.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(repo) => {
+            let r = match q.tag.as_deref().filter(|t| !t.is_empty()) {
+                Some(t) => Reference::parse(&format!("{repo}:{t}"))?,
+                None => Reference::parse(repo)?,
+            };
+            if r.digest.is_some() {
+                return Err(Error::invalid("cannot import digest reference"));
+            }
+            Some(r.with_default_tag())
+        }
+    };
+    let mut lines = Vec::new();
+    let spooled = if src == "-" {
+        spool(ctx, "import", body.into_data_stream()).await
+    } else {
+        // As dockerd: a URL without a scheme is fetched over http.
+        let url = if src.contains("://") {
+            src.to_string()
+        } else {
+            format!("http://{src}")
+        };
+        let response = reqwest::get(&url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| Error::internal(format!("Get {url:?}: {e}")))?;
+        lines.push(serde_json::json!({ "status": format!("Downloading from {url}") }));
+        spool(ctx, "import", response.bytes_stream()).await
+    };
+    let spooled = spooled?;
+    let result = ask(
+        ctx,
+        ImportImage {
+            tarball: spooled.clone(),
+            tag,
+            changes: q.changes,
+            message: q.message,
+        },
+    )
+    .await;
+    let _ = tokio::fs::remove_file(&spooled).await;
+    let id = result??;
+    lines.push(serde_json::json!({ "status": id }));
+    let body: String = lines.iter().map(|l| l.to_string() + "\r\n").collect();
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_default())
+}
+
+/// Writes a request body (or a download) to a file under <data-root>/tmp.
+async fn spool<S, B, E>(ctx: &ApiContext, what: &str, mut stream: S) -> Result<std::path::PathBuf>
+where
+    S: futures_util::Stream<Item = std::result::Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    let dir = ctx.config.data_root.join("tmp");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+    let path = dir.join(format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        crate::store::eventlog::now_ns()
+    ));
+    let written = async {
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| Error::internal(format!("spooling: {e}")))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::invalid(format!("reading the {what} input: {e}")))?;
+            tokio::io::AsyncWriteExt::write_all(&mut file, chunk.as_ref())
+                .await
+                .map_err(|e| Error::internal(format!("spooling: {e}")))?;
+        }
+        Ok(())
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&path).await;
+            Err(e)
+        }
+    }
 }
 
 /// Streams pull/push progress as dockerd does. An error before any progress
@@ -334,7 +472,9 @@ fn inspect(
         })
         .collect();
     let mut data = HashMap::new();
-    if let Some((top, lower)) = dirs.split_first() {
+    let vfs = ctx.config.storage_driver == "vfs";
+    // dockerd's vfs reports no data.
+    if let Some((top, lower)) = dirs.split_first().filter(|_| !vfs) {
         data.insert("UpperDir".to_string(), top.clone());
         if !lower.is_empty() {
             data.insert("LowerDir".to_string(), lower.join(":"));
@@ -359,7 +499,7 @@ fn inspect(
         os_version: s("os.version"),
         size: Some(state.image_size(image) as i64),
         graph_driver: Some(DriverData {
-            name: "overlay2".into(),
+            name: ctx.config.storage_driver.clone(),
             data,
         }),
         root_fs: Some(ImageInspectRootFs {
@@ -582,38 +722,16 @@ async fn save(ctx: &ApiContext, names: Vec<String>) -> Result<Response<Body>> {
 /// The archive is spooled to a file under the data root (an image
 /// can be larger than memory), then loaded by the ImageService.
 async fn load(State(ctx): State<ApiContext>, body: Body) -> Result<Response<Body>> {
-    let spool_dir = ctx.config.data_root.join("tmp");
-    tokio::fs::create_dir_all(&spool_dir)
-        .await
-        .map_err(|e| Error::internal(format!("creating {}: {e}", spool_dir.display())))?;
-    let spool = spool_dir.join(format!(
-        "load-{}-{}",
-        std::process::id(),
-        crate::store::eventlog::now_ns()
-    ));
-    let result = async {
-        let mut file = tokio::fs::File::create(&spool)
-            .await
-            .map_err(|e| Error::internal(format!("spooling the archive: {e}")))?;
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::invalid(format!("reading the archive: {e}")))?;
-            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
-                .await
-                .map_err(|e| Error::internal(format!("spooling the archive: {e}")))?;
-        }
-        drop(file);
-        ask(
-            &ctx,
-            LoadImages {
-                archive: spool.clone(),
-            },
-        )
-        .await?
-    }
+    let spooled = spool(&ctx, "load", body.into_data_stream()).await?;
+    let result = ask(
+        &ctx,
+        LoadImages {
+            archive: spooled.clone(),
+        },
+    )
     .await;
-    let _ = tokio::fs::remove_file(&spool).await;
-    let lines = result?;
+    let _ = tokio::fs::remove_file(&spooled).await;
+    let lines = result??;
     let body: String = lines
         .iter()
         .map(|l| serde_json::json!({ "stream": format!("{l}\n") }).to_string() + "\n")

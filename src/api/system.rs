@@ -55,7 +55,7 @@ async fn ping(method: Method) -> Response<Body> {
 }
 
 /// Go's names for the architecture, as clients expect in /version.
-fn go_arch(machine: &str) -> &str {
+pub fn go_arch(machine: &str) -> &str {
     match machine {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -347,7 +347,8 @@ async fn disk_usage(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {
         .images
         .values()
         .map(|i| {
-            let mut summary = super::images::summary(&state, i);
+            let mut summary =
+                super::images::summary(&state, i, super::images::image_labels(&ctx, i));
             let shared = crate::images::query::shared_size(&state, i);
             summary.shared_size = shared as i64;
             summary.containers = 0;

@@ -173,6 +173,8 @@ impl State {
             Event::LayerRemoved { chain_id } => {
                 self.layers.remove(chain_id);
             }
+            // A docker event only: the state changes came as their own events.
+            Event::ImageAction { .. } => {}
             Event::LayerBlobStored {
                 chain_id,
                 digest,

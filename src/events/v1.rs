@@ -43,4 +43,12 @@ pub enum Event {
         media_type: String,
         size: u64,
     },
+    /// A docker event for an image action that changes no state of its own
+    /// (pull, push, save, load, import): `id` is the event's actor ID as dockerd
+    /// gives it (a reference for pull and push, an image ID otherwise).
+    ImageAction {
+        action: String,
+        id: String,
+        name: String,
+    },
 }

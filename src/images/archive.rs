@@ -22,7 +22,7 @@ pub const MEDIA_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// A stored layer blob's media type: a plain tar is its own diff_id; otherwise the
 /// magic bytes tell gzip from zstd.
-fn media_type_of(blobs: &BlobStore, digest: &str, diff_id: &str) -> String {
+pub fn media_type_of(blobs: &BlobStore, digest: &str, diff_id: &str) -> String {
     if digest == diff_id {
         return MEDIA_TAR.into();
     }

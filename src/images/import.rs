@@ -1,0 +1,96 @@
+//! `docker import`: a tarball (plain, gzip or zstd) becomes a one-layer image
+//! whose config dockerd would write: the changes applied to an empty config,
+//! this host's platform, the message as comment and in the history.
+
+use std::fs::File;
+use std::path::Path;
+
+use bollard_stubs::models::ContainerConfig;
+
+use crate::drivers::storage::LayerStore;
+use crate::error::{Error, Result};
+use crate::images::archive::LoadedImage;
+use crate::registry::pull::{LayerBlob, NewLayer};
+use crate::store::blobs::{sha256_digest, BlobStore, TeeReader};
+
+pub struct ImportSpec<'a> {
+    pub changes: &'a [String],
+    pub message: &'a str,
+    pub os: &'a str,
+    pub architecture: &'a str,
+    /// RFC 3339, the image's creation time.
+    pub created: &'a str,
+}
+
+/// The config blob of an imported image whose single layer is `diff_id`.
+pub fn image_config(spec: &ImportSpec<'_>, diff_id: &str) -> Result<Vec<u8>> {
+    let mut config = ContainerConfig::default();
+    crate::images::changes::apply(&mut config, spec.changes)?;
+    let mut history = serde_json::json!({ "created": spec.created });
+    let mut v = serde_json::json!({
+        "architecture": spec.architecture,
+        "config": config,
+        "container_config": ContainerConfig::default(),
+        "created": spec.created,
+        "docker_version": format!("berth-{}", crate::buildinfo::VERSION),
+        "os": spec.os,
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+    });
+    if !spec.message.is_empty() {
+        v["comment"] = spec.message.into();
+        history["comment"] = spec.message.into();
+    }
+    v["history"] = serde_json::json!([history]);
+    serde_json::to_vec(&v).map_err(|e| Error::internal(format!("writing the image config: {e}")))
+}
+
+/// Extracts the tarball at `path` as a new layer (unless an identical one exists)
+/// and returns the image; nothing is recorded here.
+pub fn import(
+    path: &Path,
+    spec: &ImportSpec<'_>,
+    layers: &LayerStore,
+    blobs: &BlobStore,
+) -> Result<LoadedImage> {
+    // The changes are checked before any work, so bad input leaves nothing.
+    image_config(spec, "sha256:0")?;
+    let file =
+        File::open(path).map_err(|e| Error::internal(format!("opening the tarball: {e}")))?;
+    let staged = layers.stage()?;
+    let mut tee = TeeReader {
+        inner: file,
+        blob: blobs.writer()?,
+    };
+    let (diff_id, size) =
+        crate::drivers::storage::extract::extract_layer(&staged.diff_dir(), &mut tee)
+            .map_err(|e| e.context("importing the tarball"))?;
+    std::io::copy(&mut tee, &mut std::io::sink())
+        .map_err(|e| Error::invalid(format!("reading the tarball: {e}")))?;
+    let config = image_config(spec, &diff_id)?;
+    // A single layer's ChainID is its diff_id.
+    let chain_id = diff_id.clone();
+    let mut new_layers = Vec::new();
+    if !layers.exists(&chain_id) {
+        let (digest, blob_size) = tee.blob.commit()?;
+        let media_type = crate::images::archive::media_type_of(blobs, &digest, &diff_id);
+        layers.commit(staged, &chain_id, None)?;
+        new_layers.push(NewLayer {
+            chain_id: chain_id.clone(),
+            diff_id,
+            parent: None,
+            size,
+            blob: LayerBlob {
+                digest,
+                media_type,
+                size: blob_size,
+            },
+        });
+    }
+    Ok(LoadedImage {
+        id: sha256_digest(&config),
+        config,
+        chain_ids: vec![chain_id],
+        repo_tags: Vec::new(),
+        new_layers,
+    })
+}
