@@ -16,7 +16,7 @@ use crate::actors::image_service::ImageService;
 use crate::api::{listen, Api, ApiContext};
 use crate::buildinfo;
 use crate::config::Config;
-use crate::drivers::storage::LayerStore;
+use crate::drivers::storage::{Driver, LayerStore};
 use crate::error::{Context, Error, Result};
 use crate::events::projection::Projection;
 use crate::events::Event;
@@ -103,15 +103,22 @@ async fn serve(config: Config) -> Result<()> {
     .await?;
 
     let layers_root = config.data_root.join(&config.storage_driver);
-    let layers = Arc::new(LayerStore::open(&layers_root)?);
-    let blobs = Arc::new(BlobStore::open(&config.data_root)?);
-    let settings = RegistrySettings {
-        mirrors: config.registry_mirrors.clone(),
-        insecure: config.insecure_registries.clone(),
-        max_concurrent_downloads: config.max_concurrent_downloads as usize,
+    let driver = if config.storage_driver == "vfs" {
+        Driver::Vfs
+    } else {
+        Driver::Overlay2
     };
-    let images =
-        ImageService::new(settings, layers, blobs, events.clone(), projection.clone()).start();
+    let layers = Arc::new(LayerStore::open(&layers_root, driver)?);
+    let blobs = Arc::new(BlobStore::open(&config.data_root)?);
+    let settings = RegistrySettings::from_config(&config);
+    let images = ImageService::new(
+        settings,
+        layers,
+        Arc::clone(&blobs),
+        events.clone(),
+        projection.clone(),
+    )
+    .start();
 
     let host = Arc::new(HostInfo::gather(&config.data_root));
     let api = Api::new(ApiContext {
@@ -120,6 +127,7 @@ async fn serve(config: Config) -> Result<()> {
         images,
         host,
         layers_root,
+        blobs,
         config: Arc::new(config),
     });
     let (stop_tx, stop_rx) = watch::channel(false);

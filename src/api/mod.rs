@@ -1,6 +1,7 @@
 //! The Docker-compatible HTTP facade. Handlers parse, ask the engine (one actor
 //! message, or a read of the projection), and render. No business logic here.
 
+pub mod auth;
 pub mod error;
 pub mod images;
 pub mod listen;
@@ -34,6 +35,8 @@ pub struct ApiContext {
     pub host: Arc<HostInfo>,
     /// Where the storage driver keeps layers (GraphDriver data in inspect).
     pub layers_root: std::path::PathBuf,
+    /// Image configs (read for the labels `docker images` shows and filters on).
+    pub blobs: Arc<crate::store::blobs::BlobStore>,
     pub config: Arc<Config>,
 }
 
@@ -48,6 +51,7 @@ impl Api {
         let router = Router::new()
             .merge(system::routes())
             .merge(images::routes())
+            .merge(auth::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)
             .with_state(ctx);

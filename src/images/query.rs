@@ -57,11 +57,28 @@ pub struct ImageFilters {
     pub reference: Option<Vec<String>>,
     pub before: Option<String>,
     pub since: Option<String>,
+    /// `key` or `key=value`; an image must match all of them.
+    pub label: Option<Vec<String>>,
+}
+
+/// Whether `labels` satisfy every `key` / `key=value` filter.
+pub fn labels_match(
+    labels: &std::collections::HashMap<String, String>,
+    filters: &[String],
+) -> bool {
+    filters.iter().all(|f| match f.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(f.as_str()),
+    })
 }
 
 /// Images matching `f`, newest first. As dockerd: with a reference filter only
 /// the matching names are listed.
-pub fn list(state: &State, f: &ImageFilters) -> Result<Vec<ImageRecord>> {
+pub fn list(
+    state: &State,
+    f: &ImageFilters,
+    labels_of: &dyn Fn(&ImageRecord) -> std::collections::HashMap<String, String>,
+) -> Result<Vec<ImageRecord>> {
     let stored_ns = |name: &Option<String>| -> Result<Option<u64>> {
         name.as_deref()
             .map(|n| resolve(state, n).map(|i| i.stored_ns))
@@ -75,6 +92,11 @@ pub fn list(state: &State, f: &ImageFilters) -> Result<Vec<ImageRecord>> {
         .filter(|i| f.reference.as_ref().is_none_or(|p| matches_reference(i, p)))
         .filter(|i| before.is_none_or(|b| i.stored_ns < b))
         .filter(|i| since.is_none_or(|s| i.stored_ns > s))
+        .filter(|i| {
+            f.label
+                .as_ref()
+                .is_none_or(|l| labels_match(&labels_of(i), l))
+        })
         .cloned()
         .collect();
     images.sort_by(|a, b| b.stored_ns.cmp(&a.stored_ns));
@@ -160,5 +182,16 @@ mod tests {
         assert!(matches_reference(&i, &["busybox:lat*".into()]));
         assert!(matches_reference(&i, &["127.0.0.1:5000/x/y:1".into()]));
         assert!(!matches_reference(&i, &["alpine".into()]));
+    }
+
+    #[test]
+    fn label_filters_need_every_label() {
+        let labels: std::collections::HashMap<String, String> =
+            [("a".to_string(), "1".to_string()), ("b".into(), "".into())].into();
+        assert!(labels_match(&labels, &["a".into()]));
+        assert!(labels_match(&labels, &["a=1".into(), "b".into()]));
+        assert!(labels_match(&labels, &["b=".into()]));
+        assert!(!labels_match(&labels, &["a=2".into()]));
+        assert!(!labels_match(&labels, &["a".into(), "c".into()]));
     }
 }
