@@ -9,6 +9,7 @@ pub enum ErrorKind {
     Conflict,
     InvalidParameter,
     Forbidden,
+    Unauthorized,
     NotModified,
     Unavailable,
     Internal,
@@ -40,6 +41,9 @@ impl Error {
     }
     pub fn unavailable(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, m)
+    }
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unauthorized, m)
     }
     pub fn internal(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, m)

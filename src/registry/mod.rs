@@ -1,6 +1,7 @@
 //! The distribution client: which endpoints to ask for an image (mirrors first for
 //! docker.io, plain HTTP only for insecure registries), and pulling.
 
+pub mod login;
 pub mod manifest;
 pub mod pull;
 pub mod push;
@@ -20,6 +21,8 @@ pub struct RegistrySettings {
     pub mirrors: Vec<String>,
     pub insecure: Vec<String>,
     pub max_concurrent_downloads: usize,
+    /// Replaces registry-1.docker.io as the source of docker.io images.
+    pub hub_endpoint: Option<String>,
 }
 
 /// One place to ask for an image.
@@ -32,6 +35,15 @@ pub struct Endpoint {
 }
 
 impl RegistrySettings {
+    pub fn from_config(config: &crate::config::Config) -> RegistrySettings {
+        RegistrySettings {
+            mirrors: config.registry_mirrors.clone(),
+            insecure: config.insecure_registries.clone(),
+            max_concurrent_downloads: config.max_concurrent_downloads as usize,
+            hub_endpoint: config.docker_hub_endpoint.clone(),
+        }
+    }
+
     /// Whether `host` is reached over plain HTTP: listed as insecure, or on the
     /// loopback network (127.0.0.0/8, ::1), as dockerd allows by default.
     pub fn is_insecure(&self, host: &str) -> bool {
@@ -83,9 +95,13 @@ impl RegistrySettings {
                     mirror: true,
                 });
             }
+            let host = self
+                .hub_endpoint
+                .clone()
+                .unwrap_or_else(|| DOCKER_HUB_ENDPOINT.into());
             out.push(Endpoint {
-                host: DOCKER_HUB_ENDPOINT.into(),
-                plain_http: false,
+                plain_http: self.is_insecure(&host),
+                host,
                 mirror: false,
             });
         } else {
@@ -129,15 +145,16 @@ impl Endpoint {
     }
 }
 
-/// Credentials from the X-Registry-Auth header (base64url JSON), as the CLI sends them.
+/// Credentials from the X-Registry-Auth header (base64url JSON), as the CLI sends
+/// them. Clients send absent fields as null (bollard), so every field is optional.
 #[derive(Debug, Default, Deserialize)]
 pub struct AuthConfig {
     #[serde(default)]
-    pub username: String,
+    pub username: Option<String>,
     #[serde(default)]
-    pub password: String,
+    pub password: Option<String>,
     #[serde(default, rename = "identitytoken")]
-    pub identity_token: String,
+    pub identity_token: Option<String>,
 }
 
 impl AuthConfig {
@@ -150,10 +167,11 @@ impl AuthConfig {
     }
 
     pub fn registry_auth(&self) -> RegistryAuth {
-        if !self.identity_token.is_empty() {
-            RegistryAuth::Bearer(self.identity_token.clone())
-        } else if !self.username.is_empty() {
-            RegistryAuth::Basic(self.username.clone(), self.password.clone())
+        let some = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        if let Some(token) = some(&self.identity_token) {
+            RegistryAuth::Bearer(token)
+        } else if let Some(user) = some(&self.username) {
+            RegistryAuth::Basic(user, self.password.clone().unwrap_or_default())
         } else {
             RegistryAuth::Anonymous
         }
@@ -185,6 +203,17 @@ mod base64_decode {
             }
         }
         Some(out)
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn null_fields_are_absent_fields() {
+        // {"username":"a","password":"b","email":null,"identitytoken":null}
+        let h = "eyJ1c2VybmFtZSI6ImEiLCJwYXNzd29yZCI6ImIiLCJlbWFpbCI6bnVsbCwiaWRlbnRpdHl0b2tlbiI6bnVsbH0";
+        match super::AuthConfig::from_header(Some(h)).registry_auth() {
+            super::RegistryAuth::Basic(u, p) => assert_eq!((u.as_str(), p.as_str()), ("a", "b")),
+            _ => panic!("expected basic credentials"),
+        }
     }
 
     #[cfg(test)]
