@@ -85,6 +85,10 @@ pub struct Flags {
     /// Print version information and exit
     #[arg(short = 'v', long = "version")]
     pub version: bool,
+    /// Where docker.io images come from when no mirror has them (tests point it
+    /// at a local registry; users never need it)
+    #[arg(long = "docker-hub-endpoint", value_name = "HOST[:PORT]", hide = true)]
+    pub docker_hub_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -127,6 +131,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub pidfile: Option<PathBuf>,
     pub group: Option<String>,
+    /// None: registry-1.docker.io.
+    pub docker_hub_endpoint: Option<String>,
 }
 
 /// daemon.json as dockerd spells it. Only keys this berthd acts on.
@@ -291,17 +297,20 @@ impl Config {
         } else {
             None
         };
-        let storage_driver = flags
-            .storage_driver
-            .or(file.storage_driver)
-            .unwrap_or_else(|| "overlay2".into());
-        if storage_driver != "overlay2" {
-            // vfs is planned (the images issue); until it exists, refuse it rather
-            // than store layers the wrong way.
-            return Err(Error::invalid(format!(
-                "error initializing graphdriver: driver not supported: {storage_driver} (berthd supports overlay2)"
-            )));
-        }
+        let storage_driver = match flags.storage_driver.or(file.storage_driver) {
+            Some(d) if d == "overlay2" || d == "vfs" => d,
+            Some(d) => {
+                return Err(Error::invalid(format!(
+                    "error initializing graphdriver: driver not supported: {d} (berthd supports overlay2 and vfs)"
+                )))
+            }
+            // As dockerd: overlay2 where the kernel has overlayfs, else vfs.
+            None if overlay_supported() => "overlay2".into(),
+            None => {
+                tracing::warn!("overlayfs is not available; using the vfs storage driver");
+                "vfs".into()
+            }
+        };
         let bip = flags.bip.or(file.bip);
         if let Some(bip) = &bip {
             parse_cidr(bip).map_err(|e| Error::invalid(format!("invalid bip {bip}: {e}")))?;
@@ -347,8 +356,18 @@ impl Config {
             tls,
             pidfile: flags.pidfile.or(file.pidfile),
             group: flags.group.or(file.group),
+            docker_hub_endpoint: flags.docker_hub_endpoint,
         })
     }
+}
+
+fn overlay_supported() -> bool {
+    std::fs::read_to_string("/proc/filesystems")
+        .map(|f| {
+            f.lines()
+                .any(|l| l.split_whitespace().last() == Some("overlay"))
+        })
+        .unwrap_or(false)
 }
 
 /// Reads daemon.json. The default path may be absent; a path given with
@@ -520,11 +539,13 @@ mod tests {
         );
         let err = load(&["--bip", "10.1.2.3"], None).expect_err("bip");
         assert!(err.to_string().contains("invalid bip"), "{err}");
-        let err = load(&["--storage-driver", "vfs"], None).expect_err("vfs");
+        let err = load(&["--storage-driver", "zfs"], None).expect_err("zfs");
         assert!(
-            err.to_string().contains("driver not supported: vfs"),
+            err.to_string().contains("driver not supported: zfs"),
             "{err}"
         );
+        let cfg = load(&[], Some(r#"{"storage-driver": "vfs"}"#)).expect("vfs");
+        assert_eq!(cfg.storage_driver, "vfs");
         // A known dockerd key that berthd does not act on yet is accepted.
         load(&[], Some(r#"{"log-driver":"json-file"}"#)).expect("accepted");
     }

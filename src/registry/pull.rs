@@ -111,6 +111,11 @@ fn registry_error(r: &Reference, e: &OciDistributionError) -> Error {
             crate::error::ErrorKind::Forbidden,
             format!("pull access denied for {}: {m}", r.familiar_name()),
         ),
+        // dockerd: `Head "<url>": unauthorized: ...` with status 500, on purpose:
+        // on a 401 the docker CLI stops to prompt for a login instead.
+        OciDistributionError::UnauthorizedError { url } => Error::internal(format!(
+            "Head {url:?}: unauthorized: authentication required"
+        )),
         OciDistributionError::ServerError { code: 404, .. } => Error::not_found(format!(
             "manifest for {name} not found: manifest unknown: manifest unknown"
         )),
@@ -394,8 +399,15 @@ async fn fetch_layer(
     let extracted = extractor
         .await
         .map_err(|e| Error::internal(format!("layer extraction task: {e}")))?;
-    if let Some(e) = stream_error {
-        return Err(Error::internal(format!("layer {}: {e}", layer.digest)));
+    // A connection that ends early is an error even when the transport says
+    // nothing: the length the registry announced decides.
+    let short_read = stream.content_length.is_some_and(|n| received < n);
+    if stream_error.is_some() || short_read {
+        return Err(Error::internal(format!(
+            "layer {}: unexpected EOF: the download stopped after {received} of {total} bytes{}",
+            layer.digest,
+            stream_error.map(|e| format!(" ({e})")).unwrap_or_default()
+        )));
     }
     let _ = progress.send(Progress::status(Some(&id), "Verifying Checksum"));
     let _ = progress.send(Progress::status(Some(&id), "Download complete"));
