@@ -3,5 +3,6 @@
 
 pub mod extract;
 pub mod overlay2;
+pub mod vfs;
 
-pub use overlay2::LayerStore;
+pub use overlay2::{Driver, LayerStore};

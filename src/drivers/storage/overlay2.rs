@@ -19,8 +19,26 @@ use crate::error::{Context, Error, Result};
 
 const STAGING_PREFIX: &str = ".staging-";
 
+/// How layers are kept: overlay2 (each layer its own diff, stacked by a mount) or
+/// vfs (each layer a full copy; see `vfs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    Overlay2,
+    Vfs,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Overlay2 => "overlay2",
+            Driver::Vfs => "vfs",
+        }
+    }
+}
+
 pub struct LayerStore {
     root: PathBuf,
+    driver: Driver,
 }
 
 /// A layer being extracted; dropped without `commit`, it is removed.
@@ -73,11 +91,16 @@ pub fn cache_id(chain_id: &str) -> String {
 }
 
 impl LayerStore {
-    pub fn open(root: &Path) -> Result<LayerStore> {
-        std::fs::create_dir_all(root.join("l"))
+    pub fn open(root: &Path, driver: Driver) -> Result<LayerStore> {
+        let sub = match driver {
+            Driver::Overlay2 => "l",
+            Driver::Vfs => "dir",
+        };
+        std::fs::create_dir_all(root.join(sub))
             .context(format_args!("creating {}", root.display()))?;
         Ok(LayerStore {
             root: root.to_path_buf(),
+            driver,
         })
     }
 
@@ -85,8 +108,42 @@ impl LayerStore {
         &self.root
     }
 
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// vfs: the directory holding layer `chain_id`'s full tree.
+    fn vfs_dir(&self, chain_id: &str) -> PathBuf {
+        self.root.join("dir").join(cache_id(chain_id))
+    }
+
     pub fn exists(&self, chain_id: &str) -> bool {
-        self.root.join(cache_id(chain_id)).join("link").exists()
+        match self.driver {
+            Driver::Overlay2 => self.root.join(cache_id(chain_id)).join("link").exists(),
+            Driver::Vfs => self.vfs_dir(chain_id).is_dir(),
+        }
+    }
+
+    /// vfs commit: the parent's tree plus this layer's diff, renamed into place.
+    fn commit_vfs(&self, mut staged: Staged, chain_id: &str, parent: Option<&str>) -> Result<()> {
+        let target = self.vfs_dir(chain_id);
+        if target.is_dir() {
+            return Ok(());
+        }
+        let full = staged.dir.join("full");
+        std::fs::create_dir_all(&full).context("creating the layer tree")?;
+        if let Some(p) = parent {
+            let pdir = self.vfs_dir(p);
+            if !pdir.is_dir() {
+                return Err(Error::internal(format!("parent layer {p} is missing")));
+            }
+            super::vfs::copy_tree(&pdir, &full)?;
+        }
+        super::vfs::apply_overlay_diff(&staged.diff_dir(), &full)?;
+        std::fs::rename(&full, &target).context(format_args!("committing layer {chain_id}"))?;
+        let _ = std::fs::remove_dir_all(&staged.dir);
+        staged.committed = true;
+        Ok(())
     }
 
     /// A fresh staging directory to extract a layer into.
@@ -105,6 +162,9 @@ impl LayerStore {
     /// Puts a complete, verified layer in place under its ChainID, on top of
     /// `parent` (which must be committed already: layers go in parents first).
     pub fn commit(&self, mut staged: Staged, chain_id: &str, parent: Option<&str>) -> Result<()> {
+        if self.driver == Driver::Vfs {
+            return self.commit_vfs(staged, chain_id, parent);
+        }
         let target = self.root.join(cache_id(chain_id));
         if target.join("link").exists() {
             // Someone committed the same layer first; ours is not needed.
@@ -138,6 +198,14 @@ impl LayerStore {
 
     /// Removes a layer and its short link.
     pub fn remove(&self, chain_id: &str) -> Result<()> {
+        if self.driver == Driver::Vfs {
+            return match std::fs::remove_dir_all(self.vfs_dir(chain_id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::internal(format!("removing layer {chain_id}: {e}")))
+                }
+                _ => Ok(()),
+            };
+        }
         let dir = self.root.join(cache_id(chain_id));
         if let Ok(link) = std::fs::read_to_string(dir.join("link")) {
             let _ = std::fs::remove_file(self.root.join("l").join(link.trim()));
@@ -157,13 +225,22 @@ impl LayerStore {
         };
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == "l" {
+            if name == "l" || name == "dir" {
                 continue;
             }
             if name.starts_with(STAGING_PREFIX) || !known(&format!("sha256:{name}")) {
                 info!(layer = %name, "removing an unfinished or unreferenced layer");
                 let _ = self.remove(&format!("sha256:{name}"));
                 let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        if let Ok(dirs) = std::fs::read_dir(self.root.join("dir")) {
+            for entry in dirs.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !known(&format!("sha256:{name}")) {
+                    info!(layer = %name, "removing an unreferenced layer");
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
             }
         }
         // Dangling short links.
@@ -178,6 +255,13 @@ impl LayerStore {
 
     /// The directories to stack for the image whose top layer is `top`, top first.
     pub fn lower_dirs(&self, top: &str) -> Result<Vec<PathBuf>> {
+        if self.driver == Driver::Vfs {
+            let dir = self.vfs_dir(top);
+            if !dir.is_dir() {
+                return Err(Error::internal(format!("layer {top} is missing")));
+            }
+            return Ok(vec![dir]);
+        }
         let dir = self.root.join(cache_id(top));
         let link = std::fs::read_to_string(dir.join("link"))
             .context(format_args!("layer {top} is missing"))?;
