@@ -268,8 +268,11 @@ async fn whiteouts_and_opaque_directories_through_the_storage_driver() {
     let layers = inspect.root_fs.and_then(|r| r.layers).expect("layers");
     assert_eq!(layers.len(), 3);
     let chain = berth::registry::manifest::chain_ids(&layers);
-    let store =
-        berth::drivers::storage::LayerStore::open(&d.data_root().join("overlay2")).expect("store");
+    let store = berth::drivers::storage::LayerStore::open(
+        &d.data_root().join("overlay2"),
+        berth::drivers::storage::Driver::Overlay2,
+    )
+    .expect("store");
     let mnt = d.dir.path().join("mnt");
     std::fs::create_dir_all(&mnt).expect("mkdir");
     store
@@ -780,4 +783,312 @@ async fn push_then_remove_then_pull_back() {
         .expect_err("not local")
         .to_string()
         .contains("An image does not exist locally with the tag"));
+}
+
+/// A tar with `files` (path, content), as `docker import` takes it.
+fn tarball(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(content.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_500_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, path, content.as_bytes())
+            .expect("tar entry");
+    }
+    b.into_inner().expect("tar")
+}
+
+async fn import(
+    docker: &Docker,
+    tar: Vec<u8>,
+    repo: &str,
+    changes: &[&str],
+    message: &str,
+) -> Result<String, String> {
+    let opts = bollard::query_parameters::CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some(repo.into()),
+        message: Some(message.into()),
+        changes: changes.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut stream = docker.create_image(Some(opts), Some(bollard::body_full(tar.into())), None);
+    let mut last = String::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => last = info.status.unwrap_or_default(),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(last)
+}
+
+#[tokio::test]
+async fn import_applies_changes_and_filters_by_label() {
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    let id = import(
+        &docker,
+        tarball(&[("etc/hello.txt", "hello\n"), ("bin/tool", "#!tool\n")]),
+        "imported/app:v1",
+        &[r#"CMD ["/bin/tool", "run"]"#, "ENV A=1", "LABEL tier=web"],
+        "from a tarball",
+    )
+    .await
+    .expect("import");
+    assert!(id.starts_with("sha256:"), "{id}");
+    let inspect = docker
+        .inspect_image("imported/app:v1")
+        .await
+        .expect("inspect");
+    assert_eq!(inspect.id.as_deref(), Some(id.as_str()));
+    assert_eq!(inspect.comment.as_deref(), Some("from a tarball"));
+    let config = inspect.config.expect("config");
+    assert_eq!(config.cmd.expect("cmd"), ["/bin/tool", "run"]);
+    assert_eq!(config.env.expect("env"), ["A=1"]);
+    assert_eq!(config.labels.expect("labels")["tier"], "web");
+    assert_eq!(inspect.size, Some(13));
+    // The layer holds the files.
+    let layer = inspect
+        .root_fs
+        .and_then(|r| r.layers)
+        .expect("layers")
+        .remove(0);
+    let diff = d
+        .data_root()
+        .join("overlay2")
+        .join(layer.trim_start_matches("sha256:"))
+        .join("diff");
+    assert_eq!(
+        std::fs::read_to_string(diff.join("etc/hello.txt"))
+            .ok()
+            .as_deref(),
+        Some("hello\n")
+    );
+    let history = docker
+        .image_history("imported/app:v1")
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].comment, "from a tarball");
+
+    // A second image, gzip-compressed and without the label.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tarball(&[("other", "x")])).expect("gzip");
+    import(
+        &docker,
+        gz.finish().expect("gzip"),
+        "imported/other",
+        &[],
+        "",
+    )
+    .await
+    .expect("import gzip");
+    let by_label = |f: &str| {
+        let docker = docker.clone();
+        let f = f.to_string();
+        async move {
+            let opts = ListImagesOptionsBuilder::default()
+                .filters(&std::collections::HashMap::from([(
+                    "label",
+                    vec![f.as_str()],
+                )]))
+                .build();
+            docker
+                .list_images(Some(opts))
+                .await
+                .expect("list")
+                .into_iter()
+                .flat_map(|i| i.repo_tags)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(by_label("tier").await, ["imported/app:v1"]);
+    assert_eq!(by_label("tier=web").await, ["imported/app:v1"]);
+    assert!(by_label("tier=db").await.is_empty());
+    let all = docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list");
+    let app = all
+        .iter()
+        .find(|i| i.repo_tags.contains(&"imported/app:v1".to_string()))
+        .expect("listed");
+    assert_eq!(app.labels["tier"], "web");
+
+    // Bad input: nothing is left behind.
+    let layers_before = entries(&d.data_root().join("overlay2"));
+    let blobs_before = entries(&d.data_root().join("blobs/sha256"));
+    let err = import(&docker, tarball(&[("f", "1")]), "x/y", &["RUN ls"], "")
+        .await
+        .expect_err("RUN is not a change");
+    assert!(err.contains("run is not a valid change command"), "{err}");
+    let err = import(&docker, b"not a tarball".to_vec(), "x/y", &[], "")
+        .await
+        .expect_err("not a tar");
+    assert!(err.contains("importing the tarball"), "{err}");
+    let err = import(&docker, tarball(&[("f", "1")]), "Bad/Name", &[], "")
+        .await
+        .expect_err("bad repo");
+    assert!(err.contains("invalid reference format"), "{err}");
+    assert_eq!(entries(&d.data_root().join("overlay2")), layers_before);
+    assert_eq!(entries(&d.data_root().join("blobs/sha256")), blobs_before);
+    let (code, _, body) = common::http(
+        &d.socket(),
+        "GET",
+        "/images/json?filters=%7B%22nope%22%3A%5B%22x%22%5D%7D",
+    )
+    .expect("http");
+    assert_eq!(
+        (code, body.trim()),
+        (400, r#"{"message":"Invalid filter 'nope'"}"#)
+    );
+}
+
+#[tokio::test]
+async fn login_and_pull_with_basic_and_token_auth() {
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    for mode in ["basic", "token"] {
+        let reg = TestRegistry::start_with_auth(mode, "alice", "s3cret");
+        let server = format!("127.0.0.1:{}", reg.port);
+        let login = |password: &str| {
+            let body = serde_json::json!({ "username": "alice", "password": password, "serveraddress": server })
+                .to_string();
+            common::http_body(&d.socket(), "POST", "/auth", body.as_bytes()).expect("http")
+        };
+        let (code, _, body) = login("s3cret");
+        assert_eq!(code, 200, "{mode}: {body}");
+        assert!(body.contains("Login Succeeded"), "{mode}: {body}");
+        let (code, _, body) = login("wrong");
+        assert_eq!(code, 401, "{mode}: {body}");
+
+        // Without credentials the registry refuses; with them the pull works.
+        let err = pull(&docker, &reg.image("busybox"))
+            .await
+            .expect_err("anonymous");
+        assert!(err.contains("unauthorized"), "{mode}: {err}");
+        let creds = bollard::auth::DockerCredentials {
+            username: Some("alice".into()),
+            password: Some("s3cret".into()),
+            serveraddress: Some(server.clone()),
+            ..Default::default()
+        };
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(&reg.image("busybox"))
+            .build();
+        let mut stream = docker.create_image(Some(opts), None, Some(creds));
+        while let Some(item) = stream.next().await {
+            item.unwrap_or_else(|e| panic!("{mode}: authenticated pull: {e}"));
+        }
+        docker
+            .inspect_image(&reg.image("busybox"))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: pulled image: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn a_mirror_that_lacks_the_image_falls_back_to_the_source() {
+    let reg = TestRegistry::start();
+    // The misbehaving registry answers 404 for busybox: a mirror that misses.
+    let mirror = format!("http://127.0.0.1:{}", reg.bad_port());
+    let source = format!("127.0.0.1:{}", reg.port);
+    let d = TestDaemon::start_with(&[
+        "--registry-mirror",
+        &mirror,
+        "--docker-hub-endpoint",
+        &source,
+    ]);
+    let docker = client(&d);
+    let statuses = pull(&docker, "busybox")
+        .await
+        .expect("pull through the fallback");
+    assert!(
+        statuses.contains(&" Status: Downloaded newer image for busybox:latest".to_string()),
+        "{statuses:?}"
+    );
+    let (_, id) = reg.digests("busybox");
+    assert_eq!(
+        docker.inspect_image("busybox").await.expect("inspect").id,
+        Some(id)
+    );
+}
+
+#[tokio::test]
+async fn broken_registry_answers_fail_cleanly() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    let bad = |name: &str| format!("127.0.0.1:{}/library/{name}", reg.bad_port());
+    let err = pull(&docker, &bad("notjson")).await.expect_err("not json");
+    assert!(err.contains("manifest that is not JSON"), "{err}");
+    let err = pull(&docker, &bad("truncated"))
+        .await
+        .expect_err("truncated");
+    assert!(err.contains("unexpected EOF"), "{err}");
+    assert_eq!(entries(&d.data_root().join("overlay2")), ["l"]);
+    assert!(entries(&d.data_root().join("blobs/sha256")).is_empty());
+    assert!(docker
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn vfs_keeps_each_layer_whole() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start_with(&["--storage-driver", "vfs"]);
+    let docker = client(&d);
+    pull(&docker, &reg.image("layers")).await.expect("pull");
+    let inspect = docker
+        .inspect_image(&reg.image("layers"))
+        .await
+        .expect("inspect");
+    assert_eq!(
+        inspect.graph_driver.as_ref().map(|g| g.name.as_str()),
+        Some("vfs")
+    );
+    let layers = inspect.root_fs.and_then(|r| r.layers).expect("layers");
+    let chain = berth::registry::manifest::chain_ids(&layers);
+    let top = d
+        .data_root()
+        .join("vfs/dir")
+        .join(chain[2].trim_start_matches("sha256:"));
+    let read = |p: &str| std::fs::read_to_string(top.join(p)).ok();
+    assert_eq!(read("data/keep.txt").as_deref(), Some("keep\n"));
+    assert_eq!(read("data/changed.txt").as_deref(), Some("layer2\n"));
+    assert_eq!(read("data/added2.txt").as_deref(), Some("added2\n"));
+    assert_eq!(read("opq/new.txt").as_deref(), Some("new\n"));
+    assert!(std::fs::symlink_metadata(top.join("data/deleteme.txt")).is_err());
+    assert!(!top.join("opq/old1.txt").exists() && !top.join("opq/sub").exists());
+    assert!(top.join("bin/busybox").exists());
+    // The lower layer still has what the upper one deleted.
+    let middle = d
+        .data_root()
+        .join("vfs/dir")
+        .join(chain[1].trim_start_matches("sha256:"));
+    assert!(middle.join("opq/old1.txt").exists());
+    assert_eq!(info_driver(&d), "vfs");
+
+    docker
+        .remove_image(
+            &reg.image("layers"),
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .expect("rmi");
+    assert!(entries(&d.data_root().join("vfs/dir")).is_empty());
+}
+
+fn info_driver(d: &TestDaemon) -> String {
+    let (_, _, body) = common::http(&d.socket(), "GET", "/info").expect("info");
+    serde_json::from_str::<serde_json::Value>(&body).expect("json")["Driver"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }

@@ -1,5 +1,6 @@
 # Image scenarios against the private registry $REG (fixtures: busybox, layers,
-# traversal, symlinkesc, badblob).
+# traversal, symlinkesc, badblob) and the misbehaving one beside it, $BADREG
+# (notjson, truncated; 404 for anything else).
 
 # The digest of a fixture's manifest, as built.
 fixture_digest() {
@@ -81,6 +82,8 @@ scenario_bad_pulls_fail_cleanly() {
   expect_contains "$out" "Invalid digest"
   if out=$(d bad pull "$REG/library/nosuch" 2>&1); then fail "a missing image was pulled"; fi
   expect_contains "$out" "manifest for $REG/library/nosuch:latest not found: manifest unknown"
+  if out=$(d bad pull "$BADREG/library/notjson" 2>&1); then fail "a manifest that is not JSON was accepted"; fi
+  expect_contains "$out" "the registry sent a manifest that is not JSON"
   if out=$(d bad pull "Bad/Name" 2>&1); then fail "a bad reference was accepted"; fi
   expect_contains "$out" "invalid reference format"
   [ ! -e /tmp/escaped-by-berth-test ] || fail "a layer wrote outside its directory"
@@ -139,4 +142,73 @@ scenario_push_rmi_pull_back() {
   expect_eq "$(d push images -q)" "$id"
   if out=$(d push push "$REG/compat/absent:1" 2>&1); then fail "pushing a missing image succeeded"; fi
   expect_contains "$out" "An image does not exist locally with the tag: $REG/compat/absent"
+}
+
+scenario_truncated_download_leaves_nothing() {
+  start_berthd trunc
+  local out
+  if out=$(d trunc pull "$BADREG/library/truncated" 2>&1); then fail "a truncated layer was accepted"; fi
+  expect_contains "$out" "unexpected EOF"
+  expect_eq "$(ls "$WORK/trunc/data/overlay2")" "l"
+  expect_eq "$(ls "$WORK/trunc/data/blobs/sha256" | wc -l)" "0"
+  expect_eq "$(d trunc images -q)" ""
+}
+
+scenario_mirror_without_the_image_falls_back_to_the_source() {
+  start_berthd fallback --registry-mirror "http://$BADREG" --docker-hub-endpoint "$REG"
+  local out; out=$(d fallback pull busybox)
+  expect_contains "$out" "Status: Downloaded newer image for busybox:latest"
+  expect_eq "$(d fallback images --format '{{.Repository}}:{{.Tag}}')" "busybox:latest"
+}
+
+scenario_import_with_changes_and_label_filter() {
+  start_berthd import
+  mkdir -p "$WORK/import/root/etc"
+  echo hello > "$WORK/import/root/etc/hello.txt"
+  tar -C "$WORK/import/root" -cf "$WORK/import/root.tar" .
+  local id; id=$(d import import -c 'CMD ["/bin/sh"]' -c 'LABEL tier=web' -m "first import" "$WORK/import/root.tar" imported/app:v1)
+  expect_contains "$id" "sha256:"
+  expect_eq "$(d import inspect --format '{{json .Config.Cmd}} {{.Comment}} {{.Os}}' imported/app:v1)" '["/bin/sh"] first import linux'
+  expect_eq "$(d import images --filter label=tier=web --format '{{.Repository}}:{{.Tag}}')" "imported/app:v1"
+  gzip -c "$WORK/import/root.tar" | d import import - imported/gz >/dev/null
+  expect_eq "$(d import images --filter label=tier --format '{{.Repository}}')" "imported/app"
+  expect_eq "$(d import history --format '{{.Comment}}' imported/app:v1)" "first import"
+  local out
+  if out=$(d import import -c 'RUN ls' "$WORK/import/root.tar" 2>&1); then fail "RUN accepted as a change"; fi
+  expect_contains "$out" "run is not a valid change command"
+  expect_eq "$(d import images -q | wc -l)" "2"
+}
+
+# login_registry NAME MODE: a registry requiring alice/s3cret (MODE basic or
+# token) under $WORK/NAME-registry, stopped by the suite's cleanup. Prints host:port.
+login_registry() {
+  local port
+  port=$(BERTH_REGISTRY_AUTH=$2 BERTH_REGISTRY_USER=alice BERTH_REGISTRY_PASSWORD=s3cret \
+    bash "$here/lib/test-registry.sh" start "$WORK/$1-registry" | tail -1)
+  echo "127.0.0.1:$port"
+}
+
+scenario_login_then_pull_basic_and_token() {
+  start_berthd login
+  local mode reg out
+  for mode in basic token; do
+    reg=$(login_registry "login-$mode" "$mode")
+    if out=$(d login pull "$reg/library/busybox" 2>&1); then fail "$mode: anonymous pull succeeded"; fi
+    expect_contains "$out" "unauthorized"
+    if out=$(echo wrong | d login login -u alice --password-stdin "$reg" 2>&1); then fail "$mode: a wrong password logged in"; fi
+    expect_contains "$(echo s3cret | d login login -u alice --password-stdin "$reg" 2>&1)" "Login Succeeded"
+    expect_contains "$(d login pull "$reg/library/busybox")" "Downloaded newer image"
+  done
+  expect_eq "$(d login images -q | sort -u | wc -l)" "1"
+}
+
+scenario_vfs_storage_driver() {
+  mkdir -p "$WORK/vfs" && echo '{"storage-driver": "vfs"}' > "$WORK/vfs/daemon.json"
+  start_berthd vfs
+  expect_eq "$(d vfs info --format '{{.Driver}}')" "vfs"
+  d vfs pull -q "$REG/library/layers" >/dev/null
+  expect_eq "$(d vfs inspect --format '{{.GraphDriver.Name}}' "$REG/library/layers")" "vfs"
+  expect_eq "$(ls "$WORK/vfs/data/vfs/dir" | wc -l)" "3"
+  d vfs rmi "$REG/library/layers" >/dev/null
+  expect_eq "$(ls "$WORK/vfs/data/vfs/dir" | wc -l)" "0"
 }

@@ -150,12 +150,24 @@ pub fn http(
     method: &str,
     path: &str,
 ) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+    http_body(socket, method, path, &[])
+}
+
+/// As `http`, sending `body` (with its Content-Length).
+pub fn http_body(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
     let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
     )?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     parse_response(&raw)
@@ -236,6 +248,20 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub fn start() -> TestRegistry {
+        Self::start_env(&[])
+    }
+
+    /// A registry that requires `user`/`password`: `mode` is "basic" (htpasswd)
+    /// or "token" (bearer tokens from the project's token server). Holds busybox.
+    pub fn start_with_auth(mode: &str, user: &str, password: &str) -> TestRegistry {
+        Self::start_env(&[
+            ("BERTH_REGISTRY_AUTH", mode),
+            ("BERTH_REGISTRY_USER", user),
+            ("BERTH_REGISTRY_PASSWORD", password),
+        ])
+    }
+
+    fn start_env(env: &[(&str, &str)]) -> TestRegistry {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()
@@ -246,6 +272,7 @@ impl TestRegistry {
             .arg(&script)
             .arg("start")
             .arg(dir.path().join("r"))
+            .envs(env.iter().copied())
             .output()
             .expect("run test-registry.sh");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -266,6 +293,14 @@ impl TestRegistry {
     /// `127.0.0.1:PORT/library/NAME`
     pub fn image(&self, name: &str) -> String {
         format!("127.0.0.1:{}/library/{name}", self.port)
+    }
+
+    /// The misbehaving registry started alongside (bad-registry.py): its port.
+    pub fn bad_port(&self) -> u16 {
+        std::fs::read_to_string(self.dir.path().join("r/bad.port"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .expect("bad registry port")
     }
 
     /// Digests of a fixture as built: (manifest digest, config digest = image ID).
