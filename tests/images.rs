@@ -1092,3 +1092,44 @@ fn info_driver(d: &TestDaemon) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+#[tokio::test]
+async fn an_image_of_125_layers_mounts() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    pull(&docker, &reg.image("deep")).await.expect("pull deep");
+    let layers = docker
+        .inspect_image(&reg.image("deep"))
+        .await
+        .expect("inspect")
+        .root_fs
+        .and_then(|r| r.layers)
+        .expect("layers");
+    assert_eq!(layers.len(), 125);
+    let chain = berth::registry::manifest::chain_ids(&layers);
+    let root = d.data_root().join("overlay2");
+    // Short links keep the stack description small: 124 `l/<26 chars>` entries.
+    let lower = std::fs::read_to_string(
+        root.join(chain[124].trim_start_matches("sha256:"))
+            .join("lower"),
+    )
+    .expect("lower");
+    assert_eq!(lower.split(':').count(), 124);
+    assert!(lower.len() < 124 * 30, "{} bytes", lower.len());
+    let store =
+        berth::drivers::storage::LayerStore::open(&root, berth::drivers::storage::Driver::Overlay2)
+            .expect("store");
+    let mnt = d.dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    store
+        .mount_readonly(&chain[124], &mnt)
+        .expect("mount 125 layers");
+    let seen = (
+        std::fs::read_to_string(mnt.join("deep/top.txt")).ok(),
+        std::fs::read_to_string(mnt.join("deep/1.txt")).ok(),
+        mnt.join("bin/busybox").exists(),
+    );
+    let _ = rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH);
+    assert_eq!(seen, (Some("124\n".into()), Some("1\n".into()), true));
+}

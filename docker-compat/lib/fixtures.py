@@ -143,6 +143,17 @@ def main():
 
     image(os.path.join(out, "layers"), [layer(l1), layer(l2), layer(l3)], ["sh"], ["layers-1", "layers-2", "layers-3"])
 
+    # 125 layers: busybox, then one small file per layer, each also rewriting
+    # deep/top.txt. dockerd needs short lowerdir links to mount such an image.
+    deep = [base]
+    for n in range(1, 125):
+        def one(tar, n=n):
+            add_dir(tar, "deep")
+            add_file(tar, "deep/%d.txt" % n, b"%d\n" % n)
+            add_file(tar, "deep/top.txt", b"%d\n" % n)
+        deep.append(layer(one))
+    image(os.path.join(out, "deep"), deep, ["sh"], ["busybox"] + ["deep-%d" % n for n in range(1, 125)])
+
     def escape(tar):
         add_file(tar, "../escaped-by-berth-test", b"outside\n")
 

@@ -13,7 +13,8 @@
 # registry requires that user: basic (htpasswd) or bearer tokens from
 # token-server.py (started alongside, pid in DIR/token.pid). Only busybox is pushed.
 #
-# Pushed: library/{busybox,layers,traversal,symlinkesc,badblob}:latest; badblob's
+# Pushed: library/{busybox,layers,deep,traversal,symlinkesc,badblob}:latest (deep:
+# 125 layers); badblob's
 # layer blob is then overwritten in storage, so the registry serves content that
 # does not match its digest.
 set -euo pipefail
@@ -92,6 +93,7 @@ if [ -n "$auth" ]; then
   exit 0
 fi
 push layers layers
+push deep deep
 push traversal traversal
 push symlinkesc symlinkesc
 push badblob badblob
