@@ -20,6 +20,34 @@ pub struct State {
     pub images: BTreeMap<String, ImageRecord>,
     /// Layers by ChainID.
     pub layers: BTreeMap<String, LayerRecord>,
+    /// Containers by ID (64 hex digits).
+    pub containers: BTreeMap<String, ContainerRecord>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerStatus {
+    #[default]
+    Created,
+    Running,
+    Exited,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_name: String,
+    /// The create body as JSON (see `Event::ContainerCreated`).
+    pub config: String,
+    pub created_ns: u64,
+    pub status: ContainerStatus,
+    pub pid: u32,
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub error: String,
+    pub started_ns: u64,
+    pub finished_ns: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +203,59 @@ impl State {
             }
             // A docker event only: the state changes came as their own events.
             Event::ImageAction { .. } => {}
+            Event::ContainerCreated {
+                id,
+                name,
+                image,
+                image_name,
+                config,
+            } => {
+                self.containers.insert(
+                    id.clone(),
+                    ContainerRecord {
+                        id: id.clone(),
+                        name: name.clone(),
+                        image: image.clone(),
+                        image_name: image_name.clone(),
+                        config: config.clone(),
+                        created_ns: time_ns,
+                        ..Default::default()
+                    },
+                );
+            }
+            Event::ContainerRenamed { id, name } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.name = name.clone();
+                }
+            }
+            Event::ContainerStarted { id, pid } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.status = ContainerStatus::Running;
+                    c.pid = *pid;
+                    c.started_ns = time_ns;
+                    c.exit_code = 0;
+                    c.oom_killed = false;
+                    c.error.clear();
+                }
+            }
+            Event::ContainerExited {
+                id,
+                exit_code,
+                oom_killed,
+                error,
+            } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.status = ContainerStatus::Exited;
+                    c.pid = 0;
+                    c.exit_code = *exit_code;
+                    c.oom_killed = *oom_killed;
+                    c.error = error.clone();
+                    c.finished_ns = time_ns;
+                }
+            }
+            Event::ContainerRemoved { id } => {
+                self.containers.remove(id);
+            }
             Event::LayerBlobStored {
                 chain_id,
                 digest,

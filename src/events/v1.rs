@@ -51,4 +51,28 @@ pub enum Event {
         id: String,
         name: String,
     },
+    /// Container `id` exists, named `name` (without the leading `/`), running
+    /// image `image` (an ID) that the user named `image_name`. `config` is the
+    /// create body (Config with HostConfig and NetworkingConfig) as JSON, with the
+    /// image's defaults already applied: what inspect shows and start runs.
+    ContainerCreated {
+        id: String,
+        name: String,
+        image: String,
+        image_name: String,
+        config: String,
+    },
+    /// Container `id` is now called `name`.
+    ContainerRenamed { id: String, name: String },
+    /// Container `id`'s process started with host pid `pid`.
+    ContainerStarted { id: String, pid: u32 },
+    /// Container `id`'s process ended (or could not start: `error` says why).
+    ContainerExited {
+        id: String,
+        exit_code: i32,
+        oom_killed: bool,
+        error: String,
+    },
+    /// Container `id` is gone, with its layer, bundle and log.
+    ContainerRemoved { id: String },
 }
