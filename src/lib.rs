@@ -5,6 +5,7 @@ pub mod actors;
 pub mod api;
 pub mod buildinfo;
 pub mod config;
+pub mod containers;
 pub mod daemon;
 pub mod drivers;
 pub mod error;

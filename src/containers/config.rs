@@ -1,0 +1,355 @@
+//! A container's configuration at create time: dockerd's checks on the request,
+//! and the image's config merged in where the request leaves things unset
+//! (moby daemon/commit.go `merge` and the create defaults).
+
+use bollard_stubs::models::{
+    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+
+use crate::error::{Error, Result};
+
+/// What dockerd masks and makes read-only in /proc and /sys by default.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+/// `name` as dockerd accepts it ("/x" or "x"), without the slash.
+pub fn valid_name(name: &str) -> Result<String> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    let mut chars = bare.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && bare.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        return Err(Error::invalid(format!(
+            "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    Ok(bare.to_string())
+}
+
+/// dockerd's checks on HostConfig resources and policies.
+pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
+    let memory = h.memory.unwrap_or(0);
+    if memory != 0 && memory < MIN_MEMORY {
+        return Err(Error::invalid("Minimum memory limit allowed is 6MB"));
+    }
+    let swap = h.memory_swap.unwrap_or(0);
+    if memory > 0 && swap > 0 && swap < memory {
+        return Err(Error::invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    if swap > 0 && memory == 0 {
+        return Err(Error::invalid(
+            "You should always set the Memory limit when using Memoryswap limit, see usage",
+        ));
+    }
+    if h.memory_reservation.unwrap_or(0) != 0 && h.memory_reservation.unwrap_or(0) < MIN_MEMORY {
+        return Err(Error::invalid("Minimum memory reservation allowed is 6MB"));
+    }
+    let nano = h.nano_cpus.unwrap_or(0);
+    if nano < 0 || nano > cpus as i64 * 1_000_000_000 {
+        return Err(Error::invalid(format!(
+            "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
+        )));
+    }
+    if nano > 0 && (h.cpu_period.unwrap_or(0) > 0 || h.cpu_quota.unwrap_or(0) > 0) {
+        return Err(Error::invalid(
+            "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+        ));
+    }
+    if h.cpu_shares.unwrap_or(0) < 0 {
+        return Err(Error::invalid("invalid CPU shares: must be positive"));
+    }
+    let period = h.cpu_period.unwrap_or(0);
+    if period != 0 && !(1000..=1_000_000).contains(&period) {
+        return Err(Error::invalid(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ));
+    }
+    let quota = h.cpu_quota.unwrap_or(0);
+    if quota > 0 && quota < 1000 {
+        return Err(Error::invalid(
+            "CPU cfs quota can not be less than 1ms (i.e. 1000)",
+        ));
+    }
+    if h.pids_limit.unwrap_or(0) < -1 {
+        return Err(Error::invalid("invalid PIDs limit"));
+    }
+    if let Some(cpuset) = h.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
+        parse_cpuset(cpuset, cpus)?;
+    }
+    if let Some(p) = &h.restart_policy {
+        let name = p.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
+        let max = p.maximum_retry_count.unwrap_or(0);
+        if max < 0 {
+            return Err(Error::invalid(
+                "invalid restart policy: maximum retry count can not be negative",
+            ));
+        }
+        if max > 0 && name != RestartPolicyNameEnum::ON_FAILURE {
+            return Err(Error::invalid(format!(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+            )));
+        }
+        if h.auto_remove.unwrap_or(false)
+            && !matches!(
+                name,
+                RestartPolicyNameEnum::EMPTY | RestartPolicyNameEnum::NO
+            )
+        {
+            return Err(Error::invalid(
+                "can't create 'AutoRemove' container with restart policy",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// "0-2,4" -> the CPUs listed; each must exist on this host.
+pub fn parse_cpuset(s: &str, cpus: usize) -> Result<Vec<usize>> {
+    let bad = || Error::invalid(format!("Invalid value {s} for cpuset cpus"));
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let lo: usize = lo.trim().parse().map_err(|_| bad())?;
+        let hi: usize = hi.trim().parse().map_err(|_| bad())?;
+        if hi < lo {
+            return Err(bad());
+        }
+        out.extend(lo..=hi);
+    }
+    if out.iter().any(|c| *c >= cpus) {
+        return Err(Error::invalid(format!(
+            "Requested CPUs are not available - requested {s}, available: 0-{}",
+            cpus.saturating_sub(1)
+        )));
+    }
+    Ok(out)
+}
+
+/// The request with the image's config merged in and dockerd's defaults filled,
+/// as inspect shows it. `image_config` is the image's `config` object.
+pub fn merge(
+    mut body: ContainerCreateBody,
+    image_config: &ContainerConfig,
+    id: &str,
+) -> ContainerCreateBody {
+    let empty = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
+    if empty(&body.user) {
+        body.user = image_config.user.clone();
+    }
+    let mut env = body.env.take().unwrap_or_default();
+    for e in image_config.env.iter().flatten() {
+        let key = e.split('=').next().unwrap_or_default();
+        if !env.iter().any(|u| u.split('=').next() == Some(key)) {
+            env.push(e.clone());
+        }
+    }
+    body.env = Some(env);
+    let mut ports = body.exposed_ports.take().unwrap_or_default();
+    for p in image_config.exposed_ports.iter().flatten() {
+        if !ports.contains(p) {
+            ports.push(p.clone());
+        }
+    }
+    body.exposed_ports = (!ports.is_empty()).then_some(ports);
+    let mut labels = body.labels.take().unwrap_or_default();
+    for (k, v) in image_config.labels.iter().flatten() {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    body.labels = Some(labels);
+    if body.entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
+        if body.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            body.cmd = image_config.cmd.clone();
+        }
+        body.entrypoint = image_config.entrypoint.clone().filter(|e| !e.is_empty());
+    }
+    if empty(&body.working_dir) {
+        body.working_dir = image_config.working_dir.clone();
+    }
+    if body.volumes.is_none() {
+        body.volumes = image_config.volumes.clone();
+    }
+    if empty(&body.stop_signal) {
+        body.stop_signal = image_config.stop_signal.clone();
+    }
+    if body.on_build.is_none() {
+        body.on_build = image_config.on_build.clone();
+    }
+    if body.healthcheck.is_none() {
+        body.healthcheck = image_config.healthcheck.clone();
+    }
+    if empty(&body.hostname) {
+        body.hostname = Some(id.chars().take(12).collect());
+    }
+    let mut h = body.host_config.take().unwrap_or_default();
+    if h.network_mode.as_deref().is_none_or(str::is_empty) {
+        h.network_mode = Some("default".into());
+    }
+    if h.log_config.is_none() {
+        h.log_config = Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(Default::default()),
+        });
+    }
+    if h.restart_policy.is_none() {
+        h.restart_policy = Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::EMPTY),
+            maximum_retry_count: Some(0),
+        });
+    }
+    if h.shm_size.unwrap_or(0) == 0 {
+        h.shm_size = Some(64 << 20);
+    }
+    if h.ipc_mode.as_deref().is_none_or(str::is_empty) {
+        h.ipc_mode = Some("private".into());
+    }
+    if h.masked_paths.is_none() && !h.privileged.unwrap_or(false) {
+        h.masked_paths = Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect());
+    }
+    if h.readonly_paths.is_none() && !h.privileged.unwrap_or(false) {
+        h.readonly_paths = Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect());
+    }
+    body.host_config = Some(h);
+    body
+}
+
+/// (Path, Args) as dockerd derives them: the entrypoint, then the command.
+pub fn path_and_args(body: &ContainerCreateBody) -> (String, Vec<String>) {
+    let mut all: Vec<String> = body
+        .entrypoint
+        .iter()
+        .flatten()
+        .chain(body.cmd.iter().flatten())
+        .cloned()
+        .collect();
+    if all.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let path = all.remove(0);
+    (path, all)
+}
+
+/// Go's units.HumanDuration, which `docker ps` shows ("Up 5 seconds").
+pub fn human_duration(secs: u64) -> String {
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86_400);
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if d < 14 => format!("{d} days"),
+        _ if d < 7 * 8 => format!("{} weeks", d / 7),
+        _ if d < 365 * 2 => format!("{} months", d / 30),
+        _ => format!("{} years", d / 365),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(valid_name("/web-1").unwrap(), "web-1");
+        assert_eq!(valid_name("a.b_c").unwrap(), "a.b_c");
+        for bad in ["bad name", "-x", "x", "", "/", "é1"] {
+            assert!(valid_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resource_checks_use_dockerds_words() {
+        let h = |f: fn(&mut HostConfig)| {
+            let mut h = HostConfig::default();
+            f(&mut h);
+            validate_host_config(&h, 2).err().map(|e| e.to_string())
+        };
+        assert_eq!(
+            h(|h| h.memory = Some(1024)).as_deref(),
+            Some("Minimum memory limit allowed is 6MB")
+        );
+        assert!(h(|h| h.memory = Some(32 << 20)).is_none());
+        assert!(h(|h| {
+            h.memory = Some(64 << 20);
+            h.memory_swap = Some(32 << 20)
+        })
+        .is_some());
+        assert_eq!(
+            h(|h| h.nano_cpus = Some(3_000_000_000)).as_deref(),
+            Some("Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available")
+        );
+        assert!(h(|h| h.cpu_quota = Some(10)).is_some());
+        assert!(h(|h| h.cpuset_cpus = Some("0-7".into())).is_some());
+        assert!(h(|h| h.cpuset_cpus = Some("0,1".into())).is_none());
+    }
+
+    #[test]
+    fn image_defaults_fill_what_the_request_leaves_unset() {
+        let image = ContainerConfig {
+            env: Some(vec!["PATH=/bin".into(), "A=image".into()]),
+            cmd: Some(vec!["sh".into()]),
+            working_dir: Some("/srv".into()),
+            labels: Some([("l".to_string(), "image".to_string())].into()),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            env: Some(vec!["A=user".into()]),
+            ..Default::default()
+        };
+        let m = merge(body, &image, "0123456789abcdef");
+        assert_eq!(m.env.unwrap(), ["A=user", "PATH=/bin"]);
+        assert_eq!(m.cmd.unwrap(), ["sh"]);
+        assert_eq!(m.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(m.hostname.as_deref(), Some("0123456789ab"));
+        assert_eq!(m.labels.unwrap()["l"], "image");
+        // An entrypoint of the user's drops the image's Cmd.
+        let image = ContainerConfig {
+            entrypoint: Some(vec!["/e".into()]),
+            cmd: Some(vec!["x".into()]),
+            ..Default::default()
+        };
+        let m = merge(
+            ContainerCreateBody {
+                entrypoint: Some(vec!["/mine".into()]),
+                ..Default::default()
+            },
+            &image,
+            "id",
+        );
+        assert_eq!(path_and_args(&m), ("/mine".to_string(), vec![]));
+    }
+
+    #[test]
+    fn durations_read_as_docker_ps_prints_them() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(61), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+    }
+}

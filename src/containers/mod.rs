@@ -1,0 +1,6 @@
+//! Containers: their configuration (checks, image defaults, names) and, in
+//! `summary`, how `docker ps` and `inspect` render them from the projection.
+
+pub mod config;
+pub mod names;
+pub mod render;

@@ -1,0 +1,272 @@
+//! Read side: finding containers by name or ID, `docker ps` (list, filters) and
+//! `inspect`, all pure functions of the projection.
+
+use std::collections::HashMap;
+
+use bollard_stubs::models::{
+    ContainerConfig, ContainerCreateBody, ContainerInspectResponse, ContainerState,
+    ContainerStateStatusEnum, ContainerSummary, ContainerSummaryHostConfig,
+    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData,
+};
+
+use super::config::{human_duration, path_and_args};
+use crate::error::{Error, Result};
+use crate::events::projection::{ContainerRecord, ContainerStatus, State};
+
+/// A container by full ID, name ("x" or "/x"), or unique ID prefix, as dockerd.
+pub fn resolve<'a>(state: &'a State, name: &str) -> Result<&'a ContainerRecord> {
+    let not_found = || Error::not_found(format!("No such container: {name}"));
+    if name.is_empty() {
+        return Err(not_found());
+    }
+    if let Some(c) = state.containers.get(name) {
+        return Ok(c);
+    }
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if let Some(c) = state.containers.values().find(|c| c.name == bare) {
+        return Ok(c);
+    }
+    let mut by_prefix = state.containers.values().filter(|c| c.id.starts_with(name));
+    match (by_prefix.next(), by_prefix.next()) {
+        (Some(c), None) => Ok(c),
+        (Some(_), Some(_)) => Err(Error::invalid(format!(
+            "multiple IDs found with provided prefix: {name}"
+        ))),
+        _ => Err(not_found()),
+    }
+}
+
+/// The create body recorded with the container.
+pub fn body(c: &ContainerRecord) -> ContainerCreateBody {
+    serde_json::from_str(&c.config).unwrap_or_default()
+}
+
+pub fn rfc3339_or_zero(ns: u64) -> String {
+    if ns == 0 {
+        "0001-01-01T00:00:00Z".into()
+    } else {
+        crate::api::system::rfc3339(ns)
+    }
+}
+
+fn state_enum(c: &ContainerRecord) -> (ContainerSummaryStateEnum, ContainerStateStatusEnum) {
+    match c.status {
+        ContainerStatus::Created => (
+            ContainerSummaryStateEnum::CREATED,
+            ContainerStateStatusEnum::CREATED,
+        ),
+        ContainerStatus::Running => (
+            ContainerSummaryStateEnum::RUNNING,
+            ContainerStateStatusEnum::RUNNING,
+        ),
+        ContainerStatus::Exited => (
+            ContainerSummaryStateEnum::EXITED,
+            ContainerStateStatusEnum::EXITED,
+        ),
+    }
+}
+
+/// `docker ps`'s STATUS column.
+pub fn status_text(c: &ContainerRecord, now_ns: u64) -> String {
+    let ago = |ns: u64| human_duration(now_ns.saturating_sub(ns) / 1_000_000_000);
+    match c.status {
+        ContainerStatus::Created => "Created".into(),
+        ContainerStatus::Running => format!("Up {}", ago(c.started_ns)),
+        ContainerStatus::Exited => format!("Exited ({}) {} ago", c.exit_code, ago(c.finished_ns)),
+    }
+}
+
+pub fn summary(c: &ContainerRecord, now_ns: u64) -> ContainerSummary {
+    let b = body(c);
+    let (path, args) = path_and_args(&b);
+    let command = std::iter::once(path)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let network_mode = b
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.clone())
+        .unwrap_or_else(|| "default".into());
+    ContainerSummary {
+        id: Some(c.id.clone()),
+        names: Some(vec![format!("/{}", c.name)]),
+        image: Some(c.image_name.clone()),
+        image_id: Some(c.image.clone()),
+        command: Some(command),
+        created: Some((c.created_ns / 1_000_000_000) as i64),
+        ports: Some(vec![]),
+        labels: Some(b.labels.clone().unwrap_or_default()),
+        state: Some(state_enum(c).0),
+        status: Some(status_text(c, now_ns)),
+        host_config: Some(ContainerSummaryHostConfig {
+            network_mode: Some(network_mode),
+            annotations: None,
+        }),
+        network_settings: Some(ContainerSummaryNetworkSettings {
+            networks: Some(HashMap::new()),
+        }),
+        mounts: Some(vec![]),
+        ..Default::default()
+    }
+}
+
+/// The Config part of inspect: the create body without HostConfig and
+/// NetworkingConfig.
+fn inspect_config(b: &ContainerCreateBody) -> ContainerConfig {
+    let v = serde_json::to_value(b).unwrap_or_default();
+    let mut config: ContainerConfig = serde_json::from_value(v).unwrap_or_default();
+    if config.labels.is_none() {
+        config.labels = Some(HashMap::new());
+    }
+    config
+}
+
+pub struct Paths {
+    pub log_path: String,
+    pub graph_driver: DriverData,
+    pub driver: String,
+}
+
+pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
+    let b = body(c);
+    let (path, args) = path_and_args(&b);
+    let (_, status) = state_enum(c);
+    ContainerInspectResponse {
+        id: Some(c.id.clone()),
+        created: Some(crate::api::system::rfc3339(c.created_ns)),
+        path: Some(path),
+        args: Some(args),
+        state: Some(ContainerState {
+            status: Some(status),
+            running: Some(c.status == ContainerStatus::Running),
+            paused: Some(false),
+            restarting: Some(false),
+            oom_killed: Some(c.oom_killed),
+            dead: Some(false),
+            pid: Some(c.pid as i64),
+            exit_code: Some(c.exit_code as i64),
+            error: Some(c.error.clone()),
+            started_at: Some(rfc3339_or_zero(c.started_ns)),
+            finished_at: Some(rfc3339_or_zero(c.finished_ns)),
+            health: None,
+        }),
+        image: Some(c.image.clone()),
+        resolv_conf_path: Some(String::new()),
+        hostname_path: Some(String::new()),
+        hosts_path: Some(String::new()),
+        log_path: Some(paths.log_path),
+        name: Some(format!("/{}", c.name)),
+        restart_count: Some(0),
+        driver: Some(paths.driver),
+        platform: Some("linux".into()),
+        mount_label: Some(String::new()),
+        process_label: Some(String::new()),
+        app_armor_profile: Some(String::new()),
+        exec_ids: None,
+        host_config: b.host_config.clone(),
+        graph_driver: Some(paths.graph_driver),
+        mounts: Some(vec![]),
+        config: Some(inspect_config(&b)),
+        network_settings: Some(Default::default()),
+        ..Default::default()
+    }
+}
+
+/// `docker ps` filters and options.
+#[derive(Debug, Default)]
+pub struct ListOptions {
+    pub all: bool,
+    pub limit: Option<usize>,
+    pub filters: HashMap<String, Vec<String>>,
+}
+
+const FILTERS: &[&str] = &[
+    "id", "name", "label", "status", "ancestor", "exited", "before", "since",
+];
+
+/// Containers to list, newest first, as dockerd filters them.
+pub fn list<'a>(
+    state: &'a State,
+    opts: &ListOptions,
+    image_matches: &dyn Fn(&ContainerRecord, &str) -> bool,
+) -> Result<Vec<&'a ContainerRecord>> {
+    if let Some(k) = opts.filters.keys().find(|k| !FILTERS.contains(&k.as_str())) {
+        return Err(Error::invalid(format!("Invalid filter '{k}'")));
+    }
+    let f = |k: &str| opts.filters.get(k).filter(|v| !v.is_empty());
+    for s in f("status").into_iter().flatten() {
+        if ![
+            "created",
+            "restarting",
+            "running",
+            "removing",
+            "paused",
+            "exited",
+            "dead",
+        ]
+        .contains(&s.as_str())
+        {
+            return Err(Error::invalid(format!("Invalid filter 'status={s}'")));
+        }
+    }
+    let exited: Vec<i32> = f("exited")
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            e.parse()
+                .map_err(|_| Error::invalid(format!("invalid filter 'exited={e}'")))
+        })
+        .collect::<Result<_>>()?;
+    let created_of = |name: &str| resolve(state, name).map(|c| c.created_ns);
+    let before = f("before")
+        .and_then(|v| v.first())
+        .map(|n| created_of(n))
+        .transpose()?;
+    let since = f("since")
+        .and_then(|v| v.first())
+        .map(|n| created_of(n))
+        .transpose()?;
+    // Status and exited filters look at stopped containers too, as dockerd.
+    let all = opts.all
+        || f("status").is_some()
+        || !exited.is_empty()
+        || opts.limit.is_some_and(|l| l > 0)
+        || before.is_some()
+        || since.is_some();
+    let mut out: Vec<&ContainerRecord> = state
+        .containers
+        .values()
+        .filter(|c| all || c.status == ContainerStatus::Running)
+        .filter(|c| f("id").is_none_or(|ids| ids.iter().any(|i| c.id.starts_with(i.as_str()))))
+        .filter(|c| {
+            f("name").is_none_or(|ns| {
+                ns.iter()
+                    .any(|n| c.name.contains(n.trim_start_matches('/')))
+            })
+        })
+        .filter(|c| {
+            f("status").is_none_or(|ss| {
+                let s = state_enum(c).1.to_string();
+                ss.iter().any(|x| *x == s)
+            })
+        })
+        .filter(|c| {
+            exited.is_empty()
+                || (c.status == ContainerStatus::Exited && exited.contains(&c.exit_code))
+        })
+        .filter(|c| f("ancestor").is_none_or(|a| a.iter().any(|i| image_matches(c, i))))
+        .filter(|c| {
+            f("label").is_none_or(|ls| {
+                crate::images::query::labels_match(&body(c).labels.unwrap_or_default(), ls)
+            })
+        })
+        .filter(|c| before.is_none_or(|b| c.created_ns < b))
+        .filter(|c| since.is_none_or(|s| c.created_ns > s))
+        .collect();
+    out.sort_by(|a, b| b.created_ns.cmp(&a.created_ns));
+    if let Some(l) = opts.limit.filter(|l| *l > 0) {
+        out.truncate(l);
+    }
+    Ok(out)
+}
