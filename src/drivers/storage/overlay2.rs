@@ -196,6 +196,88 @@ impl LayerStore {
         Ok(())
     }
 
+    /// A container's read-write layer on top of image layer `image_top`:
+    /// overlay2 `<cid>/{diff,work,merged,link,lower}`, vfs a copy of the image.
+    pub fn create_rw(&self, cid: &str, image_top: Option<&str>) -> Result<()> {
+        if self.driver == Driver::Vfs {
+            let dir = self.root.join("dir").join(cid);
+            std::fs::create_dir_all(&dir).context("creating the container layer")?;
+            if let Some(top) = image_top {
+                if let Err(e) = super::vfs::copy_tree(&self.vfs_dir(top), &dir) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            }
+            return Ok(());
+        }
+        let dir = self.root.join(cid);
+        let made = (|| -> Result<()> {
+            for sub in ["diff", "work", "merged"] {
+                std::fs::create_dir_all(dir.join(sub)).context("creating the container layer")?;
+            }
+            if let Some(top) = image_top {
+                let tdir = self.root.join(cache_id(top));
+                let link = std::fs::read_to_string(tdir.join("link"))
+                    .context(format_args!("image layer {top} is missing"))?;
+                let lower = match std::fs::read_to_string(tdir.join("lower")) {
+                    Ok(l) if !l.is_empty() => format!("l/{}:{l}", link.trim()),
+                    _ => format!("l/{}", link.trim()),
+                };
+                std::fs::write(dir.join("lower"), lower).context("writing lower")?;
+            }
+            Ok(())
+        })();
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        made
+    }
+
+    /// Removes a container's read-write layer (unmounted first).
+    pub fn remove_rw(&self, cid: &str) -> Result<()> {
+        let dir = match self.driver {
+            Driver::Vfs => self.root.join("dir").join(cid),
+            Driver::Overlay2 => {
+                let merged = self.root.join(cid).join("merged");
+                let _ = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH);
+                self.root.join(cid)
+            }
+        };
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::internal(format!(
+                "removing the container layer {}: {e}",
+                dir.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// GraphDriver data of a container's layer, as dockerd reports it.
+    pub fn rw_data(&self, cid: &str) -> std::collections::HashMap<String, String> {
+        let mut data = std::collections::HashMap::new();
+        if self.driver == Driver::Vfs {
+            return data;
+        }
+        let dir = self.root.join(cid);
+        let show = |p: PathBuf| p.display().to_string();
+        if let Ok(lower) = std::fs::read_to_string(dir.join("lower")) {
+            let dirs: Vec<String> = lower
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    std::fs::canonicalize(self.root.join(s))
+                        .map(show)
+                        .unwrap_or_default()
+                })
+                .collect();
+            data.insert("LowerDir".into(), dirs.join(":"));
+        }
+        data.insert("MergedDir".into(), show(dir.join("merged")));
+        data.insert("UpperDir".into(), show(dir.join("diff")));
+        data.insert("WorkDir".into(), show(dir.join("work")));
+        data
+    }
+
     /// Removes a layer and its short link.
     pub fn remove(&self, chain_id: &str) -> Result<()> {
         if self.driver == Driver::Vfs {
