@@ -113,10 +113,19 @@ async fn serve(config: Config) -> Result<()> {
     let settings = RegistrySettings::from_config(&config);
     let images = ImageService::new(
         settings,
-        layers,
+        Arc::clone(&layers),
         Arc::clone(&blobs),
         events.clone(),
         projection.clone(),
+    )
+    .start();
+    sweep_container_dirs(&config.data_root, &projection.current());
+    let containers = crate::actors::container_service::ContainerService::new(
+        Arc::clone(&layers),
+        Arc::clone(&blobs),
+        events.clone(),
+        projection.clone(),
+        &config.data_root,
     )
     .start();
 
@@ -125,6 +134,8 @@ async fn serve(config: Config) -> Result<()> {
         projection: projection.clone(),
         events: events.clone(),
         images,
+        containers,
+        layers,
         host,
         layers_root,
         blobs,
@@ -180,4 +191,20 @@ fn new_engine_id() -> Result<String> {
         &h[16..20],
         &h[20..32]
     ))
+}
+
+/// Removes `<data-root>/containers/<id>` directories of containers the log does
+/// not know (a crash between making them and recording the create or after
+/// recording the removal).
+fn sweep_container_dirs(data_root: &std::path::Path, state: &crate::events::projection::State) {
+    let Ok(dir) = std::fs::read_dir(data_root.join("containers")) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !state.containers.contains_key(&name) {
+            info!(container = %name, "removing the files of a container the log does not know");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }

@@ -88,7 +88,13 @@ impl Actor for ImageService {
         // Finish what a crash interrupted: layers no image uses, staging leftovers.
         let state = self.projection.current();
         let layers = Arc::clone(&self.layers);
-        layers.sweep(&|chain| state.layers.contains_key(chain));
+        // Container layers are named by the container ID (no `sha256:`).
+        layers.sweep(&|name| {
+            state.layers.contains_key(name)
+                || state
+                    .containers
+                    .contains_key(name.trim_start_matches("sha256:"))
+        });
         self.blobs.sweep_incoming();
         let events = self.events.clone();
         let store = Arc::clone(&self.layers);
@@ -355,6 +361,31 @@ pub struct RemoveImage {
     pub force: bool,
 }
 
+/// Whether the image's names amount to one (moby's isSingleReference): at most
+/// one tag, and digests only of that tag's repository.
+fn single_reference(image: &ImageRecord) -> bool {
+    let repo_of = |r: &str| -> String {
+        match r.split_once('@') {
+            Some((repo, _)) => repo.to_string(),
+            None => r
+                .rsplit_once(':')
+                .filter(|(_, t)| !t.contains('/'))
+                .map(|(repo, _)| repo.to_string())
+                .unwrap_or_else(|| r.to_string()),
+        }
+    };
+    let digest_repos: std::collections::HashSet<String> =
+        image.repo_digests.iter().map(|d| repo_of(d)).collect();
+    match image.repo_tags.as_slice() {
+        [] => digest_repos.len() <= 1,
+        [tag] => {
+            digest_repos.is_empty()
+                || (digest_repos.len() == 1 && digest_repos.contains(&repo_of(tag)))
+        }
+        _ => false,
+    }
+}
+
 fn short_id(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
@@ -382,6 +413,33 @@ impl Handler<RemoveImage> for ImageService {
                     let as_digest = r.digest.as_ref().map(|d| format!("{}@{d}", r.familiar_name()));
                     as_tag.filter(|t| image.repo_tags.contains(t)).or(as_digest.filter(|d| image.repo_digests.contains(d)))
                 });
+                // A container keeps its image: by reference without force it is a
+                // conflict when that is the last tag; by ID one without force (a
+                // stopped container) or at all (a running one).
+                let user = state.containers.values().find(|c| c.image == image.id);
+                if let Some(c) = user {
+                    let running = c.status == crate::events::projection::ContainerStatus::Running;
+                    let last_name = single_reference(&image);
+                    match &by_reference {
+                        Some(_) if !msg.force && last_name => {
+                            return Err(Error::conflict(format!(
+                                "conflict: unable to remove repository reference \"{}\" (must force) - container {} is using its referenced image {}",
+                                msg.name, &c.id[..12], short_id(&image.id)
+                            )));
+                        }
+                        None if running || !msg.force => {
+                            return Err(Error::conflict(format!(
+                                "conflict: unable to delete {} ({}) - image is being used by {} container {}",
+                                short_id(&image.id),
+                                if running { "cannot be forced" } else { "must be forced" },
+                                if running { "running" } else { "stopped" },
+                                &c.id[..12]
+                            )));
+                        }
+                        _ => {}
+                    }
+                }
+                let in_use = user.is_some();
                 let remove_image = match &by_reference {
                     Some(reference) => {
                         append(&events, Event::ImageUntagged { id: image.id.clone(), reference: reference.clone() }).await?;
@@ -404,7 +462,16 @@ impl Handler<RemoveImage> for ImageService {
                         true
                     }
                 };
-                if remove_image {
+                if remove_image && in_use {
+                    // Forced: the names go, the image stays for its containers
+                    // (dangling) until they are removed.
+                    for r in image.repo_tags.iter().chain(image.repo_digests.iter()) {
+                        if by_reference.as_ref() != Some(r) {
+                            append(&events, Event::ImageUntagged { id: image.id.clone(), reference: r.clone() }).await?;
+                            out.push(Removed::Untagged(r.clone()));
+                        }
+                    }
+                } else if remove_image {
                     delete_image(&events, &blobs, &projection.current(), &image.id, &mut out).await?;
                     let after = projection.current();
                     let gone = remove_unused_layers(&events, &layers, &blobs, &after).await;
@@ -462,6 +529,7 @@ impl Handler<PruneImages> for ImageService {
                     .images
                     .values()
                     .filter(|i| msg.all || i.repo_tags.is_empty())
+                    .filter(|i| !before.containers.values().any(|c| c.image == i.id))
                     .cloned()
                     .collect();
                 let mut out = Vec::new();

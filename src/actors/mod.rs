@@ -1,4 +1,5 @@
 //! The engine's actors. Each owns its state; messages are the only way in.
 
+pub mod container_service;
 pub mod event_log;
 pub mod image_service;

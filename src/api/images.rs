@@ -64,7 +64,7 @@ fn bool_param(v: Option<&String>) -> bool {
 // ---------- list ----------
 
 /// `filters` as the CLI sends it: {"name": ["v1", ...]} (older clients: {"name": {"v1": true}}).
-fn parse_filters(raw: Option<&String>) -> Result<HashMap<String, Vec<String>>> {
+pub fn parse_filters(raw: Option<&String>) -> Result<HashMap<String, Vec<String>>> {
     let Some(raw) = raw.filter(|r| !r.is_empty()) else {
         return Ok(HashMap::new());
     };

@@ -2,6 +2,7 @@
 //! message, or a read of the projection), and render. No business logic here.
 
 pub mod auth;
+pub mod containers;
 pub mod error;
 pub mod images;
 pub mod listen;
@@ -32,6 +33,8 @@ pub struct ApiContext {
     pub projection: Projection,
     pub events: Addr<EventLog>,
     pub images: Addr<ImageService>,
+    pub containers: Addr<crate::actors::container_service::ContainerService>,
+    pub layers: Arc<crate::drivers::storage::LayerStore>,
     pub host: Arc<HostInfo>,
     /// Where the storage driver keeps layers (GraphDriver data in inspect).
     pub layers_root: std::path::PathBuf,
@@ -52,6 +55,7 @@ impl Api {
             .merge(system::routes())
             .merge(images::routes())
             .merge(auth::routes())
+            .merge(containers::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)
             .with_state(ctx);

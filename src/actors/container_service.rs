@@ -1,0 +1,312 @@
+//! The ContainerService actor: the registry of containers. It reserves names,
+//! creates (image defaults merged, read-write layer made, `ContainerCreated`
+//! appended), renames and removes. Handlers are atomic, so two creates never
+//! take one name. What happens to a running container (start, stop, exec) is
+//! the business of its own actor.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bollard_stubs::models::{ContainerConfig, ContainerCreateBody};
+use tracing::{info, warn};
+
+use super::event_log::{append, EventLog};
+use crate::containers::config::{merge, valid_name, validate_host_config};
+use crate::containers::names::random_name;
+use crate::containers::render::resolve;
+use crate::drivers::storage::LayerStore;
+use crate::error::{Context as _, Error, Result};
+use crate::events::projection::{ContainerStatus, Projection, State};
+use crate::events::Event;
+use crate::registry::reference::Reference;
+use crate::store::blobs::BlobStore;
+
+pub struct ContainerService {
+    layers: Arc<LayerStore>,
+    blobs: Arc<BlobStore>,
+    events: Addr<EventLog>,
+    projection: Projection,
+    /// `<data-root>/containers`: one directory per container (its log, later
+    /// hostname, hosts and resolv.conf).
+    containers_dir: PathBuf,
+    cpus: usize,
+}
+
+impl ContainerService {
+    pub fn new(
+        layers: Arc<LayerStore>,
+        blobs: Arc<BlobStore>,
+        events: Addr<EventLog>,
+        projection: Projection,
+        data_root: &std::path::Path,
+    ) -> Self {
+        ContainerService {
+            layers,
+            blobs,
+            events,
+            projection,
+            containers_dir: data_root.join("containers"),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        }
+    }
+}
+
+impl Actor for ContainerService {
+    type Context = Context<Self>;
+}
+
+fn random_u64() -> Result<u64> {
+    let mut b = [0u8; 8];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?,
+        &mut b,
+    )
+    .context("reading /dev/urandom")?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn new_id(state: &State) -> Result<String> {
+    loop {
+        let id = format!(
+            "{:016x}{:016x}{:016x}{:016x}",
+            random_u64()?,
+            random_u64()?,
+            random_u64()?,
+            random_u64()?
+        );
+        // dockerd never makes an ID that reads as a number (it would be taken for
+        // a truncated decimal somewhere); nor one whose short form is taken.
+        let short = &id[..12];
+        if short.bytes().all(|b| b.is_ascii_digit())
+            || state.containers.keys().any(|k| k.starts_with(short))
+        {
+            continue;
+        }
+        return Ok(id);
+    }
+}
+
+fn name_conflict(name: &str, holder: &str) -> Error {
+    Error::conflict(format!(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+    ))
+}
+
+fn check_name_free(state: &State, name: &str) -> Result<()> {
+    match state.containers.values().find(|c| c.name == name) {
+        Some(c) => Err(name_conflict(name, &c.id)),
+        None => Ok(()),
+    }
+}
+
+/// Create a container from a create body (POST /containers/create).
+#[derive(Message)]
+#[rtype(result = "Result<String>")]
+pub struct CreateContainer {
+    pub name: Option<String>,
+    pub body: ContainerCreateBody,
+}
+
+impl Handler<CreateContainer> for ContainerService {
+    type Result = AtomicResponse<Self, Result<String>>;
+
+    fn handle(&mut self, msg: CreateContainer, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let prepared = self.prepare(&state, msg);
+        let events = self.events.clone();
+        let layers = Arc::clone(&self.layers);
+        let containers_dir = self.containers_dir.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let (id, name, image, image_name, body, top) = prepared?;
+                let config = serde_json::to_string(&body)
+                    .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
+                let dir = containers_dir.join(&id);
+                let made = tokio::task::spawn_blocking({
+                    let (layers, id, dir) = (Arc::clone(&layers), id.clone(), dir.clone());
+                    move || -> Result<()> {
+                        std::fs::create_dir_all(&dir)
+                            .context(format_args!("creating {}", dir.display()))?;
+                        layers.create_rw(&id, top.as_deref())
+                    }
+                })
+                .await
+                .map_err(|e| Error::internal(format!("creating the container layer: {e}")))?;
+                let recorded = match made {
+                    Ok(()) => {
+                        append(
+                            &events,
+                            Event::ContainerCreated {
+                                id: id.clone(),
+                                name: name.clone(),
+                                image,
+                                image_name,
+                                config,
+                            },
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = recorded {
+                    // Nothing half-made stays: no layer, no directory.
+                    let _ = layers.remove_rw(&id);
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+                info!(container = %id, name = %name, "created");
+                Ok(id)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+type Prepared = (
+    String,
+    String,
+    String,
+    String,
+    ContainerCreateBody,
+    Option<String>,
+);
+
+impl ContainerService {
+    /// Everything a create decides before touching the disk: checks, the name,
+    /// the image, the merged config.
+    fn prepare(&self, state: &State, msg: CreateContainer) -> Result<Prepared> {
+        let body = msg.body;
+        let image_name = body
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| {
+                Error::invalid("Config cannot be empty in order to create a container")
+            })?;
+        if let Some(h) = &body.host_config {
+            validate_host_config(h, self.cpus)?;
+        }
+        let name = match msg.name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = valid_name(&n)?;
+                check_name_free(state, &n)?;
+                n
+            }
+            None => {
+                let mut attempt = 0;
+                loop {
+                    let n = random_name(random_u64()?, attempt);
+                    if check_name_free(state, &n).is_ok() {
+                        break n;
+                    }
+                    attempt += 1;
+                }
+            }
+        };
+        let image = crate::images::query::resolve(state, &image_name).map_err(|e| {
+            if e.kind() != crate::error::ErrorKind::NotFound {
+                return e;
+            }
+            // dockerd names the image with its default tag ("busybox:latest").
+            let shown = Reference::parse(&image_name)
+                .ok()
+                .filter(|r| r.digest.is_none())
+                .and_then(|r| r.with_default_tag().familiar_tagged())
+                .unwrap_or_else(|| image_name.clone());
+            Error::not_found(format!("No such image: {shown}"))
+        })?;
+        let image_config: ContainerConfig = self
+            .blobs
+            .get(&image.id)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| serde_json::from_value(v.get("config")?.clone()).ok())
+            .unwrap_or_default();
+        let id = new_id(state)?;
+        let merged = merge(body, &image_config, &id);
+        let top = image.chain_ids.last().cloned();
+        Ok((id, name, image.id.clone(), image_name, merged, top))
+    }
+}
+
+/// Rename a container (POST /containers/{id}/rename).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct RenameContainer {
+    pub name: String,
+    pub new_name: String,
+}
+
+impl Handler<RenameContainer> for ContainerService {
+    type Result = AtomicResponse<Self, Result<()>>;
+
+    fn handle(&mut self, msg: RenameContainer, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let events = self.events.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let c = resolve(&state, &msg.name)?;
+                let new = valid_name(&msg.new_name)?;
+                if new == c.name {
+                    return Err(Error::invalid(format!(
+                        "Renaming a container with the same name as its current name"
+                    )));
+                }
+                check_name_free(&state, &new)?;
+                append(
+                    &events,
+                    Event::ContainerRenamed {
+                        id: c.id.clone(),
+                        name: new,
+                    },
+                )
+                .await?;
+                Ok(())
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+/// Remove a container (DELETE /containers/{id}).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct RemoveContainer {
+    pub name: String,
+    pub force: bool,
+}
+
+impl Handler<RemoveContainer> for ContainerService {
+    type Result = AtomicResponse<Self, Result<()>>;
+
+    fn handle(&mut self, msg: RemoveContainer, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let events = self.events.clone();
+        let layers = Arc::clone(&self.layers);
+        let containers_dir = self.containers_dir.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let c = resolve(&state, &msg.name)?.clone();
+                if c.status == ContainerStatus::Running && !msg.force {
+                    return Err(Error::conflict(format!(
+                        "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                        c.id
+                    )));
+                }
+                // The record goes first: a crash after it leaves only files, which
+                // the start-up sweep removes; never a record without its layer.
+                append(&events, Event::ContainerRemoved { id: c.id.clone() }).await?;
+                if let Err(e) = layers.remove_rw(&c.id) {
+                    warn!(container = %c.id, error = %e, "removing the container layer");
+                }
+                let _ = std::fs::remove_dir_all(containers_dir.join(&c.id));
+                info!(container = %c.id, "removed");
+                Ok(())
+            }
+            .into_actor(self),
+        ))
+    }
+}
