@@ -1,3 +1,4 @@
 //! Drivers: how the engine's abstractions meet the kernel.
 
+pub mod exec;
 pub mod storage;

@@ -1,0 +1,107 @@
+//! A container's OCI bundle under the exec root: config.json (the spec) and
+//! shim.json (what the shim needs), with the root filesystem mounted.
+
+use std::path::{Path, PathBuf};
+
+use bollard_stubs::models::ContainerCreateBody;
+
+use super::shim::{ShimConfig, SHIM_CONFIG};
+use super::spec::{self, SpecInput};
+use crate::drivers::storage::LayerStore;
+use crate::error::{Context, Error, Result};
+
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub log_path: PathBuf,
+}
+
+/// Reads a file of the container's root filesystem, resolved inside it (a
+/// symlink in the image never reaches the host). Missing: empty.
+fn read_in_root(rootfs: &Path, rel: &str) -> String {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let Ok(root) = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return String::new();
+    };
+    match openat2(
+        &root,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT,
+    ) {
+        Ok(fd) => {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut s);
+            s
+        }
+        Err(_) => String::new(),
+    }
+}
+
+pub fn cgroup_path(id: &str) -> String {
+    format!("/berth/{id}")
+}
+
+/// Mounts the rootfs and writes the bundle; on error nothing stays mounted.
+pub fn prepare(
+    id: &str,
+    body: &ContainerCreateBody,
+    layers: &LayerStore,
+    exec_root: &Path,
+    container_dir: &Path,
+) -> Result<Bundle> {
+    let rootfs = layers.mount_rw(id)?;
+    let made = write(id, body, &rootfs, exec_root, container_dir);
+    if made.is_err() {
+        layers.unmount_rw(id);
+    }
+    made
+}
+
+fn write(
+    id: &str,
+    body: &ContainerCreateBody,
+    rootfs: &Path,
+    exec_root: &Path,
+    container_dir: &Path,
+) -> Result<Bundle> {
+    let user = spec::resolve_user(
+        body.user.as_deref().unwrap_or_default(),
+        &read_in_root(rootfs, "etc/passwd"),
+        &read_in_root(rootfs, "etc/group"),
+    )?;
+    let cgroup = cgroup_path(id);
+    let config = spec::build(&SpecInput {
+        id,
+        body,
+        rootfs,
+        user,
+        cgroup_path: cgroup.clone(),
+    })?;
+    let dir = exec_root.join("containers").join(id);
+    // A bundle left from an earlier start is stale.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).context(format_args!("creating {}", dir.display()))?;
+    let log_path = container_dir.join(format!("{id}-json.log"));
+    let shim = ShimConfig {
+        id: id.to_string(),
+        state_root: exec_root.join("runtime"),
+        log_path: log_path.clone(),
+        cgroup_path: cgroup,
+    };
+    let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
+        let bytes =
+            serde_json::to_vec_pretty(v).map_err(|e| Error::internal(format!("{name}: {e}")))?;
+        std::fs::write(dir.join(name), bytes).context(format_args!("writing {name}"))
+    };
+    write_json("config.json", &config)?;
+    write_json(
+        SHIM_CONFIG,
+        &serde_json::to_value(&shim).map_err(|e| Error::internal(e.to_string()))?,
+    )?;
+    Ok(Bundle { dir, log_path })
+}

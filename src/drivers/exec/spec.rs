@@ -1,0 +1,392 @@
+//! The OCI runtime spec (config.json) for a container, as dockerd writes it:
+//! moby's oci/defaults.go and daemon/oci_linux.go are the reference for the
+//! mounts, capabilities, devices and masked paths. Written as JSON so that any
+//! OCI runtime (our shim's libcontainer, runc, crun) can be fed the same bundle.
+
+use bollard_stubs::models::ContainerCreateBody;
+use serde_json::{json, Value};
+
+use crate::containers::config::{MASKED_PATHS, READONLY_PATHS};
+use crate::error::{Error, Result};
+
+/// dockerd's default capability set.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The user a container runs as, resolved against the image's /etc/passwd and
+/// /etc/group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub home: String,
+}
+
+/// Parses `user[:group]` (names or numbers) with the image's passwd and group
+/// files (their contents; empty when the image has none).
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entries = |file: &str| -> Vec<Vec<String>> {
+        file.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| l.split(':').map(String::from).collect())
+            .collect()
+    };
+    let users = entries(passwd);
+    let groups = entries(group);
+    let (uid, mut gid, home, name) = if u.is_empty() {
+        (0, 0, "/root".to_string(), "root".to_string())
+    } else {
+        let found = users.iter().find(|e| {
+            e.first().map(String::as_str) == Some(u)
+                || (u.parse::<u32>().is_ok() && e.get(2).map(String::as_str) == Some(u))
+        });
+        match (found, u.parse::<u32>()) {
+            (Some(e), _) => (
+                e.get(2).and_then(|x| x.parse().ok()).unwrap_or(0),
+                e.get(3).and_then(|x| x.parse().ok()).unwrap_or(0),
+                e.get(5).cloned().unwrap_or_else(|| "/".into()),
+                e[0].clone(),
+            ),
+            (None, Ok(n)) => (n, 0, "/".to_string(), String::new()),
+            (None, Err(_)) => {
+                return Err(Error::invalid(format!(
+                    "unable to find user {u}: no matching entries in passwd file"
+                )))
+            }
+        }
+    };
+    if let Some(g) = g.filter(|g| !g.is_empty()) {
+        gid = match groups
+            .iter()
+            .find(|e| e.first().map(String::as_str) == Some(g))
+        {
+            Some(e) => e.get(2).and_then(|x| x.parse().ok()).unwrap_or(0),
+            None => g.parse().map_err(|_| {
+                Error::invalid(format!(
+                    "unable to find group {g}: no matching entries in group file"
+                ))
+            })?,
+        };
+    }
+    let additional_gids = groups
+        .iter()
+        .filter(|e| !name.is_empty() && e.get(3).is_some_and(|m| m.split(',').any(|x| x == name)))
+        .filter_map(|e| e.get(2).and_then(|x| x.parse().ok()))
+        .filter(|g| *g != gid)
+        .collect();
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+        home,
+    })
+}
+
+/// The device cgroup rules dockerd allows by default.
+fn default_device_rules() -> Value {
+    let rule = |t: &str, major: Option<i64>, minor: Option<i64>, access: &str| json!({ "allow": true, "type": t, "major": major, "minor": minor, "access": access });
+    json!([
+        { "allow": false, "access": "rwm" },
+        rule("c", None, None, "m"),
+        rule("b", None, None, "m"),
+        rule("c", Some(1), Some(3), "rwm"),
+        rule("c", Some(1), Some(8), "rwm"),
+        rule("c", Some(1), Some(7), "rwm"),
+        rule("c", Some(5), Some(0), "rwm"),
+        rule("c", Some(1), Some(5), "rwm"),
+        rule("c", Some(1), Some(9), "rwm"),
+        rule("c", Some(136), None, "rwm"),
+        rule("c", Some(5), Some(2), "rwm"),
+        rule("c", Some(10), Some(200), "rwm"),
+    ])
+}
+
+pub struct SpecInput<'a> {
+    pub id: &'a str,
+    pub body: &'a ContainerCreateBody,
+    pub rootfs: &'a std::path::Path,
+    pub user: ResolvedUser,
+    /// cgroup path relative to the hierarchy roots ("/berth/<id>").
+    pub cgroup_path: String,
+}
+
+pub fn build(input: &SpecInput<'_>) -> Result<Value> {
+    let b = input.body;
+    let h = b.host_config.clone().unwrap_or_default();
+    let (path, args) = crate::containers::config::path_and_args(b);
+    if path.is_empty() {
+        return Err(Error::invalid("No command specified"));
+    }
+    let mut argv = vec![path];
+    argv.extend(args);
+    let tty = b.tty.unwrap_or(false);
+    let hostname = b.hostname.clone().unwrap_or_default();
+    let mut env: Vec<String> = b.env.clone().unwrap_or_default();
+    let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
+    if !has(&env, "PATH") {
+        env.insert(
+            0,
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
+    }
+    if !has(&env, "HOSTNAME") {
+        env.insert(1, format!("HOSTNAME={hostname}"));
+    }
+    if tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", input.user.home));
+    }
+    let privileged = h.privileged.unwrap_or(false);
+    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let norm = |c: &str| {
+        let up = c.to_ascii_uppercase();
+        if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        }
+    };
+    for c in h.cap_drop.iter().flatten() {
+        if norm(c) == "CAP_ALL" {
+            caps.clear();
+        } else {
+            caps.retain(|x| *x != norm(c));
+        }
+    }
+    for c in h.cap_add.iter().flatten() {
+        let c = norm(c);
+        if c != "CAP_ALL" && !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    let mut namespaces = vec![json!({ "type": "mount" })];
+    let mode = |m: &Option<String>| m.clone().unwrap_or_default();
+    if mode(&h.network_mode) != "host" {
+        namespaces.push(json!({ "type": "network" }));
+    }
+    if mode(&h.uts_mode) != "host" {
+        namespaces.push(json!({ "type": "uts" }));
+    }
+    if mode(&h.pid_mode) != "host" {
+        namespaces.push(json!({ "type": "pid" }));
+    }
+    if mode(&h.ipc_mode) != "host" {
+        namespaces.push(json!({ "type": "ipc" }));
+    }
+    let shm = h.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+    let mut mounts = vec![
+        json!({ "destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"] }),
+        json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
+        json!({ "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] }),
+        json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] }),
+        json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] }),
+        json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
+    ];
+    for (dest, opts) in h.tmpfs.iter().flatten() {
+        let mut o = vec![
+            "nosuid".to_string(),
+            "nodev".to_string(),
+            "noexec".to_string(),
+        ];
+        o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
+        mounts
+            .push(json!({ "destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o }));
+    }
+    let mut resources = json!({ "devices": if privileged { json!([{ "allow": true, "access": "rwm" }]) } else { default_device_rules() } });
+    let memory = h.memory.unwrap_or(0);
+    if memory > 0 || h.memory_reservation.unwrap_or(0) > 0 {
+        let mut m = json!({});
+        if memory > 0 {
+            m["limit"] = json!(memory);
+            // dockerd: swap defaults to twice the memory (memory + as much swap).
+            let swap = match h.memory_swap.unwrap_or(0) {
+                0 => memory * 2,
+                s => s,
+            };
+            m["swap"] = json!(swap);
+        }
+        if let Some(r) = h.memory_reservation.filter(|r| *r > 0) {
+            m["reservation"] = json!(r);
+        }
+        resources["memory"] = m;
+    }
+    let mut cpu = json!({});
+    if let Some(s) = h.cpu_shares.filter(|s| *s > 0) {
+        cpu["shares"] = json!(s);
+    }
+    if let Some(n) = h.nano_cpus.filter(|n| *n > 0) {
+        cpu["period"] = json!(100_000);
+        cpu["quota"] = json!(n * 100_000 / 1_000_000_000);
+    }
+    if let Some(p) = h.cpu_period.filter(|p| *p > 0) {
+        cpu["period"] = json!(p);
+    }
+    if let Some(q) = h.cpu_quota.filter(|q| *q > 0) {
+        cpu["quota"] = json!(q);
+    }
+    if let Some(c) = h.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
+        cpu["cpus"] = json!(c);
+    }
+    if cpu.as_object().is_some_and(|o| !o.is_empty()) {
+        resources["cpu"] = cpu;
+    }
+    if let Some(p) = h.pids_limit.filter(|p| *p != 0) {
+        resources["pids"] = json!({ "limit": p });
+    }
+    let rlimits: Vec<Value> = h
+        .ulimits
+        .iter()
+        .flatten()
+        .map(|u| {
+            json!({
+                "type": format!("RLIMIT_{}", u.name.clone().unwrap_or_default().to_ascii_uppercase()),
+                "hard": u.hard.unwrap_or(0).max(0),
+                "soft": u.soft.unwrap_or(0).max(0),
+            })
+        })
+        .collect();
+    let mut linux = json!({
+        "resources": resources,
+        "cgroupsPath": input.cgroup_path,
+        "namespaces": namespaces,
+    });
+    if !privileged {
+        linux["maskedPaths"] = json!(h
+            .masked_paths
+            .clone()
+            .unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
+        linux["readonlyPaths"] = json!(h
+            .readonly_paths
+            .clone()
+            .unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
+    }
+    if let Some(sysctls) = &h.sysctls {
+        linux["sysctl"] = json!(sysctls);
+    }
+    let no_new_privs = h.security_opt.iter().flatten().any(|o| {
+        o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
+    });
+    let cwd = b
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let mut additional = input.user.additional_gids.clone();
+    for g in h.group_add.iter().flatten() {
+        if let Ok(n) = g.parse::<u32>() {
+            additional.push(n);
+        }
+    }
+    let mut process = json!({
+        "terminal": tty,
+        "user": { "uid": input.user.uid, "gid": input.user.gid, "additionalGids": additional },
+        "args": argv,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
+        "noNewPrivileges": no_new_privs,
+    });
+    if !rlimits.is_empty() {
+        process["rlimits"] = json!(rlimits);
+    }
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": { "path": input.rootfs, "readonly": h.readonly_rootfs.unwrap_or(false) },
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": linux,
+        "annotations": { "berth.container.id": input.id },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\npostgres:x:70:70::/var/lib/postgresql:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nnogroup:x:65534:\npostgres:x:70:\nwheel:x:10:postgres\n";
+
+    #[test]
+    fn users_by_name_and_number() {
+        let r = resolve_user("", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (0, 0, "/root"));
+        let r = resolve_user("postgres", PASSWD, GROUP).unwrap();
+        assert_eq!(
+            (r.uid, r.gid, r.additional_gids.clone()),
+            (70, 70, vec![10])
+        );
+        let r = resolve_user("nobody:root", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid), (65534, 0));
+        let r = resolve_user("1234:5678", PASSWD, GROUP).unwrap();
+        assert_eq!((r.uid, r.gid), (1234, 5678));
+        assert!(resolve_user("nosuch", PASSWD, GROUP).is_err());
+        assert!(resolve_user("root:nogrp", PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn spec_has_dockerds_defaults_and_the_requested_limits() {
+        let body = ContainerCreateBody {
+            cmd: Some(vec!["echo".into(), "hi".into()]),
+            hostname: Some("abc".into()),
+            host_config: Some(bollard_stubs::models::HostConfig {
+                memory: Some(32 << 20),
+                pids_limit: Some(10),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: Some(vec!["chown".into()]),
+                network_mode: Some("host".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let user = resolve_user("", PASSWD, GROUP).unwrap();
+        let s = build(&SpecInput {
+            id: "x",
+            body: &body,
+            rootfs: std::path::Path::new("/r"),
+            user,
+            cgroup_path: "/berth/x".into(),
+        })
+        .unwrap();
+        assert_eq!(s["process"]["args"], json!(["echo", "hi"]));
+        assert_eq!(
+            s["process"]["capabilities"]["bounding"],
+            json!(["CAP_CHOWN"])
+        );
+        assert_eq!(s["linux"]["resources"]["memory"]["limit"], json!(32 << 20));
+        assert_eq!(s["linux"]["resources"]["pids"]["limit"], json!(10));
+        let ns: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert!(!ns.contains(&"network") && ns.contains(&"pid"));
+        assert!(s["process"]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("HOSTNAME=abc")));
+        assert_eq!(s["linux"]["maskedPaths"][0], "/proc/asound");
+    }
+}
