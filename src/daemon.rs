@@ -126,6 +126,7 @@ async fn serve(config: Config) -> Result<()> {
         events.clone(),
         projection.clone(),
         &config.data_root,
+        &config.exec_root,
     )
     .start();
 

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use bollard_stubs::models::{ContainerConfig, ContainerCreateBody};
-use tracing::{info, warn};
+use tracing::info;
 
+use super::container::{remove_container, ContainerActor, Runtime};
 use super::event_log::{append, EventLog};
 use crate::containers::config::{merge, valid_name, validate_host_config};
 use crate::containers::names::random_name;
@@ -23,6 +24,9 @@ use crate::registry::reference::Reference;
 use crate::store::blobs::BlobStore;
 
 pub struct ContainerService {
+    /// The actor of each container that has one (made on first use).
+    actors: std::collections::HashMap<String, Addr<ContainerActor>>,
+    exec_root: PathBuf,
     layers: Arc<LayerStore>,
     blobs: Arc<BlobStore>,
     events: Addr<EventLog>,
@@ -40,8 +44,11 @@ impl ContainerService {
         events: Addr<EventLog>,
         projection: Projection,
         data_root: &std::path::Path,
+        exec_root: &std::path::Path,
     ) -> Self {
         ContainerService {
+            actors: std::collections::HashMap::new(),
+            exec_root: exec_root.to_path_buf(),
             layers,
             blobs,
             events,
@@ -284,29 +291,71 @@ impl Handler<RemoveContainer> for ContainerService {
 
     fn handle(&mut self, msg: RemoveContainer, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
-        let events = self.events.clone();
-        let layers = Arc::clone(&self.layers);
-        let containers_dir = self.containers_dir.clone();
+        let rt = self.runtime();
+        let found = resolve(&state, &msg.name).map(|c| c.clone());
+        let actor = found.as_ref().ok().map(|c| self.actor(&c.id));
         AtomicResponse::new(Box::pin(
             async move {
-                let c = resolve(&state, &msg.name)?.clone();
-                if c.status == ContainerStatus::Running && !msg.force {
-                    return Err(Error::conflict(format!(
-                        "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
-                        c.id
-                    )));
+                let c = found?;
+                let actor = actor.ok_or_else(|| Error::internal("no container actor"))?;
+                if c.status == ContainerStatus::Running {
+                    if !msg.force {
+                        return Err(Error::conflict(format!(
+                            "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                            c.id
+                        )));
+                    }
+                    let stop = super::container::Stop { signal: libc::SIGKILL, timeout: std::time::Duration::from_secs(0) };
+                    let _ = actor.send(stop).await;
                 }
-                // The record goes first: a crash after it leaves only files, which
-                // the start-up sweep removes; never a record without its layer.
-                append(&events, Event::ContainerRemoved { id: c.id.clone() }).await?;
-                if let Err(e) = layers.remove_rw(&c.id) {
-                    warn!(container = %c.id, error = %e, "removing the container layer");
-                }
-                let _ = std::fs::remove_dir_all(containers_dir.join(&c.id));
-                info!(container = %c.id, "removed");
+                remove_container(&rt, &c.id).await?;
+                let _ = actor.send(super::container::Removed).await;
                 Ok(())
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.actors.retain(|_, a| a.connected());
+                res
+            }),
         ))
+    }
+}
+
+impl ContainerService {
+    fn runtime(&self) -> Runtime {
+        Runtime {
+            events: self.events.clone(),
+            projection: self.projection.clone(),
+            layers: Arc::clone(&self.layers),
+            exec_root: self.exec_root.clone(),
+            containers_dir: self.containers_dir.clone(),
+        }
+    }
+
+    fn actor(&mut self, id: &str) -> Addr<ContainerActor> {
+        if let Some(a) = self.actors.get(id).filter(|a| a.connected()) {
+            return a.clone();
+        }
+        let a = ContainerActor::new(id.to_string(), self.runtime()).start();
+        self.actors.insert(id.to_string(), a.clone());
+        a
+    }
+}
+
+/// The actor of the container `name` names (made if it has none yet).
+#[derive(Message)]
+#[rtype(result = "Result<(String, Addr<ContainerActor>)>")]
+pub struct GetActor {
+    pub name: String,
+}
+
+impl Handler<GetActor> for ContainerService {
+    type Result = Result<(String, Addr<ContainerActor>)>;
+
+    fn handle(&mut self, msg: GetActor, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let id = resolve(&state, &msg.name)?.id.clone();
+        let actor = self.actor(&id);
+        Ok((id, actor))
     }
 }

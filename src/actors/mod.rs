@@ -1,5 +1,6 @@
 //! The engine's actors. Each owns its state; messages are the only way in.
 
+pub mod container;
 pub mod container_service;
 pub mod event_log;
 pub mod image_service;

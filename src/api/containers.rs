@@ -13,7 +13,11 @@ use bollard_stubs::models::{
 };
 
 use super::ApiContext;
-use crate::actors::container_service::{CreateContainer, RemoveContainer, RenameContainer};
+use crate::actors::container::{ContainerActor, Kill, Start, Stop, Subscribe, Wait, WaitCondition};
+use crate::actors::container_service::{
+    CreateContainer, GetActor, RemoveContainer, RenameContainer,
+};
+use crate::containers::logs;
 use crate::containers::render::{self, ListOptions};
 use crate::error::{Error, Result};
 
@@ -24,6 +28,373 @@ pub fn routes() -> Router<ApiContext> {
         .route("/containers/{id}/json", get(inspect))
         .route("/containers/{id}/rename", post(rename))
         .route("/containers/{id}", delete(remove))
+        .route("/containers/{id}/start", post(start))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}/restart", post(restart))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/attach", post(attach))
+        .route("/containers/{id}/logs", get(logs))
+}
+
+async fn actor(ctx: &ApiContext, name: &str) -> Result<(String, actix::Addr<ContainerActor>)> {
+    ask(
+        ctx,
+        GetActor {
+            name: name.to_string(),
+        },
+    )
+    .await?
+}
+
+async fn send<M>(a: &actix::Addr<ContainerActor>, msg: M) -> Result<M::Result>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    ContainerActor: actix::Handler<M>,
+{
+    a.send(msg)
+        .await
+        .map_err(|e| Error::unavailable(format!("container actor: {e}")))
+}
+
+async fn start(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Result<StatusCode> {
+    let (_, a) = actor(&ctx, &id).await?;
+    send(&a, Start).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The stop signal and timeout: the request's, else the container's, else
+/// SIGTERM and 10 s.
+fn stop_params(ctx: &ApiContext, id: &str, q: &HashMap<String, String>) -> Result<Stop> {
+    let state = ctx.projection.current();
+    let body = state
+        .containers
+        .get(id)
+        .map(render::body)
+        .unwrap_or_default();
+    let signal = match q
+        .get("signal")
+        .filter(|s| !s.is_empty())
+        .or(body.stop_signal.as_ref())
+    {
+        Some(s) => crate::images::changes::signal_number(s)?,
+        None => libc::SIGTERM,
+    };
+    let timeout = match q.get("t").or(q.get("timeout")) {
+        Some(t) => t
+            .parse::<i64>()
+            .map_err(|_| Error::invalid(format!("invalid timeout: {t}")))?,
+        None => body.stop_timeout.unwrap_or(10),
+    };
+    Ok(Stop {
+        signal,
+        timeout: std::time::Duration::from_secs(timeout.max(0) as u64),
+    })
+}
+
+async fn stop(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode> {
+    let (id, a) = actor(&ctx, &id).await?;
+    let params = stop_params(&ctx, &id, &q)?;
+    send(&a, params).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn restart(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode> {
+    let (id, a) = actor(&ctx, &id).await?;
+    let params = stop_params(&ctx, &id, &q)?;
+    match send(&a, params).await? {
+        Err(e) if e.kind() != crate::error::ErrorKind::NotModified => return Err(e),
+        _ => {}
+    }
+    send(&a, Start).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn kill(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode> {
+    let (_, a) = actor(&ctx, &id).await?;
+    let signal = match q.get("signal").filter(|s| !s.is_empty()) {
+        Some(s) => crate::images::changes::signal_number(s)?,
+        None => libc::SIGKILL,
+    };
+    send(&a, Kill(signal)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Answers with headers at once (the CLI waits for them before it starts the
+/// container) and with the body when the condition is met.
+async fn wait(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response<Body>> {
+    let condition = match q.get("condition").map(String::as_str).unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => return Err(Error::invalid(format!("invalid condition: \"{other}\""))),
+    };
+    let (_, a) = actor(&ctx, &id).await?;
+    let rx = send(&a, Wait(condition)).await?;
+    let body = futures_util::stream::once(async move {
+        let v = match rx.await {
+            Ok(o) => serde_json::json!({
+                "StatusCode": o.status_code,
+                "Error": o.error.map(|m| serde_json::json!({ "Message": m })),
+            }),
+            Err(_) => {
+                serde_json::json!({ "StatusCode": -1, "Error": { "Message": "the container's actor went away" } })
+            }
+        };
+        Ok::<_, std::convert::Infallible>(v.to_string() + "\n")
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(body))
+        .unwrap_or_default())
+}
+
+/// Writes the log from `offset` to `out` until the container's next exit (and
+/// what it wrote before exiting).
+async fn follow<W: tokio::io::AsyncWrite + Unpin>(
+    out: &mut W,
+    path: std::path::PathBuf,
+    mut offset: u64,
+    mut exits: tokio::sync::watch::Receiver<u64>,
+    opts: (bool, bool, bool, bool),
+) {
+    use tokio::io::AsyncWriteExt;
+    let (tty, timestamps, stdout, stderr) = opts;
+    loop {
+        let done = exits.has_changed().unwrap_or(true);
+        let (entries, next) = logs::read_from(&path, offset);
+        offset = next;
+        if !entries.is_empty() {
+            let bytes = logs::render(&entries, tty, timestamps, stdout, stderr);
+            if out.write_all(&bytes).await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+        }
+        if done {
+            return;
+        }
+        tokio::select! {
+            _ = exits.changed() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+    }
+}
+
+fn tty_of(ctx: &ApiContext, id: &str) -> bool {
+    ctx.projection
+        .current()
+        .containers
+        .get(id)
+        .map(|c| render::body(c).tty.unwrap_or(false))
+        .unwrap_or(false)
+}
+
+async fn attach(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    mut req: axum::extract::Request,
+) -> Result<Response<Body>> {
+    let (id, a) = actor(&ctx, &id).await?;
+    let exits = send(&a, Subscribe).await?;
+    let tty = tty_of(&ctx, &id);
+    let path = ctx.runtime_log_path(&id);
+    let offset = if flag(&q, "logs") {
+        0
+    } else {
+        logs::size_of(&path)
+    };
+    let opts = (tty, false, flag(&q, "stdout"), flag(&q, "stderr"));
+    let stream = flag(&q, "stream");
+    let content_type = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    let upgrade = req.headers().get(header::UPGRADE).is_some();
+    if upgrade {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = on.await else { return };
+            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+            if stream {
+                follow(&mut io, path, offset, exits, opts).await;
+            } else {
+                let (entries, _) = logs::read_from(&path, offset);
+                let _ = tokio::io::AsyncWriteExt::write_all(
+                    &mut io,
+                    &logs::render(&entries, opts.0, false, opts.2, opts.3),
+                )
+                .await;
+            }
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+        });
+        return Ok(Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "tcp")
+            .body(Body::empty())
+            .unwrap_or_default());
+    }
+    let (tx, rx) = tokio::io::duplex(64 << 10);
+    tokio::spawn(async move {
+        let mut tx = tx;
+        follow(&mut tx, path, offset, exits, opts).await;
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(tokio_util_lite::ReaderStream(rx)))
+        .unwrap_or_default())
+}
+
+async fn logs(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response<Body>> {
+    let (id, a) = actor(&ctx, &id).await?;
+    let (stdout, stderr) = (flag(&q, "stdout"), flag(&q, "stderr"));
+    if !stdout && !stderr {
+        return Err(Error::invalid(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let tty = tty_of(&ctx, &id);
+    let timestamps = flag(&q, "timestamps");
+    let path = ctx.runtime_log_path(&id);
+    let (mut entries, offset) = logs::read_from(&path, 0);
+    let bound = |k: &str| -> Result<Option<i64>> {
+        match q.get(k).filter(|v| !v.is_empty() && v.as_str() != "0") {
+            None => Ok(None),
+            Some(v) => parse_time_ns(v)
+                .map(Some)
+                .ok_or_else(|| Error::invalid(format!("invalid value for \"{k}\": {v}"))),
+        }
+    };
+    let (since, until) = (bound("since")?, bound("until")?);
+    if since.is_some() || until.is_some() {
+        entries.retain(|e| {
+            let t = super::images::parse_rfc3339(&e.time)
+                .map(|s| s * 1_000_000_000 + frac_ns(&e.time))
+                .unwrap_or(0);
+            since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
+        });
+    }
+    if let Some(n) = q.get("tail").and_then(|t| t.parse::<usize>().ok()) {
+        let skip = entries.len().saturating_sub(n);
+        entries.drain(..skip);
+    }
+    let head = logs::render(&entries, tty, timestamps, stdout, stderr);
+    let running = ctx
+        .projection
+        .current()
+        .containers
+        .get(&id)
+        .is_some_and(|c| c.status == crate::events::projection::ContainerStatus::Running);
+    let content_type = if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    if !(flag(&q, "follow") && running && until.is_none()) {
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(head))
+            .unwrap_or_default());
+    }
+    let exits = send(&a, Subscribe).await?;
+    let (tx, rx) = tokio::io::duplex(64 << 10);
+    tokio::spawn(async move {
+        let mut tx = tx;
+        if tokio::io::AsyncWriteExt::write_all(&mut tx, &head)
+            .await
+            .is_ok()
+        {
+            follow(
+                &mut tx,
+                path,
+                offset,
+                exits,
+                (tty, timestamps, stdout, stderr),
+            )
+            .await;
+        }
+    });
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(tokio_util_lite::ReaderStream(rx)))
+        .unwrap_or_default())
+}
+
+/// Nanoseconds of the fraction in an RFC 3339 time.
+fn frac_ns(t: &str) -> i64 {
+    t.split_once('.')
+        .map(|(_, f)| {
+            let digits: String = f
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .take(9)
+                .collect();
+            format!("{digits:0<9}").parse().unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// `since`/`until` as the CLI sends them: unix seconds (with a fraction), or RFC 3339.
+fn parse_time_ns(v: &str) -> Option<i64> {
+    if let Some((s, f)) = v.split_once('.') {
+        if let (Ok(s), true) = (s.parse::<i64>(), f.chars().all(|c| c.is_ascii_digit())) {
+            let frac: String = f.chars().take(9).collect();
+            return Some(s * 1_000_000_000 + format!("{frac:0<9}").parse::<i64>().ok()?);
+        }
+    }
+    if let Ok(s) = v.parse::<i64>() {
+        return Some(s * 1_000_000_000);
+    }
+    super::images::parse_rfc3339(v).map(|s| s * 1_000_000_000 + frac_ns(v))
+}
+
+/// AsyncRead as a body stream.
+mod tokio_util_lite {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    pub struct ReaderStream<R>(pub R);
+
+    impl<R: tokio::io::AsyncRead + Unpin> futures_util::Stream for ReaderStream<R> {
+        type Item = std::io::Result<bytes::Bytes>;
+
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let mut buf = [0u8; 16 << 10];
+            let mut rb = tokio::io::ReadBuf::new(&mut buf);
+            match Pin::new(&mut self.0).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(None),
+                Poll::Ready(Ok(())) => {
+                    Poll::Ready(Some(Ok(bytes::Bytes::copy_from_slice(rb.filled()))))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+    }
 }
 
 async fn ask<M>(ctx: &ApiContext, msg: M) -> Result<M::Result>
@@ -105,7 +476,7 @@ async fn inspect(
     let state = ctx.projection.current();
     let c = render::resolve(&state, &id)?;
     let paths = render::Paths {
-        log_path: String::new(),
+        log_path: ctx.runtime_log_path(&c.id).display().to_string(),
         graph_driver: DriverData {
             name: ctx.config.storage_driver.clone(),
             data: ctx.layers.rw_data(&c.id),

@@ -43,6 +43,17 @@ pub struct ApiContext {
     pub config: Arc<Config>,
 }
 
+impl ApiContext {
+    /// `<data-root>/containers/<id>/<id>-json.log`
+    pub fn runtime_log_path(&self, id: &str) -> std::path::PathBuf {
+        self.config
+            .data_root
+            .join("containers")
+            .join(id)
+            .join(format!("{id}-json.log"))
+    }
+}
+
 /// The whole API: routing plus what every request gets (version, headers, logging).
 #[derive(Clone)]
 pub struct Api {

@@ -2,5 +2,6 @@
 //! `summary`, how `docker ps` and `inspect` render them from the projection.
 
 pub mod config;
+pub mod logs;
 pub mod names;
 pub mod render;

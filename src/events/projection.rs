@@ -245,7 +245,11 @@ impl State {
                 error,
             } => {
                 if let Some(c) = self.containers.get_mut(id) {
-                    c.status = ContainerStatus::Exited;
+                    // A container that never ran (its start failed) stays created,
+                    // with the error and code, as dockerd keeps it.
+                    if c.status == ContainerStatus::Running {
+                        c.status = ContainerStatus::Exited;
+                    }
                     c.pid = 0;
                     c.exit_code = *exit_code;
                     c.oom_killed = *oom_killed;

@@ -233,6 +233,47 @@ impl LayerStore {
         made
     }
 
+    /// Mounts a container's root filesystem (image layers under its read-write
+    /// layer) and returns where; vfs needs no mount.
+    pub fn mount_rw(&self, cid: &str) -> Result<PathBuf> {
+        use rustix::mount::*;
+        if self.driver == Driver::Vfs {
+            return Ok(self.root.join("dir").join(cid));
+        }
+        let dir = self.root.join(cid);
+        let merged = dir.join("merged");
+        let lower = std::fs::read_to_string(dir.join("lower")).unwrap_or_default();
+        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).context("fsopen overlay")?;
+        for l in lower.split(':').filter(|s| !s.is_empty()) {
+            fsconfig_set_string(&fs, "lowerdir+", self.root.join(l).as_path())
+                .context(format_args!("overlay lowerdir+ {l}"))?;
+        }
+        fsconfig_set_string(&fs, "upperdir", dir.join("diff").as_path())
+            .context("overlay upperdir")?;
+        fsconfig_set_string(&fs, "workdir", dir.join("work").as_path())
+            .context("overlay workdir")?;
+        fsconfig_create(&fs).context("creating the overlay")?;
+        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+            .context("fsmount")?;
+        move_mount(
+            &mnt,
+            "",
+            rustix::fs::CWD,
+            &merged,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .context(format_args!("mounting at {}", merged.display()))?;
+        Ok(merged)
+    }
+
+    /// Unmounts a container's root filesystem (nothing for vfs).
+    pub fn unmount_rw(&self, cid: &str) {
+        if self.driver == Driver::Overlay2 {
+            let merged = self.root.join(cid).join("merged");
+            let _ = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+
     /// Removes a container's read-write layer (unmounted first).
     pub fn remove_rw(&self, cid: &str) -> Result<()> {
         let dir = match self.driver {

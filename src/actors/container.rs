@@ -1,0 +1,484 @@
+//! The ContainerActor: one per container, the only one that starts, signals and
+//! watches it, so its operations are serialized. Start mounts the rootfs, writes
+//! the bundle and launches the shim; a task waits for the shim's exit and the
+//! actor records it. Its state lives in the projection (events), not here: the
+//! actor keeps only who is waiting.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+
+use super::event_log::{append, EventLog};
+use crate::drivers::exec::bundle;
+use crate::drivers::exec::shim::{ExitStatus, EXIT_FILE};
+use crate::drivers::storage::LayerStore;
+use crate::error::{Error, ErrorKind, Result};
+use crate::events::projection::{ContainerStatus, Projection};
+use crate::events::Event;
+
+/// Paths and handles every container actor shares.
+#[derive(Clone)]
+pub struct Runtime {
+    pub events: Addr<EventLog>,
+    pub projection: Projection,
+    pub layers: Arc<LayerStore>,
+    pub exec_root: PathBuf,
+    /// `<data-root>/containers`
+    pub containers_dir: PathBuf,
+}
+
+impl Runtime {
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.containers_dir.join(id).join(format!("{id}-json.log"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// What /wait answers.
+#[derive(Debug, Clone)]
+pub struct WaitOutcome {
+    pub status_code: i64,
+    pub error: Option<String>,
+}
+
+pub struct ContainerActor {
+    id: String,
+    rt: Runtime,
+    waiters: Vec<(WaitCondition, oneshot::Sender<WaitOutcome>)>,
+    /// Bumped at each exit: attach and `logs -f` end when it moves.
+    exits: watch::Sender<u64>,
+    starting: bool,
+    /// The outcome of the last exit, for waiters answered after removal.
+    last: WaitOutcome,
+}
+
+impl ContainerActor {
+    pub fn new(id: String, rt: Runtime) -> Self {
+        ContainerActor {
+            id,
+            rt,
+            waiters: Vec::new(),
+            exits: watch::channel(0).0,
+            starting: false,
+            last: WaitOutcome {
+                status_code: 0,
+                error: None,
+            },
+        }
+    }
+
+    fn notify(&mut self, removed: bool) {
+        let state = self.rt.projection.current();
+        // Once removed, the record is gone: answer with the last exit seen.
+        if let Some(c) = state.containers.get(&self.id) {
+            self.last = WaitOutcome {
+                status_code: c.exit_code as i64,
+                error: Some(c.error.clone()).filter(|e| !e.is_empty()),
+            };
+        }
+        let outcome = self.last.clone();
+        let waiters = std::mem::take(&mut self.waiters);
+        for (cond, tx) in waiters {
+            if cond == WaitCondition::Removed && removed {
+                // As dockerd: a removed container's wait reports only its code.
+                let _ = tx.send(WaitOutcome {
+                    error: None,
+                    ..outcome.clone()
+                });
+            } else if cond != WaitCondition::Removed {
+                let _ = tx.send(outcome.clone());
+            } else {
+                self.waiters.push((cond, tx));
+            }
+        }
+    }
+}
+
+impl Actor for ContainerActor {
+    type Context = Context<Self>;
+}
+
+fn not_running(id: &str) -> Error {
+    Error::conflict(format!("Container {id} is not running"))
+}
+
+/// Start the container (POST /containers/{id}/start).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Start;
+
+impl Handler<Start> for ContainerActor {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, _: Start, _: &mut Context<Self>) -> Self::Result {
+        let state = self.rt.projection.current();
+        let Some(c) = state.containers.get(&self.id).cloned() else {
+            return Box::pin(actix::fut::ready(Err(Error::not_found(format!(
+                "No such container: {}",
+                self.id
+            )))));
+        };
+        if c.status == ContainerStatus::Running || self.starting {
+            return Box::pin(actix::fut::ready(Err(Error::new(
+                ErrorKind::NotModified,
+                "container already started",
+            ))));
+        }
+        self.starting = true;
+        let rt = self.rt.clone();
+        let id = self.id.clone();
+        let fut = async move {
+            let body = crate::containers::render::body(&c);
+            let prep = {
+                let (rt, id, body) = (rt.clone(), id.clone(), body.clone());
+                tokio::task::spawn_blocking(move || {
+                    bundle::prepare(
+                        &id,
+                        &body,
+                        &rt.layers,
+                        &rt.exec_root,
+                        &rt.containers_dir.join(&id),
+                    )
+                })
+                .await
+                .map_err(|e| Error::internal(format!("preparing the bundle: {e}")))?
+            };
+            let b = match prep {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = append(
+                        &rt.events,
+                        Event::ContainerExited {
+                            id: id.clone(),
+                            exit_code: 128,
+                            oom_killed: false,
+                            error: e.to_string(),
+                        },
+                    )
+                    .await;
+                    return Err(e);
+                }
+            };
+            match launch(&b.dir).await {
+                Ok((pid, child)) => {
+                    append(
+                        &rt.events,
+                        Event::ContainerStarted {
+                            id: id.clone(),
+                            pid,
+                        },
+                    )
+                    .await?;
+                    info!(container = %id, pid, "started");
+                    Ok(Some((child, b.dir)))
+                }
+                Err(e) => {
+                    rt.layers.unmount_rw(&id);
+                    let _ = std::fs::remove_dir_all(&b.dir);
+                    let code = if e.contains("executable file not found")
+                        || e.contains("no such file or directory")
+                    {
+                        127
+                    } else if e.contains("permission denied") {
+                        126
+                    } else {
+                        128
+                    };
+                    let _ = append(
+                        &rt.events,
+                        Event::ContainerExited {
+                            id: id.clone(),
+                            exit_code: code,
+                            oom_killed: false,
+                            error: e.clone(),
+                        },
+                    )
+                    .await;
+                    Err(Error::invalid(e))
+                }
+            }
+        };
+        Box::pin(fut.into_actor(self).map(|res, act, ctx| {
+            act.starting = false;
+            match res {
+                Ok(Some((child, dir))) => {
+                    act.watch_exit(child, dir, ctx);
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => {
+                    // Attached clients and waiters learn that it is over; an
+                    // --rm container that could not start goes, as with dockerd.
+                    act.exits.send_modify(|n| *n += 1);
+                    act.notify(false);
+                    act.auto_remove(ctx);
+                    Err(e)
+                }
+            }
+        }))
+    }
+}
+
+/// Starts the shim on `bundle` and reads its first line: the container's pid, or
+/// why it could not start.
+async fn launch(
+    bundle_dir: &std::path::Path,
+) -> std::result::Result<(u32, tokio::process::Child), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding berthd: {e}"))?;
+    let shim_log =
+        std::fs::File::create(bundle_dir.join("shim.log")).map_err(|e| format!("shim log: {e}"))?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("shim")
+        .arg(bundle_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(shim_log)
+        .kill_on_drop(false)
+        .spawn()
+        .map_err(|e| format!("starting the shim: {e}"))?;
+    let stdout = child.stdout.take().ok_or("the shim has no stdout")?;
+    let mut line = String::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::io::BufReader::new(stdout).read_line(&mut line),
+    )
+    .await;
+    match read {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => {
+            let _ = child.start_kill();
+            let log = std::fs::read_to_string(bundle_dir.join("shim.log")).unwrap_or_default();
+            return Err(format!("the shim did not report: {}", log.trim()));
+        }
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(line.trim()).map_err(|e| format!("the shim said {line:?}: {e}"))?;
+    if let Some(pid) = v.get("pid").and_then(|p| p.as_u64()) {
+        return Ok((pid as u32, child));
+    }
+    let _ = child.wait().await;
+    Err(v
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or("the shim failed")
+        .to_string())
+}
+
+impl ContainerActor {
+    /// Waits for the shim to end, then records the exit it wrote down.
+    fn watch_exit(
+        &mut self,
+        mut child: tokio::process::Child,
+        dir: PathBuf,
+        ctx: &mut Context<Self>,
+    ) {
+        let rt = self.rt.clone();
+        let id = self.id.clone();
+        let fut = async move {
+            let _ = child.wait().await;
+            let status: ExitStatus = std::fs::read(dir.join(EXIT_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(ExitStatus {
+                    exit_code: 255,
+                    oom_killed: false,
+                    error: "the shim ended without an exit status".into(),
+                });
+            rt.layers.unmount_rw(&id);
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Err(e) = append(
+                &rt.events,
+                Event::ContainerExited {
+                    id: id.clone(),
+                    exit_code: status.exit_code,
+                    oom_killed: status.oom_killed,
+                    error: status.error,
+                },
+            )
+            .await
+            {
+                warn!(container = %id, error = %e, "recording the exit");
+            }
+            info!(container = %id, code = status.exit_code, "exited");
+        };
+        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
+            act.exits.send_modify(|n| *n += 1);
+            act.notify(false);
+            act.auto_remove(ctx);
+        }));
+    }
+
+    /// With AutoRemove (--rm), removes the container and answers `removed` waiters.
+    fn auto_remove(&mut self, ctx: &mut Context<Self>) {
+        let state = self.rt.projection.current();
+        let auto_remove = state
+            .containers
+            .get(&self.id)
+            .map(crate::containers::render::body)
+            .and_then(|b| b.host_config.and_then(|h| h.auto_remove))
+            .unwrap_or(false);
+        if !auto_remove {
+            return;
+        }
+        let (rt, id) = (self.rt.clone(), self.id.clone());
+        ctx.spawn(
+            async move {
+                if let Err(e) = remove_container(&rt, &id).await {
+                    warn!(container = %id, error = %e, "auto-remove");
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| {
+                act.notify(true);
+                ctx.stop();
+            }),
+        );
+    }
+}
+
+/// Records the removal, then removes the layer and the container's directory.
+pub async fn remove_container(rt: &Runtime, id: &str) -> Result<()> {
+    // The record goes first: a crash after it leaves only files, which the
+    // start-up sweep removes; never a record without its layer.
+    append(&rt.events, Event::ContainerRemoved { id: id.to_string() }).await?;
+    rt.layers.unmount_rw(id);
+    if let Err(e) = rt.layers.remove_rw(id) {
+        warn!(container = %id, error = %e, "removing the container layer");
+    }
+    let _ = std::fs::remove_dir_all(rt.containers_dir.join(id));
+    let _ = std::fs::remove_dir_all(rt.exec_root.join("containers").join(id));
+    info!(container = %id, "removed");
+    Ok(())
+}
+
+/// Wait for a condition (POST /containers/{id}/wait).
+#[derive(Message)]
+#[rtype(result = "oneshot::Receiver<WaitOutcome>")]
+pub struct Wait(pub WaitCondition);
+
+impl Handler<Wait> for ContainerActor {
+    type Result = MessageResult<Wait>;
+
+    fn handle(&mut self, msg: Wait, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let running = self
+            .rt
+            .projection
+            .current()
+            .containers
+            .get(&self.id)
+            .is_some_and(|c| c.status == ContainerStatus::Running)
+            || self.starting;
+        self.waiters.push((msg.0, tx));
+        if msg.0 == WaitCondition::NotRunning && !running {
+            self.notify(false);
+        }
+        MessageResult(rx)
+    }
+}
+
+/// Send a signal to the container's init (POST /containers/{id}/kill).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Kill(pub i32);
+
+impl Handler<Kill> for ContainerActor {
+    type Result = Result<()>;
+
+    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
+        let state = self.rt.projection.current();
+        let c = state
+            .containers
+            .get(&self.id)
+            .ok_or_else(|| not_running(&self.id))?;
+        if c.status != ContainerStatus::Running || c.pid == 0 {
+            return Err(not_running(&self.id));
+        }
+        let sig = nix::sys::signal::Signal::try_from(msg.0)
+            .map_err(|_| Error::invalid(format!("Invalid signal: {}", msg.0)))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid as i32), sig)
+            .map_err(|e| Error::internal(format!("signalling {}: {e}", self.id)))
+    }
+}
+
+/// Stop: the stop signal, then SIGKILL after `timeout` seconds (POST /stop).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Stop {
+    pub signal: i32,
+    pub timeout: Duration,
+}
+
+impl Handler<Stop> for ContainerActor {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        let state = self.rt.projection.current();
+        let running = state
+            .containers
+            .get(&self.id)
+            .filter(|c| c.status == ContainerStatus::Running)
+            .map(|c| c.pid);
+        let Some(pid) = running else {
+            return Box::pin(actix::fut::ready(Err(Error::new(
+                ErrorKind::NotModified,
+                "container already stopped",
+            ))));
+        };
+        let mut exits = self.exits.subscribe();
+        let _ = ctx;
+        let fut = async move {
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            if let Ok(sig) = nix::sys::signal::Signal::try_from(msg.signal) {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+            if tokio::time::timeout(msg.timeout, exits.changed())
+                .await
+                .is_err()
+            {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = tokio::time::timeout(Duration::from_secs(10), exits.changed()).await;
+            }
+            Ok(())
+        };
+        Box::pin(fut.into_actor(self))
+    }
+}
+
+/// The exit counter, for streams that end when the container does.
+#[derive(Message)]
+#[rtype(result = "watch::Receiver<u64>")]
+pub struct Subscribe;
+
+impl Handler<Subscribe> for ContainerActor {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, _: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.exits.subscribe())
+    }
+}
+
+/// The container is being removed: answer `removed` waiters and stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Removed;
+
+impl Handler<Removed> for ContainerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Removed, ctx: &mut Context<Self>) {
+        self.notify(true);
+        ctx.stop();
+    }
+}

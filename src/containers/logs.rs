@@ -1,0 +1,116 @@
+//! The json-file log as the shim writes it (one JSON object per line: log,
+//! stream, time), read back for `docker logs` and attach, and the multiplexed
+//! stream framing dockerd uses when there is no tty.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entry {
+    pub log: String,
+    pub stream: String,
+    pub time: String,
+}
+
+/// stdin 0, stdout 1, stderr 2, as the header's first byte says.
+pub fn stream_id(stream: &str) -> u8 {
+    match stream {
+        "stdin" => 0,
+        "stderr" => 2,
+        _ => 1,
+    }
+}
+
+/// One frame of the multiplexed stream: [stream, 0, 0, 0, size BE u32] + bytes.
+pub fn frame(stream: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + bytes.len());
+    out.extend_from_slice(&[stream, 0, 0, 0]);
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Complete entries written after byte `offset`; returns them and the offset
+/// after the last complete line (a line being written is read next time).
+pub fn read_from(path: &Path, offset: u64) -> (Vec<Entry>, u64) {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return (Vec::new(), offset);
+    };
+    if f.seek(SeekFrom::Start(offset)).is_err() {
+        return (Vec::new(), offset);
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return (Vec::new(), offset);
+    }
+    let complete = buf
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|p| p + 1)
+        .unwrap_or(0);
+    let entries = buf[..complete]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    (entries, offset + complete as u64)
+}
+
+pub fn size_of(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Renders entries for the client: framed without a tty, raw with one;
+/// `timestamps` prefixes each line with its time, as `docker logs -t`.
+pub fn render(
+    entries: &[Entry],
+    tty: bool,
+    timestamps: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let wanted = if e.stream == "stderr" { stderr } else { stdout };
+        if !wanted {
+            continue;
+        }
+        let text = if timestamps {
+            format!("{} {}", e.time, e.log)
+        } else {
+            e.log.clone()
+        };
+        if tty {
+            out.extend_from_slice(text.as_bytes());
+        } else {
+            out.extend(frame(stream_id(&e.stream), text.as_bytes()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_partial_lines() {
+        assert_eq!(
+            frame(1, b"hi\n"),
+            [1, 0, 0, 0, 0, 0, 0, 3, b'h', b'i', b'\n']
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.json");
+        std::fs::write(
+            &p,
+            "{\"log\":\"a\\n\",\"stream\":\"stdout\",\"time\":\"t1\"}\n{\"log\":\"b\\n\",\"stream\":\"stderr\",\"time\":\"t2\"}\n{\"log\":\"partial",
+        )
+        .unwrap();
+        let (entries, off) = read_from(&p, 0);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(read_from(&p, off).0.len(), 0);
+        assert_eq!(render(&entries, true, true, true, false), b"t1 a\n");
+    }
+}
