@@ -342,3 +342,169 @@ async fn create_inspect_list_rename_remove() {
         .await
         .expect("rmi");
 }
+
+async fn wait_code(docker: &Docker, id: &str) -> i64 {
+    let mut s = docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+    match s.next().await {
+        Some(Ok(r)) => r.status_code,
+        // bollard reports a non-zero exit as an error carrying the code.
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+        other => panic!("wait: {other:?}"),
+    }
+}
+
+async fn log_text(docker: &Docker, id: &str, tail: &str) -> String {
+    let opts = bollard::query_parameters::LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .tail(tail)
+        .build();
+    let mut s = docker.logs(id, Some(opts));
+    let mut out = String::new();
+    while let Some(item) = s.next().await {
+        out.push_str(&item.expect("log").to_string());
+    }
+    out
+}
+
+#[tokio::test]
+async fn run_wait_logs_stop_and_a_missing_binary() {
+    let reg = TestRegistry::start();
+    let d = TestDaemon::start();
+    let docker = client(&d);
+    let busybox = reg.image("busybox");
+    pull(&docker, &busybox).await;
+    let body = |cmd: &[&str]| ContainerCreateBody {
+        image: Some(busybox.clone()),
+        cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+
+    // Output to the json-file log, exit code through wait and inspect.
+    let id = create(
+        &docker,
+        None,
+        body(&[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; ps -o pid= | wc -l; exit 3",
+        ]),
+    )
+    .await
+    .expect("create");
+    docker
+        .start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .expect("start");
+    assert_eq!(wait_code(&docker, &id).await, 3);
+    let logs = log_text(&docker, &id, "all").await;
+    assert!(logs.contains("out\n") && logs.contains("err\n"), "{logs:?}");
+    // Its own pid namespace: sh and ps (and wc) only.
+    assert!(logs.contains("2\n") || logs.contains("3\n"), "{logs:?}");
+    let i = docker.inspect_container(&id, None).await.expect("inspect");
+    let state = i.state.expect("state");
+    assert_eq!(state.exit_code, Some(3));
+    assert_eq!(
+        state.status.map(|s| s.to_string()).as_deref(),
+        Some("exited")
+    );
+    let log_path = i.log_path.expect("log path");
+    assert!(log_path.ends_with(&format!("{id}-json.log")), "{log_path}");
+    let first = std::fs::read_to_string(&log_path)
+        .expect("json log")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let entry: serde_json::Value = serde_json::from_str(&first).expect("json line");
+    assert_eq!(
+        (entry["log"].as_str(), entry["stream"].as_str()),
+        (Some("out\n"), Some("stdout"))
+    );
+
+    // Stop: a process that ignores SIGTERM (sh as pid 1) is killed after the timeout.
+    let id = create(
+        &docker,
+        Some("looper"),
+        body(&["sh", "-c", "while true; do echo tick; sleep 0.1; done"]),
+    )
+    .await
+    .expect("create looper");
+    docker
+        .start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .expect("start");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let running = docker
+        .inspect_container(&id, None)
+        .await
+        .expect("inspect")
+        .state
+        .expect("state");
+    assert_eq!(running.running, Some(true));
+    let pid = running.pid.expect("pid");
+    assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(log_text(&docker, &id, "1").await, "tick\n");
+    let began = std::time::Instant::now();
+    docker
+        .stop_container(
+            &id,
+            Some(
+                bollard::query_parameters::StopContainerOptionsBuilder::default()
+                    .t(1)
+                    .build(),
+            ),
+        )
+        .await
+        .expect("stop");
+    assert!(
+        began.elapsed() >= std::time::Duration::from_millis(900),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(wait_code(&docker, &id).await, 137);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the process is gone"
+    );
+    let err = docker
+        .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
+        .await
+        .expect_err("not running");
+    assert!(err.to_string().contains("is not running"), "{err}");
+
+    // A binary that does not exist: 400 with the words the CLI maps to 127.
+    let id = create(&docker, None, body(&["nosuchbinary"]))
+        .await
+        .expect("create");
+    let err = docker
+        .start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .expect_err("no binary");
+    assert!(
+        err.to_string().contains("executable file not found"),
+        "{err}"
+    );
+    let state = docker
+        .inspect_container(&id, None)
+        .await
+        .expect("inspect")
+        .state
+        .expect("state");
+    assert_eq!(state.exit_code, Some(127));
+    // Nothing of the failed start stays mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&id),
+        "a mount of the failed container remains"
+    );
+}

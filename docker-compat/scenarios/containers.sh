@@ -1,0 +1,63 @@
+# Container scenarios: the docker CLI creating, running and removing containers
+# built from the fixture busybox image (pulled through $REG as a mirror).
+
+# start_with_busybox NAME: a berthd whose docker.io mirror is $REG, with busybox pulled.
+start_with_busybox() {
+  start_berthd "$1" --registry-mirror "http://$REG"
+  d "$1" pull -q busybox >/dev/null
+}
+
+scenario_create_ps_inspect_rename_rm() {
+  start_with_busybox ctr
+  local id; id=$(d ctr create --name web -l tier=front busybox echo hi)
+  expect_eq "${#id}" "64"
+  expect_eq "$(d ctr ps -a --format '{{.Names}} {{.Command}} {{.Status}}')" 'web "echo hi" Created'
+  expect_eq "$(d ctr ps -q)" ""
+  expect_eq "$(d ctr ps -a --filter label=tier=front -q)" "${id:0:12}"
+  expect_eq "$(d ctr inspect --format '{{.Name}} {{.State.Status}} {{.Config.Hostname}}' web)" "/web created ${id:0:12}"
+  local out
+  if out=$(d ctr create --name web busybox 2>&1); then fail "a taken name was accepted"; fi
+  expect_contains "$out" 'Conflict. The container name "/web" is already in use by container'
+  if out=$(d ctr rmi busybox 2>&1); then fail "an image in use was removed"; fi
+  expect_contains "$out" "(must force) - container ${id:0:12} is using its referenced image"
+  d ctr rename web front
+  expect_eq "$(d ctr ps -a --format '{{.Names}}')" "front"
+  d ctr rm front >/dev/null
+  expect_eq "$(d ctr ps -aq)" ""
+  expect_eq "$(ls "$WORK/ctr/data/containers")" ""
+}
+
+scenario_run_rm_prints_and_exit_codes() {
+  start_with_busybox run
+  expect_eq "$(d run run --rm busybox echo hi)" "hi"
+  local code=0
+  d run run --rm busybox sh -c 'exit 3' || code=$?
+  expect_eq "$code" "3"
+  local out
+  out=$(d run run --rm busybox sh -c 'echo out; echo err >&2' 2>&1)
+  expect_contains "$out" "out"
+  expect_contains "$out" "err"
+  code=0
+  out=$(d run run --rm busybox nosuchbinary 2>&1) || code=$?
+  expect_eq "$code" "127"
+  expect_contains "$out" "executable file not found"
+  expect_eq "$(d run ps -aq)" "$(d run ps -aq --filter status=created)"
+  # The container sees only its own processes.
+  expect_eq "$(d run run --rm busybox ps -o pid= | tr -d ' ')" "1"
+  expect_eq "$(d run run --rm busybox hostname | wc -c)" "13"
+}
+
+scenario_detached_logs_stop_wait() {
+  start_with_busybox logs
+  local id; id=$(d logs run -d --name counter busybox sh -c 'i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done')
+  sleep 1
+  expect_eq "$(d logs ps --format '{{.Names}}')" "counter"
+  expect_contains "$(d logs logs counter)" "line 0"
+  expect_eq "$(d logs logs --tail 1 counter | wc -l)" "1"
+  expect_contains "$(d logs logs -t --tail 1 counter)" "Z line"
+  d logs stop -t 1 counter >/dev/null
+  expect_eq "$(d logs inspect --format '{{.State.Status}}' counter)" "exited"
+  expect_eq "$(d logs wait counter)" "137"
+  [ -f "$WORK/logs/data/containers/$id/$id-json.log" ] || fail "no json-file log"
+  d logs rm counter >/dev/null
+}
