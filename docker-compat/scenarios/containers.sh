@@ -61,3 +61,22 @@ scenario_detached_logs_stop_wait() {
   [ -f "$WORK/logs/data/containers/$id/$id-json.log" ] || fail "no json-file log"
   d logs rm counter >/dev/null
 }
+
+scenario_kill_9_of_berthd_leaves_a_container_running_and_logging() {
+  start_with_busybox live
+  local id; id=$(d live run -d busybox sh -c 'while true; do echo tick; sleep 0.1; done')
+  sleep 0.5
+  local pid; pid=$(d live inspect -f '{{.State.Pid}}' "$id")
+  stop_berthd live KILL
+  local log="$WORK/live/data/containers/$id/$id-json.log"
+  local before; before=$(wc -l < "$log")
+  sleep 1
+  local alive=no; [ -d "/proc/$pid" ] && alive=yes
+  local after; after=$(wc -l < "$log")
+  # Clean up what the daemon would have: the container (its shim then exits) and its mount.
+  kill -9 "$pid" 2>/dev/null
+  sleep 0.3
+  umount -l "$WORK/live/data/overlay2/$id/merged" 2>/dev/null
+  expect_eq "$alive" "yes"
+  [ "$after" -gt "$before" ] || fail "the log stopped growing ($before -> $after lines)"
+}
