@@ -184,6 +184,37 @@ async fn record_image(
     Ok(())
 }
 
+/// Stores an image that arrived whole (load, import): its config blob, its new
+/// layers and the image, then the docker event of the action.
+async fn store_arrived(
+    events: &Addr<EventLog>,
+    projection: &Projection,
+    blobs: &BlobStore,
+    image: &crate::images::archive::LoadedImage,
+    action: &str,
+) -> Result<()> {
+    blobs.put(&image.id, &image.config)?;
+    record_image(
+        events,
+        projection,
+        &image.id,
+        &image.chain_ids,
+        &image.config,
+        &image.new_layers,
+    )
+    .await?;
+    append(
+        events,
+        Event::ImageAction {
+            action: action.into(),
+            id: image.id.clone(),
+            name: image.id.clone(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// Removes layers that no image uses, top layers first; returns their ChainIDs.
 async fn remove_unused_layers(
     events: &Addr<EventLog>,
@@ -648,25 +679,7 @@ impl Handler<LoadImages> for ImageService {
                 .map_err(|e| Error::internal(format!("loading: {e}")))??;
                 let mut lines = Vec::new();
                 for image in loaded {
-                    blobs.put(&image.id, &image.config)?;
-                    record_image(
-                        &events,
-                        &projection,
-                        &image.id,
-                        &image.chain_ids,
-                        &image.config,
-                        &image.new_layers,
-                    )
-                    .await?;
-                    append(
-                        &events,
-                        Event::ImageAction {
-                            action: "load".into(),
-                            id: image.id.clone(),
-                            name: image.id.clone(),
-                        },
-                    )
-                    .await?;
+                    store_arrived(&events, &projection, &blobs, &image, "load").await?;
                     if image.repo_tags.is_empty() {
                         lines.push(format!("Loaded image ID: {}", image.id));
                     }
@@ -734,16 +747,7 @@ impl Handler<ImportImage> for ImageService {
                 })
                 .await
                 .map_err(|e| Error::internal(format!("importing: {e}")))??;
-                blobs.put(&image.id, &image.config)?;
-                record_image(
-                    &events,
-                    &projection,
-                    &image.id,
-                    &image.chain_ids,
-                    &image.config,
-                    &image.new_layers,
-                )
-                .await?;
+                store_arrived(&events, &projection, &blobs, &image, "import").await?;
                 if let Some(tag) = tag.and_then(|t| t.familiar_tagged()) {
                     append(
                         &events,
@@ -754,15 +758,6 @@ impl Handler<ImportImage> for ImageService {
                     )
                     .await?;
                 }
-                append(
-                    &events,
-                    Event::ImageAction {
-                        action: "import".into(),
-                        id: image.id.clone(),
-                        name: image.id.clone(),
-                    },
-                )
-                .await?;
                 info!(id = %image.id, "imported");
                 Ok(image.id)
             }
