@@ -80,3 +80,24 @@ scenario_kill_9_of_berthd_leaves_a_container_running_and_logging() {
   expect_eq "$alive" "yes"
   [ "$after" -gt "$before" ] || fail "the log stopped growing ($before -> $after lines)"
 }
+
+scenario_run_without_rm_limits_and_isolation() {
+  start_with_busybox lim
+  local code=0 out
+  out=$(d lim run --name kept busybox sh -c 'echo kept; exit 5') || code=$?
+  expect_eq "$out" "kept"
+  expect_eq "$code" "5"
+  expect_eq "$(d lim inspect -f '{{.State.Status}} {{.State.ExitCode}}' kept)" "exited 5"
+  expect_eq "$(d lim run --rm -u nobody -w /tmp -e FOO=bar busybox sh -c 'id -u; pwd; echo $FOO' | tr '\n' ' ')" "65534 /tmp bar "
+  if out=$(d lim run --rm --read-only busybox touch /x 2>&1); then fail "--read-only rootfs was writable"; fi
+  expect_contains "$out" "Read-only file system"
+  d lim run --rm busybox chown 1 /tmp || fail "chown with the default capabilities failed"
+  if out=$(d lim run --rm --cap-drop ALL busybox chown 1 /tmp 2>&1); then fail "--cap-drop ALL kept CAP_CHOWN"; fi
+  expect_contains "$out" "Operation not permitted"
+  code=0
+  d lim run --name oom -m 32m busybox sh -c 'x=$(head -c 100000000 /dev/zero | tr "\0" a); echo ${#x}' >/dev/null 2>&1 || code=$?
+  expect_eq "$code" "137"
+  expect_eq "$(d lim inspect -f '{{.State.OOMKilled}} {{.State.ExitCode}}' oom)" "true 137"
+  out=$(d lim run --rm --pids-limit 20 busybox sh -c 'for i in $(seq 50); do sleep 5 & done; wait' 2>&1) || true
+  expect_contains "$out" "can't fork"
+}

@@ -177,8 +177,10 @@ async fn follow<W: tokio::io::AsyncWrite + Unpin>(
 ) {
     use tokio::io::AsyncWriteExt;
     let (tty, timestamps, stdout, stderr) = opts;
+    // `changed()` marks the new value seen, so the exit is remembered here.
+    let mut ended = false;
     loop {
-        let done = exits.has_changed().unwrap_or(true);
+        let done = ended || exits.has_changed().unwrap_or(true);
         let (entries, next) = logs::read_from(&path, offset);
         offset = next;
         if !entries.is_empty() {
@@ -191,7 +193,7 @@ async fn follow<W: tokio::io::AsyncWrite + Unpin>(
             return;
         }
         tokio::select! {
-            _ = exits.changed() => {}
+            _ = exits.changed() => ended = true,
             _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
         }
     }
