@@ -379,6 +379,11 @@ where
                 .await
                 .map_err(|e| Error::internal(format!("spooling: {e}")))?;
         }
+        // tokio writes in the background: without this the last chunk may not be
+        // in the file yet when it is read (seen as a truncated archive).
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(|e| Error::internal(format!("spooling: {e}")))?;
         Ok(())
     }
     .await;
