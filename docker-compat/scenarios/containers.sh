@@ -101,3 +101,9 @@ scenario_run_without_rm_limits_and_isolation() {
   out=$(d lim run --rm --pids-limit 20 busybox sh -c 'for i in $(seq 50); do sleep 5 & done; wait' 2>&1) || true
   expect_contains "$out" "can't fork"
 }
+
+scenario_whiteouts_seen_from_a_container() {
+  start_berthd wh
+  d wh pull -q "$REG/library/layers" >/dev/null
+  expect_eq "$(d wh run --rm "$REG/library/layers" sh -c 'ls /data | tr "\n" " "; ls /opq | tr "\n" " "; cat /data/changed.txt')" "added2.txt changed.txt keep.txt new.txt layer2"
+}
