@@ -286,24 +286,14 @@ async fn logs(
     let bound = |k: &str| -> Result<Option<i64>> {
         match q.get(k).filter(|v| !v.is_empty() && v.as_str() != "0") {
             None => Ok(None),
-            Some(v) => parse_time_ns(v)
+            Some(v) => logs::parse_time_ns(v)
                 .map(Some)
                 .ok_or_else(|| Error::invalid(format!("invalid value for \"{k}\": {v}"))),
         }
     };
     let (since, until) = (bound("since")?, bound("until")?);
-    if since.is_some() || until.is_some() {
-        entries.retain(|e| {
-            let t = super::images::parse_rfc3339(&e.time)
-                .map(|s| s * 1_000_000_000 + frac_ns(&e.time))
-                .unwrap_or(0);
-            since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
-        });
-    }
-    if let Some(n) = q.get("tail").and_then(|t| t.parse::<usize>().ok()) {
-        let skip = entries.len().saturating_sub(n);
-        entries.drain(..skip);
-    }
+    let tail = q.get("tail").and_then(|t| t.parse::<usize>().ok());
+    logs::select(&mut entries, since, until, tail);
     let head = logs::render(&entries, tty, timestamps, stdout, stderr);
     let running = ctx
         .projection
@@ -344,34 +334,6 @@ async fn logs(
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from_stream(tokio_util_lite::ReaderStream(rx)))
         .unwrap_or_default())
-}
-
-/// Nanoseconds of the fraction in an RFC 3339 time.
-fn frac_ns(t: &str) -> i64 {
-    t.split_once('.')
-        .map(|(_, f)| {
-            let digits: String = f
-                .chars()
-                .take_while(|c| c.is_ascii_digit())
-                .take(9)
-                .collect();
-            format!("{digits:0<9}").parse().unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
-/// `since`/`until` as the CLI sends them: unix seconds (with a fraction), or RFC 3339.
-fn parse_time_ns(v: &str) -> Option<i64> {
-    if let Some((s, f)) = v.split_once('.') {
-        if let (Ok(s), true) = (s.parse::<i64>(), f.chars().all(|c| c.is_ascii_digit())) {
-            let frac: String = f.chars().take(9).collect();
-            return Some(s * 1_000_000_000 + format!("{frac:0<9}").parse::<i64>().ok()?);
-        }
-    }
-    if let Ok(s) = v.parse::<i64>() {
-        return Some(s * 1_000_000_000);
-    }
-    super::images::parse_rfc3339(v).map(|s| s * 1_000_000_000 + frac_ns(v))
 }
 
 /// AsyncRead as a body stream.
