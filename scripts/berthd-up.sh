@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/berth/target}
 mkdir -p "$CARGO_TARGET_DIR"
-cargo build --release --locked --bin berthd
-install -m 0755 "$CARGO_TARGET_DIR/release/berthd" /usr/local/bin/berthd
+bash scripts/build.sh
+# berthd finds its shim beside itself.
+install -m 0755 "$CARGO_TARGET_DIR/release/berthd" "$CARGO_TARGET_DIR/release/berth-shim" /usr/local/bin/
 echo "berthd: starting; try: docker -H unix:///var/run/berth.sock version"
 exec /usr/local/bin/berthd "$@"

@@ -9,8 +9,8 @@ bash scripts/deps.sh
 # the clone so every clone on this machine shares it.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/berth/target}
 mkdir -p "$CARGO_TARGET_DIR"
-cargo build --release --locked --all-targets
+bash scripts/build.sh --all-targets
 status=0
-cargo test --release --locked -- --test-threads=4 || status=1
+cargo test --release --locked --workspace -- --test-threads=4 || status=1
 BERTHD=$CARGO_TARGET_DIR/release/berthd docker-compat/run || status=1
 exit $status

@@ -120,6 +120,7 @@ async fn serve(config: Config) -> Result<()> {
     )
     .start();
     sweep_container_dirs(&config.data_root, &projection.current());
+    let execs = crate::containers::exec::ExecRegistry::default();
     let containers = crate::actors::container_service::ContainerService::new(
         Arc::clone(&layers),
         Arc::clone(&blobs),
@@ -127,6 +128,7 @@ async fn serve(config: Config) -> Result<()> {
         projection.clone(),
         &config.data_root,
         &config.exec_root,
+        crate::actors::container_service::RuntimeCommand::builtin(&config.exec_root, execs.clone())?,
     )
     .start();
 
@@ -140,6 +142,7 @@ async fn serve(config: Config) -> Result<()> {
         host,
         layers_root,
         blobs,
+        execs,
         config: Arc::new(config),
     });
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -6,10 +6,12 @@ use berth::config::{Config, Flags};
 use berth::{buildinfo, daemon, logging};
 
 fn main() -> ExitCode {
-    // `berthd shim <bundle>`: the per-container shim (same binary, no daemon).
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.len() == 3 && args[1] == "shim" {
-        let code = berth::drivers::exec::shim::main(std::path::Path::new(&args[2]));
+    // `berthd runtime ...`: the built-in OCI runtime, run by the shims (no daemon).
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.get(1).map(String::as_str) == Some("runtime") {
+        let code = berth::drivers::exec::runtime::main(&args[2..]);
         return ExitCode::from(code as u8);
     }
     let (flags, matches) = Flags::parse_with_sources();

@@ -14,8 +14,9 @@ use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
 use super::event_log::{append, EventLog};
-use crate::drivers::exec::bundle;
-use crate::drivers::exec::shim::{ExitStatus, EXIT_FILE};
+use crate::containers::exec::ExecRegistry;
+use crate::drivers::exec::proto::{Created, ExitStatus, Request, EXEC_DIR, EXIT_FILE};
+use crate::drivers::exec::{bundle, client};
 use crate::drivers::storage::LayerStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::projection::{ContainerStatus, Projection};
@@ -30,11 +31,34 @@ pub struct Runtime {
     pub exec_root: PathBuf,
     /// `<data-root>/containers`
     pub containers_dir: PathBuf,
+    /// The shim binary (`berth-shim`, beside berthd).
+    pub shim: PathBuf,
+    /// The OCI runtime's command line up to its subcommand.
+    pub runtime: Vec<String>,
+    pub execs: ExecRegistry,
+}
+
+/// A client's hijacked connection, handed to the container to stream.
+pub trait ClientStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> ClientStream for T {}
+pub type ClientIo = Box<dyn ClientStream>;
+
+/// An attach that came before the start: joined to the shim between the
+/// container's creation and its start, so no output is missed.
+struct PendingAttach {
+    io: ClientIo,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
 }
 
 impl Runtime {
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.containers_dir.join(id).join(format!("{id}-json.log"))
+    }
+
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.exec_root.join("containers").join(id)
     }
 }
 
@@ -61,6 +85,7 @@ pub struct ContainerActor {
     starting: bool,
     /// The outcome of the last exit, for waiters answered after removal.
     last: WaitOutcome,
+    pending_attaches: Vec<PendingAttach>,
 }
 
 impl ContainerActor {
@@ -75,6 +100,7 @@ impl ContainerActor {
                 status_code: 0,
                 error: None,
             },
+            pending_attaches: Vec::new(),
         }
     }
 
@@ -138,6 +164,7 @@ impl Handler<Start> for ContainerActor {
         self.starting = true;
         let rt = self.rt.clone();
         let id = self.id.clone();
+        let pending = std::mem::take(&mut self.pending_attaches);
         let fut = async move {
             let body = crate::containers::render::body(&c);
             let prep = {
@@ -149,6 +176,7 @@ impl Handler<Start> for ContainerActor {
                         &rt.layers,
                         &rt.exec_root,
                         &rt.containers_dir.join(&id),
+                        &rt.runtime,
                     )
                 })
                 .await
@@ -170,8 +198,31 @@ impl Handler<Start> for ContainerActor {
                     return Err(e);
                 }
             };
-            match launch(&b.dir).await {
-                Ok((pid, child)) => {
+            match launch(&rt.shim, &b.dir).await {
+                Ok((pid, mut child)) => {
+                    for p in pending {
+                        let req = Request::Attach {
+                            stdin: p.stdin,
+                            stdout: p.stdout,
+                            stderr: p.stderr,
+                        };
+                        match client::request(&b.dir, &req).await {
+                            Ok((reply, stream)) if reply.error.is_empty() => {
+                                tokio::spawn(client::splice(p.io, stream));
+                            }
+                            Ok((reply, _)) => warn!(container = %id, error = %reply.error, "attach"),
+                            Err(e) => warn!(container = %id, error = %e, "attach"),
+                        }
+                    }
+                    if let Err(e) = client::call(&b.dir, &Request::Start).await {
+                        // The init never ran: end it, and the shim with it.
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+                        return Err(start_failed(&rt, &id, &b.dir, &e.to_string()).await);
+                    }
                     append(
                         &rt.events,
                         Event::ContainerStarted {
@@ -183,30 +234,7 @@ impl Handler<Start> for ContainerActor {
                     info!(container = %id, pid, "started");
                     Ok(Some((child, b.dir)))
                 }
-                Err(e) => {
-                    rt.layers.unmount_rw(&id);
-                    let _ = std::fs::remove_dir_all(&b.dir);
-                    let code = if e.contains("executable file not found")
-                        || e.contains("no such file or directory")
-                    {
-                        127
-                    } else if e.contains("permission denied") {
-                        126
-                    } else {
-                        128
-                    };
-                    let _ = append(
-                        &rt.events,
-                        Event::ContainerExited {
-                            id: id.clone(),
-                            exit_code: code,
-                            oom_killed: false,
-                            error: e.clone(),
-                        },
-                    )
-                    .await;
-                    Err(Error::invalid(e))
-                }
+                Err(e) => Err(start_failed(&rt, &id, &b.dir, &e).await),
             }
         };
         Box::pin(fut.into_actor(self).map(|res, act, ctx| {
@@ -230,23 +258,65 @@ impl Handler<Start> for ContainerActor {
     }
 }
 
-/// Starts the shim on `bundle` and reads its first line: the container's pid, or
-/// why it could not start.
+/// A start that failed: nothing stays mounted, the bundle goes, the exit is
+/// recorded with the code the docker CLI expects (127 for a missing binary,
+/// 126 for one that cannot be run), and the error is in runc's words.
+async fn start_failed(rt: &Runtime, id: &str, bundle_dir: &std::path::Path, e: &str) -> Error {
+    rt.layers.unmount_rw(id);
+    let _ = std::fs::remove_dir_all(bundle_dir);
+    let msg = runtime_words(e);
+    let code = if msg.contains("executable file not found") || msg.contains("no such file or directory")
+    {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        128
+    };
+    let _ = append(
+        &rt.events,
+        Event::ContainerExited {
+            id: id.to_string(),
+            exit_code: code,
+            oom_killed: false,
+            error: msg.clone(),
+        },
+    )
+    .await;
+    Error::invalid(msg)
+}
+
+/// A runtime's error in the words the docker CLI reads (it exits 127 for
+/// "executable file not found" and "no such file or directory", 126 for
+/// "permission denied"): libcontainer says "executable 'x' not found in
+/// $PATH"; runc, and so dockerd, `exec: "x": executable file not found in $PATH`.
+pub fn runtime_words(e: &str) -> String {
+    let detail = match e
+        .split_once("executable '")
+        .and_then(|(_, r)| r.split_once("' not found"))
+    {
+        Some((binary, _)) => format!("exec: \"{binary}\": executable file not found in $PATH"),
+        None => e.to_string(),
+    };
+    format!("failed to create task: OCI runtime create failed: unable to start container process: {detail}: unknown")
+}
+
+/// Starts the shim on `bundle` and reads its first line: the created
+/// container's pid, or why it could not be created.
 async fn launch(
+    shim: &std::path::Path,
     bundle_dir: &std::path::Path,
 ) -> std::result::Result<(u32, tokio::process::Child), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("finding berthd: {e}"))?;
     let shim_log =
         std::fs::File::create(bundle_dir.join("shim.log")).map_err(|e| format!("shim log: {e}"))?;
-    let mut child = tokio::process::Command::new(exe)
-        .arg("shim")
+    let mut child = tokio::process::Command::new(shim)
         .arg(bundle_dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(shim_log)
         .kill_on_drop(false)
         .spawn()
-        .map_err(|e| format!("starting the shim: {e}"))?;
+        .map_err(|e| format!("starting the shim {}: {e}", shim.display()))?;
     let stdout = child.stdout.take().ok_or("the shim has no stdout")?;
     let mut line = String::new();
     let read = tokio::time::timeout(
@@ -262,17 +332,17 @@ async fn launch(
             return Err(format!("the shim did not report: {}", log.trim()));
         }
     }
-    let v: serde_json::Value =
+    let created: Created =
         serde_json::from_str(line.trim()).map_err(|e| format!("the shim said {line:?}: {e}"))?;
-    if let Some(pid) = v.get("pid").and_then(|p| p.as_u64()) {
-        return Ok((pid as u32, child));
+    if created.error.is_empty() && created.pid > 0 {
+        return Ok((created.pid, child));
     }
     let _ = child.wait().await;
-    Err(v
-        .get("error")
-        .and_then(|e| e.as_str())
-        .unwrap_or("the shim failed")
-        .to_string())
+    Err(if created.error.is_empty() {
+        "the shim failed".to_string()
+    } else {
+        created.error
+    })
 }
 
 impl ContainerActor {
@@ -352,6 +422,7 @@ pub async fn remove_container(rt: &Runtime, id: &str) -> Result<()> {
     // The record goes first: a crash after it leaves only files, which the
     // start-up sweep removes; never a record without its layer.
     append(&rt.events, Event::ContainerRemoved { id: id.to_string() }).await?;
+    rt.execs.forget_container(id);
     rt.layers.unmount_rw(id);
     if let Err(e) = rt.layers.remove_rw(id) {
         warn!(container = %id, error = %e, "removing the container layer");
@@ -480,5 +551,181 @@ impl Handler<Removed> for ContainerActor {
     fn handle(&mut self, _: Removed, ctx: &mut Context<Self>) {
         self.notify(true);
         ctx.stop();
+    }
+}
+
+/// Stream the main process to a hijacked client: now if it runs, else at its
+/// next start (between creation and start, so nothing it writes is missed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub io: ClientIo,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl Handler<Attach> for ContainerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+        let running = self
+            .rt
+            .projection
+            .current()
+            .containers
+            .get(&self.id)
+            .is_some_and(|c| c.status == ContainerStatus::Running);
+        if !running || self.starting {
+            self.pending_attaches.push(PendingAttach {
+                io: msg.io,
+                stdin: msg.stdin,
+                stdout: msg.stdout,
+                stderr: msg.stderr,
+            });
+            return;
+        }
+        let dir = self.rt.bundle_dir(&self.id);
+        let id = self.id.clone();
+        tokio::spawn(async move {
+            let req = Request::Attach {
+                stdin: msg.stdin,
+                stdout: msg.stdout,
+                stderr: msg.stderr,
+            };
+            match client::request(&dir, &req).await {
+                Ok((reply, stream)) if reply.error.is_empty() => client::splice(msg.io, stream).await,
+                Ok((reply, _)) => warn!(container = %id, error = %reply.error, "attach"),
+                Err(e) => warn!(container = %id, error = %e, "attach"),
+            }
+        });
+    }
+}
+
+/// Run an exec instance in the running container. With a client stream, the
+/// exec's stdio is joined to it; without (detached), its output is dropped.
+/// Either way the exit code reaches the registry when it ends.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct StartExec {
+    pub exec_id: String,
+    pub io: Option<ClientIo>,
+}
+
+impl Handler<StartExec> for ContainerActor {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: StartExec, _: &mut Context<Self>) -> Self::Result {
+        let rt = self.rt.clone();
+        let id = self.id.clone();
+        let running = rt
+            .projection
+            .current()
+            .containers
+            .get(&id)
+            .is_some_and(|c| c.status == ContainerStatus::Running);
+        Box::pin(async move {
+            if !running {
+                return Err(not_running(&id));
+            }
+            let rec = rt.execs.get(&msg.exec_id)?;
+            let dir = rt.bundle_dir(&id);
+            let spec: serde_json::Value = std::fs::read(dir.join("config.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| not_running(&id))?;
+            let user = if rec.user.is_empty() {
+                None
+            } else {
+                let rootfs = PathBuf::from(spec["root"]["path"].as_str().unwrap_or_default());
+                Some(crate::drivers::exec::spec::resolve_user(
+                    &rec.user,
+                    &bundle::read_in_root(&rootfs, "etc/passwd"),
+                    &bundle::read_in_root(&rootfs, "etc/group"),
+                )?)
+            };
+            let process = crate::containers::exec::process(&spec["process"], &rec, user)?;
+            let attached = msg.io.is_some();
+            let req = Request::Exec {
+                exec_id: rec.id.clone(),
+                process,
+                stdin: attached && rec.attach_stdin,
+                stdout: attached && rec.attach_stdout,
+                stderr: attached && rec.attach_stderr,
+            };
+            let (reply, stream) = client::request(&dir, &req).await?;
+            if !reply.error.is_empty() {
+                return Err(Error::invalid(exec_words(&reply.error)));
+            }
+            rt.execs.running(&rec.id, reply.pid);
+            let execs = rt.execs.clone();
+            tokio::spawn(async move {
+                match msg.io {
+                    Some(io) => client::splice(io, stream).await,
+                    None => {
+                        let mut stream = stream;
+                        let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+                    }
+                }
+                let exit = dir.join(EXEC_DIR).join(format!("{}.exit", rec.id));
+                let status: Option<ExitStatus> = std::fs::read(&exit)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                let _ = std::fs::remove_file(&exit);
+                // No status: the shim went with the container (killed with it).
+                execs.ended(&rec.id, status.map_or(137, |s| s.exit_code as i64));
+            });
+            Ok(())
+        })
+    }
+}
+
+/// An exec that could not start, in runc's words (`OCI runtime exec failed`),
+/// which the docker CLI reads for its exit code.
+pub fn exec_words(e: &str) -> String {
+    runtime_words(e)
+        .replace(
+            "failed to create task: OCI runtime create failed: ",
+            "OCI runtime exec failed: exec failed: ",
+        )
+}
+
+/// Set the tty size of the main process or of an exec.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Resize {
+    pub exec_id: Option<String>,
+    pub height: u16,
+    pub width: u16,
+}
+
+impl Handler<Resize> for ContainerActor {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: Resize, _: &mut Context<Self>) -> Self::Result {
+        let dir = self.rt.bundle_dir(&self.id);
+        let id = self.id.clone();
+        let running = self
+            .rt
+            .projection
+            .current()
+            .containers
+            .get(&id)
+            .is_some_and(|c| c.status == ContainerStatus::Running);
+        Box::pin(async move {
+            if !running {
+                return Err(not_running(&id));
+            }
+            client::call(
+                &dir,
+                &Request::Resize {
+                    exec_id: msg.exec_id,
+                    height: msg.height,
+                    width: msg.width,
+                },
+            )
+            .await
+            .map(|_| ())
+        })
     }
 }

@@ -23,6 +23,32 @@ use crate::events::Event;
 use crate::registry::reference::Reference;
 use crate::store::blobs::BlobStore;
 
+/// How containers are run: the shim binary, the OCI runtime it drives, and the
+/// exec instances the API shares with the container actors.
+pub struct RuntimeCommand {
+    pub shim: PathBuf,
+    pub runtime: Vec<String>,
+    pub execs: crate::containers::exec::ExecRegistry,
+}
+
+impl RuntimeCommand {
+    /// berth-shim beside berthd, driving `berthd runtime` (libcontainer) with
+    /// its state under `<exec-root>/runtime`.
+    pub fn builtin(exec_root: &std::path::Path, execs: crate::containers::exec::ExecRegistry) -> Result<Self> {
+        let exe = std::env::current_exe().context("finding berthd")?;
+        Ok(RuntimeCommand {
+            shim: exe.with_file_name("berth-shim"),
+            runtime: vec![
+                exe.display().to_string(),
+                "runtime".into(),
+                "--root".into(),
+                exec_root.join("runtime").display().to_string(),
+            ],
+            execs,
+        })
+    }
+}
+
 pub struct ContainerService {
     /// The actor of each container that has one (made on first use).
     actors: std::collections::HashMap<String, Addr<ContainerActor>>,
@@ -35,6 +61,9 @@ pub struct ContainerService {
     /// hostname, hosts and resolv.conf).
     containers_dir: PathBuf,
     cpus: usize,
+    shim: PathBuf,
+    runtime: Vec<String>,
+    execs: crate::containers::exec::ExecRegistry,
 }
 
 impl ContainerService {
@@ -45,6 +74,7 @@ impl ContainerService {
         projection: Projection,
         data_root: &std::path::Path,
         exec_root: &std::path::Path,
+        runtime: RuntimeCommand,
     ) -> Self {
         ContainerService {
             actors: std::collections::HashMap::new(),
@@ -57,6 +87,9 @@ impl ContainerService {
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            shim: runtime.shim,
+            runtime: runtime.runtime,
+            execs: runtime.execs,
         }
     }
 }
@@ -329,6 +362,9 @@ impl ContainerService {
             layers: Arc::clone(&self.layers),
             exec_root: self.exec_root.clone(),
             containers_dir: self.containers_dir.clone(),
+            shim: self.shim.clone(),
+            runtime: self.runtime.clone(),
+            execs: self.execs.clone(),
         }
     }
 

@@ -13,7 +13,9 @@ use bollard_stubs::models::{
 };
 
 use super::ApiContext;
-use crate::actors::container::{ContainerActor, Kill, Start, Stop, Subscribe, Wait, WaitCondition};
+use crate::actors::container::{
+    Attach, ContainerActor, Kill, Resize, Start, Stop, Subscribe, Wait, WaitCondition,
+};
 use crate::actors::container_service::{
     CreateContainer, GetActor, RemoveContainer, RenameContainer,
 };
@@ -35,9 +37,10 @@ pub fn routes() -> Router<ApiContext> {
         .route("/containers/{id}/wait", post(wait))
         .route("/containers/{id}/attach", post(attach))
         .route("/containers/{id}/logs", get(logs))
+        .route("/containers/{id}/resize", post(resize))
 }
 
-async fn actor(ctx: &ApiContext, name: &str) -> Result<(String, actix::Addr<ContainerActor>)> {
+pub(super) async fn actor(ctx: &ApiContext, name: &str) -> Result<(String, actix::Addr<ContainerActor>)> {
     ask(
         ctx,
         GetActor {
@@ -47,7 +50,7 @@ async fn actor(ctx: &ApiContext, name: &str) -> Result<(String, actix::Addr<Cont
     .await?
 }
 
-async fn send<M>(a: &actix::Addr<ContainerActor>, msg: M) -> Result<M::Result>
+pub(super) async fn send<M>(a: &actix::Addr<ContainerActor>, msg: M) -> Result<M::Result>
 where
     M: actix::Message + Send + 'static,
     M::Result: Send,
@@ -233,28 +236,32 @@ async fn attach(
     let upgrade = req.headers().get(header::UPGRADE).is_some();
     if upgrade {
         let on = hyper::upgrade::on(&mut req);
+        let (stdin, logs_too) = (flag(&q, "stdin"), flag(&q, "logs"));
         tokio::spawn(async move {
             let Ok(upgraded) = on.await else { return };
             let mut io = hyper_util::rt::TokioIo::new(upgraded);
-            if stream {
-                follow(&mut io, path, offset, exits, opts).await;
-            } else {
-                let (entries, _) = logs::read_from(&path, offset);
-                let _ = tokio::io::AsyncWriteExt::write_all(
-                    &mut io,
-                    &logs::render(&entries, opts.0, false, opts.2, opts.3),
-                )
-                .await;
+            if logs_too {
+                let (entries, _) = logs::read_from(&path, 0);
+                let bytes = logs::render(&entries, opts.0, false, opts.2, opts.3);
+                if tokio::io::AsyncWriteExt::write_all(&mut io, &bytes).await.is_err() {
+                    return;
+                }
             }
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+            if !stream {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+                return;
+            }
+            // The live stream comes from the shim, joined by the container's actor.
+            let _ = a
+                .send(Attach {
+                    io: Box::new(io),
+                    stdin,
+                    stdout: opts.2,
+                    stderr: opts.3,
+                })
+                .await;
         });
-        return Ok(Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(header::CONTENT_TYPE, content_type)
-            .header(header::CONNECTION, "Upgrade")
-            .header(header::UPGRADE, "tcp")
-            .body(Body::empty())
-            .unwrap_or_default());
+        return Ok(upgraded_response(content_type));
     }
     let (tx, rx) = tokio::io::duplex(64 << 10);
     tokio::spawn(async move {
@@ -263,8 +270,49 @@ async fn attach(
     });
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from_stream(tokio_util_lite::ReaderStream(rx)))
+        .body(Body::from_stream(ReaderStream(rx)))
         .unwrap_or_default())
+}
+
+/// `101 UPGRADED`: what follows on the connection is the container's stream.
+pub(super) fn upgraded_response(content_type: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "tcp")
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// POST /containers/{id}/resize?h=&w=
+async fn resize(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<StatusCode> {
+    let (height, width) = tty_size(&q)?;
+    let (_, a) = actor(&ctx, &id).await?;
+    send(
+        &a,
+        Resize {
+            exec_id: None,
+            height,
+            width,
+        },
+    )
+    .await??;
+    Ok(StatusCode::OK)
+}
+
+/// `h` and `w` of a resize, refused as dockerd refuses them.
+pub(super) fn tty_size(q: &HashMap<String, String>) -> Result<(u16, u16)> {
+    let get = |k: &str| -> Result<u16> {
+        let v = q.get(k).map(String::as_str).unwrap_or("");
+        v.parse::<u16>()
+            .map_err(|_| Error::invalid(format!("strconv.Atoi: parsing \"{v}\": invalid syntax")))
+    };
+    Ok((get("h")?, get("w")?))
 }
 
 async fn logs(
@@ -332,12 +380,14 @@ async fn logs(
     });
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from_stream(tokio_util_lite::ReaderStream(rx)))
+        .body(Body::from_stream(ReaderStream(rx)))
         .unwrap_or_default())
 }
 
+pub(super) use reader_stream::ReaderStream;
+
 /// AsyncRead as a body stream.
-mod tokio_util_lite {
+mod reader_stream {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
@@ -373,7 +423,7 @@ where
         .map_err(|e| Error::unavailable(format!("container service: {e}")))
 }
 
-fn flag(q: &HashMap<String, String>, k: &str) -> bool {
+pub(super) fn flag(q: &HashMap<String, String>, k: &str) -> bool {
     q.get(k)
         .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod containers;
 pub mod error;
+pub mod exec;
 pub mod images;
 pub mod listen;
 pub mod system;
@@ -41,6 +42,8 @@ pub struct ApiContext {
     /// Image configs (read for the labels `docker images` shows and filters on).
     pub blobs: Arc<crate::store::blobs::BlobStore>,
     pub config: Arc<Config>,
+    /// Exec instances (read by `GET /exec/{id}/json`).
+    pub execs: crate::containers::exec::ExecRegistry,
 }
 
 impl ApiContext {
@@ -67,6 +70,7 @@ impl Api {
             .merge(images::routes())
             .merge(auth::routes())
             .merge(containers::routes())
+            .merge(exec::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)
             .with_state(ctx);

@@ -2,6 +2,7 @@
 //! `summary`, how `docker ps` and `inspect` render them from the projection.
 
 pub mod config;
+pub mod exec;
 pub mod logs;
 pub mod names;
 pub mod render;

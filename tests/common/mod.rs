@@ -135,12 +135,58 @@ impl TestDaemon {
     }
 }
 
+impl TestDaemon {
+    /// Ends every container this daemon left running (shims outlive the
+    /// daemon): each init by the pid its shim wrote; then unmounts what stays
+    /// mounted under the test's directory.
+    pub fn stop_containers(&self) {
+        let bundles = self.exec_root().join("containers");
+        for entry in std::fs::read_dir(&bundles).into_iter().flatten().flatten() {
+            if let Ok(pid) = std::fs::read_to_string(entry.path().join("init.pid")) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let live = std::fs::read_dir(&bundles)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| e.path().join("shim.sock").exists());
+            if !live {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let prefix = self.dir.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(1))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        ours.sort_by(|a, b| b.cmp(a));
+        for m in ours {
+            if let Ok(c) = std::ffi::CString::new(m) {
+                unsafe {
+                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                }
+            }
+        }
+    }
+}
+
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.stop_containers();
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::ContainerCreateBody;
 
-use super::shim::{ShimConfig, SHIM_CONFIG};
+use super::proto::{ShimConfig, SHIM_CONFIG};
 use super::spec::{self, SpecInput};
 use crate::drivers::storage::LayerStore;
 use crate::error::{Context, Error, Result};
@@ -17,7 +17,7 @@ pub struct Bundle {
 
 /// Reads a file of the container's root filesystem, resolved inside it (a
 /// symlink in the image never reaches the host). Missing: empty.
-fn read_in_root(rootfs: &Path, rel: &str) -> String {
+pub fn read_in_root(rootfs: &Path, rel: &str) -> String {
     use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
     let Ok(root) = rustix::fs::open(
         rootfs,
@@ -53,9 +53,10 @@ pub fn prepare(
     layers: &LayerStore,
     exec_root: &Path,
     container_dir: &Path,
+    runtime: &[String],
 ) -> Result<Bundle> {
     let rootfs = layers.mount_rw(id)?;
-    let made = write(id, body, &rootfs, exec_root, container_dir);
+    let made = write(id, body, &rootfs, exec_root, container_dir, runtime);
     if made.is_err() {
         layers.unmount_rw(id);
     }
@@ -68,6 +69,7 @@ fn write(
     rootfs: &Path,
     exec_root: &Path,
     container_dir: &Path,
+    runtime: &[String],
 ) -> Result<Bundle> {
     let user = spec::resolve_user(
         body.user.as_deref().unwrap_or_default(),
@@ -89,9 +91,12 @@ fn write(
     let log_path = container_dir.join(format!("{id}-json.log"));
     let shim = ShimConfig {
         id: id.to_string(),
-        state_root: exec_root.join("runtime"),
+        runtime: runtime.to_vec(),
         log_path: log_path.clone(),
         cgroup_path: cgroup,
+        tty: body.tty.unwrap_or(false),
+        open_stdin: body.open_stdin.unwrap_or(false),
+        stdin_once: body.stdin_once.unwrap_or(false),
     };
     let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
         let bytes =

@@ -27,6 +27,76 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// Capability names by number (linux/capability.h).
+const CAP_NAMES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The names of the capabilities in a `CapBnd:` mask.
+pub fn capabilities_in_mask(mask: u64) -> Vec<String> {
+    CAP_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1u64 << i) != 0)
+        .map(|(_, n)| n.to_string())
+        .collect()
+}
+
+/// What `--privileged` grants: every capability this daemon may hand on (its
+/// bounding set), not every capability that exists: asking the kernel for one
+/// outside the bounding set fails the container.
+pub fn host_capabilities() -> Vec<String> {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    capabilities_in_mask(mask)
+}
+
 /// The user a container runs as, resolved against the image's /etc/passwd and
 /// /etc/group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +228,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         env.push(format!("HOME={}", input.user.home));
     }
     let privileged = h.privileged.unwrap_or(false);
-    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
+    let mut caps: Vec<String> = if privileged {
+        host_capabilities()
+    } else {
+        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
+    };
     let norm = |c: &str| {
         let up = c.to_ascii_uppercase();
         if up.starts_with("CAP_") {
@@ -327,6 +401,16 @@ mod tests {
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\npostgres:x:70:70::/var/lib/postgresql:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nnogroup:x:65534:\npostgres:x:70:\nwheel:x:10:postgres\n";
+
+    #[test]
+    fn capability_masks_name_their_bits() {
+        assert_eq!(capabilities_in_mask(0b1), ["CAP_CHOWN"]);
+        let all = capabilities_in_mask(u64::MAX);
+        assert_eq!(all.len(), CAP_NAMES.len());
+        // This machine's bounding set lacks CAP_SYS_RESOURCE (bit 24).
+        let without = capabilities_in_mask(u64::MAX & !(1 << 24));
+        assert!(!without.contains(&"CAP_SYS_RESOURCE".to_string()));
+    }
 
     #[test]
     fn users_by_name_and_number() {

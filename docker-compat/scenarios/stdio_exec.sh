@@ -1,0 +1,56 @@
+# Stdin, ttys, attach and exec with the docker CLI: the shim's socket at work.
+
+scenario_run_i_feeds_stdin_and_run_t_gives_a_tty() {
+  start_with_busybox io
+  expect_eq "$(echo hello | d io run -i --rm busybox cat)" "hello"
+  # Stdin ends when the client's input ends (StdinOnce): wc sees all of it.
+  expect_eq "$(seq 1000 | d io run -i --rm busybox wc -l | tr -d ' ')" "1000"
+  # -t: a terminal of the container's own devpts; output is raw (CRLF).
+  expect_eq "$(d io run --rm -t busybox tty | tr -d '\r')" "/dev/pts/0"
+  expect_eq "$(d io run --rm busybox tty 2>&1; true)" "not a tty"
+  # The tty's output is in the log too.
+  d io run --name tlog -t busybox echo logged >/dev/null
+  expect_eq "$(d io logs tlog | tr -d '\r')" "logged"
+  d io rm tlog >/dev/null
+}
+
+scenario_exec_output_exit_codes_user_dir_env() {
+  start_with_busybox ex
+  d ex run -d --name box busybox sleep 300 >/dev/null
+  expect_eq "$(d ex exec box echo hi)" "hi"
+  local code=0
+  d ex exec box sh -c 'exit 5' || code=$?
+  expect_eq "$code" "5"
+  expect_eq "$(d ex exec -u nobody box id -u)" "65534"
+  expect_eq "$(d ex exec -w /tmp box pwd)" "/tmp"
+  expect_eq "$(d ex exec -e A=1 -e B=two box sh -c 'echo $A $B')" "1 two"
+  # An exec sees the container's processes: its init is pid 1.
+  expect_eq "$(d ex exec box cat /proc/1/cmdline | tr '\0' ' ')" "sleep 300 "
+  expect_eq "$(echo piped | d ex exec -i box cat)" "piped"
+  expect_eq "$(d ex exec -t box tty | tr -d '\r')" "/dev/pts/1"
+  local out; code=0
+  out=$(d ex exec box nosuchbinary 2>&1) || code=$?
+  expect_eq "$code" "126"
+  expect_contains "$out" 'exec: "nosuchbinary": executable file not found in $PATH'
+  # Detached: runs on after the CLI returns.
+  d ex exec -d box sh -c 'echo detached > /tmp/d'
+  sleep 0.3
+  expect_eq "$(d ex exec box cat /tmp/d)" "detached"
+  d ex stop -t 0 box >/dev/null
+  if out=$(d ex exec box true 2>&1); then fail "exec in a stopped container ran"; fi
+  expect_contains "$out" "is not running"
+  d ex rm box >/dev/null
+}
+
+scenario_attach_to_a_running_container_and_start_a() {
+  start_with_busybox at
+  d at run -d --name late busybox sh -c 'sleep 1; echo late; exit 4' >/dev/null
+  local code=0 out
+  out=$(d at attach late) || code=$?
+  expect_eq "$out" "late"
+  expect_eq "$code" "4"
+  # start -a attaches before the start: even the first line is there.
+  d at create --name first busybox echo first >/dev/null
+  expect_eq "$(d at start -a first)" "first"
+  d at rm late first >/dev/null
+}

@@ -1,0 +1,129 @@
+//! What the daemon and a shim say to each other on `<bundle>/shim.sock`.
+//!
+//! A connection carries one request: a JSON line from the daemon, a JSON line
+//! back (`Reply`). For `attach` and `exec` the connection then becomes the
+//! container's raw stream, exactly as the Docker API hijacks it: what the daemon
+//! writes is stdin; what the shim writes is output, in the Docker multiplexed
+//! framing without a tty and raw with one. The daemon splices it onto the
+//! client's upgraded HTTP connection without looking inside.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What the daemon writes into `<bundle>/shim.json` before starting the shim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimConfig {
+    pub id: String,
+    /// The OCI runtime command line up to the subcommand: `berthd runtime --root R`
+    /// (ours) or `runc --root R`.
+    pub runtime: Vec<String>,
+    /// The json-file log of the main process.
+    pub log_path: PathBuf,
+    /// cgroup path of the container ("/berth/<id>"), to read OOM kills.
+    pub cgroup_path: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+}
+
+/// The JSON line the shim writes on its stdout once: the container is created
+/// (its init waits for `start`) or could not be.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Created {
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Stream the main process: stdin from this connection, output to it.
+    Attach {
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    /// Let the created init run.
+    Start,
+    /// Run a process in the container (an OCI `process` object) and stream it.
+    Exec {
+        exec_id: String,
+        process: serde_json::Value,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    },
+    /// Set the terminal size of the main process (no exec_id) or of an exec.
+    Resize {
+        #[serde(default)]
+        exec_id: Option<String>,
+        height: u16,
+        width: u16,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reply {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// The process started (`start`, `exec`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pid: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What the shim leaves in `<bundle>/exit.json` for the main process and in
+/// `<bundle>/exec/<exec_id>.exit` for an exec.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub exit_code: i32,
+    #[serde(default)]
+    pub oom_killed: bool,
+    #[serde(default)]
+    pub error: String,
+}
+
+pub const SHIM_CONFIG: &str = "shim.json";
+pub const SHIM_SOCKET: &str = "shim.sock";
+pub const EXIT_FILE: &str = "exit.json";
+pub const EXEC_DIR: &str = "exec";
+
+/// Stream numbers of the Docker multiplexed framing.
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+
+/// One frame of the Docker multiplexed stream: `[stream, 0, 0, 0, len (u32 BE)]`
+/// then the bytes.
+pub fn frame(stream: u8, data: &[u8], out: &mut Vec<u8>) {
+    out.push(stream);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_lines() {
+        let r = Request::Resize {
+            exec_id: None,
+            height: 24,
+            width: 80,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(s, r#"{"op":"resize","exec_id":null,"height":24,"width":80}"#);
+        let back: Request = serde_json::from_str(r#"{"op":"start"}"#).unwrap();
+        assert!(matches!(back, Request::Start));
+        let mut out = Vec::new();
+        frame(STDERR, b"hi", &mut out);
+        assert_eq!(out, [2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+    }
+}

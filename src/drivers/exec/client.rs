@@ -1,0 +1,96 @@
+//! The daemon's side of a shim's socket (`proto`): one request per connection,
+//! and for attach and exec the connection that carries the stream afterwards.
+
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use super::proto::{Reply, Request, SHIM_SOCKET};
+use crate::error::{Error, Result};
+
+/// Connects to `<bundle>/shim.sock`. A path longer than sun_path allows is
+/// reached through the directory's descriptor in /proc/self/fd.
+pub async fn connect(bundle: &Path) -> Result<UnixStream> {
+    let path = bundle.join(SHIM_SOCKET);
+    let unavailable = |e: std::io::Error| {
+        Error::unavailable(format!("the container's shim ({}): {e}", path.display()))
+    };
+    if path.as_os_str().len() < 100 {
+        return UnixStream::connect(&path).await.map_err(unavailable);
+    }
+    let dir = std::fs::File::open(bundle).map_err(unavailable)?;
+    let short = format!(
+        "/proc/self/fd/{}/{SHIM_SOCKET}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    );
+    let stream = UnixStream::connect(&short).await.map_err(unavailable);
+    drop(dir);
+    stream
+}
+
+/// Sends one request and reads the reply line; the stream is left at the first
+/// byte after it.
+pub async fn request(bundle: &Path, req: &Request) -> Result<(Reply, UnixStream)> {
+    let mut s = connect(bundle).await?;
+    let mut line = serde_json::to_vec(req).map_err(|e| Error::internal(e.to_string()))?;
+    line.push(b'\n');
+    let shim_err = |e: std::io::Error| Error::unavailable(format!("the container's shim: {e}"));
+    s.write_all(&line).await.map_err(shim_err)?;
+    // Byte by byte: what follows the line is the stream and must stay unread.
+    let mut reply = Vec::new();
+    loop {
+        let mut b = [0u8; 1];
+        if s.read(&mut b).await.map_err(shim_err)? == 0 {
+            return Err(Error::unavailable(
+                "the container's shim closed the connection",
+            ));
+        }
+        if b[0] == b'\n' {
+            break;
+        }
+        reply.push(b[0]);
+        if reply.len() > 1 << 16 {
+            return Err(Error::internal("the shim's reply is too long"));
+        }
+    }
+    let reply: Reply = serde_json::from_slice(&reply)
+        .map_err(|e| Error::internal(format!("the shim's reply: {e}")))?;
+    Ok((reply, s))
+}
+
+/// A request whose reply is all there is; a shim error becomes `Err`.
+pub async fn call(bundle: &Path, req: &Request) -> Result<Reply> {
+    let (reply, _) = request(bundle, req).await?;
+    if reply.error.is_empty() {
+        Ok(reply)
+    } else {
+        Err(Error::internal(reply.error))
+    }
+}
+
+/// Joins a client's hijacked connection to a shim stream until the output ends:
+/// the client's input goes to the shim (its end closes the process's stdin
+/// where that is asked for), the shim's output to the client. The client's
+/// side is shut down when the output ends, whatever the client still sends.
+pub async fn splice<C>(client: C, shim: UnixStream)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut sr, mut sw) = shim.into_split();
+    let input = async {
+        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        let _ = sw.shutdown().await;
+        std::future::pending::<()>().await
+    };
+    let output = async {
+        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        let _ = cw.flush().await;
+        let _ = cw.shutdown().await;
+    };
+    tokio::select! {
+        _ = output => {}
+        _ = input => {}
+    }
+}

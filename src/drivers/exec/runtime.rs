@@ -1,0 +1,189 @@
+//! `berthd runtime ...`: the built-in OCI runtime, youki's libcontainer behind
+//! runc's command line, so the shim drives it exactly as it would drive runc or
+//! crun (daemon.json `runtimes`):
+//!
+//! ```text
+//! berthd runtime --root R [--log F] create --bundle B --pid-file P [--console-socket S] ID
+//! berthd runtime --root R [--log F] start ID
+//! berthd runtime --root R [--log F] exec --process P.json --detach --pid-file P [--console-socket S] ID
+//! berthd runtime --root R [--log F] kill ID SIGNAL
+//! berthd runtime --root R [--log F] pause|resume ID
+//! berthd runtime --root R [--log F] delete [--force] ID
+//! ```
+//!
+//! Each call is a short-lived process: libcontainer forks, so it never runs in
+//! the daemon. The container's stdio is this process's stdio (as with runc), so
+//! errors go to the `--log` file, never to stderr.
+
+use std::path::PathBuf;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::signal::Signal;
+use libcontainer::syscall::syscall::SyscallType;
+
+#[derive(Default)]
+struct Args {
+    root: PathBuf,
+    log: Option<PathBuf>,
+    command: String,
+    bundle: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+    console_socket: Option<PathBuf>,
+    process: Option<PathBuf>,
+    force: bool,
+    positional: Vec<String>,
+}
+
+fn parse(argv: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        root: PathBuf::from("/run/berth/runtime"),
+        ..Default::default()
+    };
+    let mut it = argv.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag {
+            "--root" => a.root = value()?.into(),
+            "--log" => a.log = Some(value()?.into()),
+            "--log-format" => {
+                value()?;
+            }
+            "--bundle" | "-b" => a.bundle = Some(value()?.into()),
+            "--pid-file" => a.pid_file = Some(value()?.into()),
+            "--console-socket" => a.console_socket = Some(value()?.into()),
+            "--process" | "-p" => a.process = Some(value()?.into()),
+            "--detach" | "-d" => {}
+            "--force" | "-f" => a.force = true,
+            f if f.starts_with('-') => return Err(format!("unknown flag {f}")),
+            _ if a.command.is_empty() => a.command = arg.clone(),
+            _ => a.positional.push(arg.clone()),
+        }
+    }
+    if a.command.is_empty() {
+        return Err("no command".into());
+    }
+    Ok(a)
+}
+
+/// The entry point of `berthd runtime`; returns the process exit code.
+pub fn main(argv: &[String]) -> i32 {
+    let args = match parse(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("berthd runtime: {e}");
+            return 2;
+        }
+    };
+    match run(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            match &args.log {
+                Some(log) => {
+                    let _ = std::fs::write(log, format!("{e}\n"));
+                }
+                None => eprintln!("{e}"),
+            }
+            1
+        }
+    }
+}
+
+fn id_of(a: &Args) -> Result<String, String> {
+    a.positional
+        .first()
+        .cloned()
+        .ok_or_else(|| format!("{}: no container id", a.command))
+}
+
+fn load(a: &Args) -> Result<Container, String> {
+    let id = id_of(a)?;
+    Container::load(a.root.join(&id)).map_err(|e| format!("loading container {id}: {e}"))
+}
+
+fn run(a: &Args) -> Result<(), String> {
+    let err = |e: libcontainer::error::LibcontainerError| e.to_string();
+    match a.command.as_str() {
+        "create" => {
+            let bundle = a.bundle.clone().ok_or("create: --bundle is required")?;
+            ContainerBuilder::new(id_of(a)?, SyscallType::default())
+                .with_root_path(&a.root)
+                .map_err(err)?
+                .with_pid_file(a.pid_file.clone())
+                .map_err(err)?
+                .with_console_socket(a.console_socket.clone())
+                .as_init(bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+                .map_err(err)?;
+            Ok(())
+        }
+        "start" => load(a)?.start().map_err(err),
+        "exec" => {
+            let process = a.process.clone().ok_or("exec: --process is required")?;
+            ContainerBuilder::new(id_of(a)?, SyscallType::default())
+                .with_root_path(&a.root)
+                .map_err(err)?
+                .with_pid_file(a.pid_file.clone())
+                .map_err(err)?
+                .with_console_socket(a.console_socket.clone())
+                .as_tenant()
+                .with_process(Some(process))
+                .with_detach(true)
+                .build()
+                .map_err(err)?;
+            Ok(())
+        }
+        "kill" => {
+            let sig = a.positional.get(1).map(String::as_str).unwrap_or("SIGTERM");
+            let signal = Signal::try_from(sig).map_err(|e| format!("signal {sig}: {e}"))?;
+            load(a)?.kill(signal, true).map_err(err)
+        }
+        "pause" => load(a)?.pause().map_err(err),
+        "resume" => load(a)?.resume().map_err(err),
+        "delete" => match load(a) {
+            Ok(mut c) => c.delete(a.force).map_err(err),
+            // Nothing left to delete: as runc, not an error with --force.
+            Err(_) if a.force => Ok(()),
+            Err(e) => Err(e),
+        },
+        other => Err(format!("unknown command {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_runcs_command_line() {
+        let a = parse(&args(
+            "--root /r --log /l create --bundle /b --pid-file=/p --console-socket /s abc",
+        ))
+        .unwrap();
+        assert_eq!(a.command, "create");
+        assert_eq!(a.root, PathBuf::from("/r"));
+        assert_eq!(a.bundle, Some(PathBuf::from("/b")));
+        assert_eq!(a.pid_file, Some(PathBuf::from("/p")));
+        assert_eq!(a.console_socket, Some(PathBuf::from("/s")));
+        assert_eq!(id_of(&a).unwrap(), "abc");
+        let a = parse(&args("kill abc KILL")).unwrap();
+        assert_eq!(a.positional, ["abc", "KILL"]);
+        assert!(parse(&args("--nope x")).is_err());
+        assert!(parse(&args("--root")).is_err());
+    }
+}
