@@ -110,6 +110,51 @@ fn scenario() -> Vec<Event> {
         Event::LayerRemoved {
             chain_id: "sha256:bb".into(),
         },
+        // Container events (appended to v1 after the image events), frozen in
+        // v1-containers.
+        Event::ContainerCreated {
+            id: "c1".into(),
+            name: "web".into(),
+            image: "sha256:i2".into(),
+            image_name: "busybox".into(),
+            config: r#"{"Cmd":["sleep","100"],"Image":"busybox"}"#.into(),
+        },
+        Event::ContainerRenamed {
+            id: "c1".into(),
+            name: "front".into(),
+        },
+        Event::ContainerStarted {
+            id: "c1".into(),
+            pid: 4242,
+        },
+        Event::ContainerPaused { id: "c1".into() },
+        Event::ContainerUnpaused { id: "c1".into() },
+        Event::ContainerExited {
+            id: "c1".into(),
+            exit_code: 137,
+            oom_killed: true,
+            error: String::new(),
+        },
+        Event::ContainerCreated {
+            id: "c2".into(),
+            name: "paused".into(),
+            image: "sha256:i2".into(),
+            image_name: "busybox".into(),
+            config: r#"{"Cmd":["sh"],"Image":"busybox"}"#.into(),
+        },
+        Event::ContainerStarted {
+            id: "c2".into(),
+            pid: 4343,
+        },
+        Event::ContainerPaused { id: "c2".into() },
+        Event::ContainerCreated {
+            id: "c3".into(),
+            name: "gone".into(),
+            image: "sha256:i2".into(),
+            image_name: "busybox".into(),
+            config: r#"{"Cmd":["true"],"Image":"busybox"}"#.into(),
+        },
+        Event::ContainerRemoved { id: "c3".into() },
     ]
 }
 

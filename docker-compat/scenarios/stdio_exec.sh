@@ -27,7 +27,7 @@ scenario_exec_output_exit_codes_user_dir_env() {
   # An exec sees the container's processes: its init is pid 1.
   expect_eq "$(d ex exec box cat /proc/1/cmdline | tr '\0' ' ')" "sleep 300 "
   expect_eq "$(echo piped | d ex exec -i box cat)" "piped"
-  expect_eq "$(d ex exec -t box tty | tr -d '\r')" "/dev/pts/1"
+  expect_eq "$(d ex exec -t box tty | tr -d '\r')" "/dev/pts/0"
   local out; code=0
   out=$(d ex exec box nosuchbinary 2>&1) || code=$?
   expect_eq "$code" "126"
@@ -53,4 +53,32 @@ scenario_attach_to_a_running_container_and_start_a() {
   d at create --name first busybox echo first >/dev/null
   expect_eq "$(d at start -a first)" "first"
   d at rm late first >/dev/null
+}
+
+scenario_pause_stops_a_counter_and_unpause_resumes_it() {
+  start_with_busybox pz
+  local id; id=$(d pz run -d --name ctr busybox sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done')
+  local n="$WORK/pz/data/overlay2/$id/merged/tmp/n"
+  sleep 0.5
+  d pz pause ctr >/dev/null
+  expect_eq "$(d pz inspect -f '{{.State.Status}} {{.State.Paused}}' ctr)" "paused true"
+  expect_contains "$(d pz ps --format '{{.Status}}')" "(Paused)"
+  expect_eq "$(d pz ps -q --filter status=paused)" "${id:0:12}"
+  local a b c out
+  a=$(cat "$n"); sleep 0.5; b=$(cat "$n")
+  expect_eq "$b" "$a" "the counter moved while paused"
+  if out=$(d pz exec ctr true 2>&1); then fail "exec ran in a paused container"; fi
+  expect_contains "$out" "is paused, unpause the container before exec"
+  if out=$(d pz pause ctr 2>&1); then fail "a second pause was accepted"; fi
+  expect_contains "$out" "is already paused"
+  d pz unpause ctr >/dev/null
+  sleep 0.5; c=$(cat "$n")
+  [ "$c" -gt "$b" ] || fail "the counter did not move after unpause ($b -> $c)"
+  if out=$(d pz unpause ctr 2>&1); then fail "unpause of a running container was accepted"; fi
+  expect_contains "$out" "is not paused"
+  # A paused container can be stopped: the signal is taken once it is thawed.
+  d pz pause ctr >/dev/null
+  d pz stop -t 1 ctr >/dev/null
+  expect_eq "$(d pz inspect -f '{{.State.Status}} {{.State.Paused}} {{.State.ExitCode}}' ctr)" "exited false 137"
+  d pz rm ctr >/dev/null
 }

@@ -467,7 +467,7 @@ pub struct Kill(pub i32);
 impl Handler<Kill> for ContainerActor {
     type Result = Result<()>;
 
-    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Kill, ctx: &mut Context<Self>) -> Self::Result {
         let state = self.rt.projection.current();
         let c = state
             .containers
@@ -479,7 +479,12 @@ impl Handler<Kill> for ContainerActor {
         let sig = nix::sys::signal::Signal::try_from(msg.0)
             .map_err(|_| Error::invalid(format!("Invalid signal: {}", msg.0)))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid as i32), sig)
-            .map_err(|e| Error::internal(format!("signalling {}: {e}", self.id)))
+            .map_err(|e| Error::internal(format!("signalling {}: {e}", self.id)))?;
+        if c.paused {
+            // A frozen process takes its signal once thawed, as dockerd does it.
+            self.thaw(ctx);
+        }
+        Ok(())
     }
 }
 
@@ -500,19 +505,23 @@ impl Handler<Stop> for ContainerActor {
             .containers
             .get(&self.id)
             .filter(|c| c.status == ContainerStatus::Running)
-            .map(|c| c.pid);
-        let Some(pid) = running else {
+            .map(|c| (c.pid, c.paused));
+        let Some((pid, paused)) = running else {
             return Box::pin(actix::fut::ready(Err(Error::new(
                 ErrorKind::NotModified,
                 "container already stopped",
             ))));
         };
         let mut exits = self.exits.subscribe();
+        let (rt, id) = (self.rt.clone(), self.id.clone());
         let _ = ctx;
         let fut = async move {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
             if let Ok(sig) = nix::sys::signal::Signal::try_from(msg.signal) {
                 let _ = nix::sys::signal::kill(pid, sig);
+            }
+            if paused {
+                thaw(&rt, &id).await;
             }
             if tokio::time::timeout(msg.timeout, exits.changed())
                 .await
@@ -726,6 +735,88 @@ impl Handler<Resize> for ContainerActor {
             )
             .await
             .map(|_| ())
+        })
+    }
+}
+
+/// Thaws a paused container (so a signal sent to it is taken) and records it.
+async fn thaw(rt: &Runtime, id: &str) {
+    match runtime_command(rt, &["resume", id]).await {
+        Ok(()) => {
+            let _ = append(&rt.events, Event::ContainerUnpaused { id: id.to_string() }).await;
+        }
+        Err(e) => warn!(container = %id, error = %e, "thawing"),
+    }
+}
+
+impl ContainerActor {
+    fn thaw(&mut self, ctx: &mut Context<Self>) {
+        let (rt, id) = (self.rt.clone(), self.id.clone());
+        ctx.spawn(async move { thaw(&rt, &id).await }.into_actor(self));
+    }
+}
+
+/// Runs one command of the OCI runtime on this container (pause, resume):
+/// a short-lived process, so libcontainer never runs in the daemon.
+async fn runtime_command(rt: &Runtime, args: &[&str]) -> Result<()> {
+    let mut cmd = tokio::process::Command::new(&rt.runtime[0]);
+    cmd.args(&rt.runtime[1..])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| Error::internal(format!("running the runtime: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "the runtime failed to {}: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Freeze (docker pause) or thaw (docker unpause) the container's processes.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Pause(pub bool);
+
+impl Handler<Pause> for ContainerActor {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: Pause, _: &mut Context<Self>) -> Self::Result {
+        let rt = self.rt.clone();
+        let id = self.id.clone();
+        let state = rt.projection.current();
+        let current = state
+            .containers
+            .get(&id)
+            .filter(|c| c.status == ContainerStatus::Running)
+            .map(|c| c.paused);
+        Box::pin(async move {
+            match (current, msg.0) {
+                (None, _) => return Err(not_running(&id)),
+                (Some(true), true) => {
+                    return Err(Error::conflict(format!("Container {id} is already paused")))
+                }
+                (Some(false), false) => {
+                    return Err(Error::conflict(format!("Container {id} is not paused")))
+                }
+                _ => {}
+            }
+            let (verb, event) = if msg.0 {
+                ("pause", Event::ContainerPaused { id: id.clone() })
+            } else {
+                ("resume", Event::ContainerUnpaused { id: id.clone() })
+            };
+            runtime_command(&rt, &[verb, &id]).await?;
+            append(&rt.events, event).await?;
+            info!(container = %id, verb, "done");
+            Ok(())
         })
     }
 }

@@ -14,7 +14,7 @@ use bollard_stubs::models::{
 
 use super::ApiContext;
 use crate::actors::container::{
-    Attach, ContainerActor, Kill, Resize, Start, Stop, Subscribe, Wait, WaitCondition,
+    Attach, ContainerActor, Kill, Pause, Resize, Start, Stop, Subscribe, Wait, WaitCondition,
 };
 use crate::actors::container_service::{
     CreateContainer, GetActor, RemoveContainer, RenameContainer,
@@ -38,6 +38,8 @@ pub fn routes() -> Router<ApiContext> {
         .route("/containers/{id}/attach", post(attach))
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}/resize", post(resize))
+        .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/unpause", post(unpause))
 }
 
 pub(super) async fn actor(ctx: &ApiContext, name: &str) -> Result<(String, actix::Addr<ContainerActor>)> {
@@ -272,6 +274,18 @@ async fn attach(
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from_stream(ReaderStream(rx)))
         .unwrap_or_default())
+}
+
+async fn pause(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Result<StatusCode> {
+    let (_, a) = actor(&ctx, &id).await?;
+    send(&a, Pause(true)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unpause(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Result<StatusCode> {
+    let (_, a) = actor(&ctx, &id).await?;
+    send(&a, Pause(false)).await??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `101 UPGRADED`: what follows on the connection is the container's stream.

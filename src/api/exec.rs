@@ -36,6 +36,9 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T
 fn running_or_conflict(ctx: &ApiContext, id: &str) -> Result<()> {
     let state = ctx.projection.current();
     match state.containers.get(id) {
+        Some(c) if c.status == ContainerStatus::Running && c.paused => Err(Error::conflict(
+            format!("Container {id} is paused, unpause the container before exec"),
+        )),
         Some(c) if c.status == ContainerStatus::Running => Ok(()),
         _ => Err(Error::conflict(format!("Container {id} is not running"))),
     }

@@ -55,6 +55,10 @@ fn state_enum(c: &ContainerRecord) -> (ContainerSummaryStateEnum, ContainerState
             ContainerSummaryStateEnum::CREATED,
             ContainerStateStatusEnum::CREATED,
         ),
+        ContainerStatus::Running if c.paused => (
+            ContainerSummaryStateEnum::PAUSED,
+            ContainerStateStatusEnum::PAUSED,
+        ),
         ContainerStatus::Running => (
             ContainerSummaryStateEnum::RUNNING,
             ContainerStateStatusEnum::RUNNING,
@@ -71,6 +75,7 @@ pub fn status_text(c: &ContainerRecord, now_ns: u64) -> String {
     let ago = |ns: u64| human_duration(now_ns.saturating_sub(ns) / 1_000_000_000);
     match c.status {
         ContainerStatus::Created => "Created".into(),
+        ContainerStatus::Running if c.paused => format!("Up {} (Paused)", ago(c.started_ns)),
         ContainerStatus::Running => format!("Up {}", ago(c.started_ns)),
         ContainerStatus::Exited => format!("Exited ({}) {} ago", c.exit_code, ago(c.finished_ns)),
     }
@@ -140,7 +145,7 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
         state: Some(ContainerState {
             status: Some(status),
             running: Some(c.status == ContainerStatus::Running),
-            paused: Some(false),
+            paused: Some(c.paused),
             restarting: Some(false),
             oom_killed: Some(c.oom_killed),
             dead: Some(false),

@@ -48,6 +48,9 @@ pub struct ContainerRecord {
     pub error: String,
     pub started_ns: u64,
     pub finished_ns: u64,
+    /// Running, with its processes frozen.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +234,7 @@ impl State {
             Event::ContainerStarted { id, pid } => {
                 if let Some(c) = self.containers.get_mut(id) {
                     c.status = ContainerStatus::Running;
+                    c.paused = false;
                     c.pid = *pid;
                     c.started_ns = time_ns;
                     c.exit_code = 0;
@@ -250,6 +254,7 @@ impl State {
                     if c.status == ContainerStatus::Running {
                         c.status = ContainerStatus::Exited;
                     }
+                    c.paused = false;
                     c.pid = 0;
                     c.exit_code = *exit_code;
                     c.oom_killed = *oom_killed;
@@ -259,6 +264,14 @@ impl State {
             }
             Event::ContainerRemoved { id } => {
                 self.containers.remove(id);
+            }
+            Event::ContainerPaused { id } | Event::ContainerUnpaused { id } => {
+                let paused = matches!(event, Event::ContainerPaused { .. });
+                if let Some(c) = self.containers.get_mut(id) {
+                    if c.status == ContainerStatus::Running {
+                        c.paused = paused;
+                    }
+                }
             }
             Event::LayerBlobStored {
                 chain_id,

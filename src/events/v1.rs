@@ -75,4 +75,8 @@ pub enum Event {
     },
     /// Container `id` is gone, with its layer, bundle and log.
     ContainerRemoved { id: String },
+    /// Container `id`'s processes are frozen (docker pause).
+    ContainerPaused { id: String },
+    /// Container `id`'s processes are thawed (docker unpause).
+    ContainerUnpaused { id: String },
 }
