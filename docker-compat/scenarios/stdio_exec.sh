@@ -82,3 +82,22 @@ scenario_pause_stops_a_counter_and_unpause_resumes_it() {
   expect_eq "$(d pz inspect -f '{{.State.Status}} {{.State.Paused}} {{.State.ExitCode}}' ctr)" "exited false 137"
   d pz rm ctr >/dev/null
 }
+
+scenario_top_and_stats_of_a_running_container() {
+  start_with_busybox ts
+  d ts run -d --name tp -m 64m busybox sleep 300 >/dev/null
+  local out
+  out=$(d ts top tp)
+  expect_contains "$out" "PID"
+  expect_contains "$out" "sleep 300"
+  # Only the container's processes: one row under the header.
+  expect_eq "$(echo "$out" | wc -l)" "2"
+  expect_contains "$(d ts top tp -o pid,comm)" "sleep"
+  out=$(d ts stats --no-stream --format '{{.Name}} {{.PIDs}} {{.MemUsage}}' tp)
+  expect_contains "$out" "tp 1 "
+  expect_contains "$out" "/ 64MiB"
+  d ts stop -t 0 tp >/dev/null
+  if out=$(d ts top tp 2>&1); then fail "top of a stopped container answered"; fi
+  expect_contains "$out" "is not running"
+  d ts rm tp >/dev/null
+}

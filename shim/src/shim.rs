@@ -89,8 +89,54 @@ pub fn main(bundle: &Path) -> i32 {
             return 1;
         }
     };
+    shed_code_pages();
     shim.run();
     0
+}
+
+/// Drops this process's mappings of its own executable's pages that were
+/// never written (code, relocation tables, read-only data): setup (spawning
+/// the runtime, receiving the pty, parsing the config) touched far more of
+/// them than the loop ever reads again, and every page touched stays in RSS.
+/// Such pages are the file's own, so they fault back in from the page cache
+/// when used. A mapping with any written (anonymous) page, such as data or the
+/// relocated RELRO, is left alone: dropping it would lose what was written.
+/// One shim runs per container: this is most of its RSS.
+fn shed_code_pages() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [range, perms, _, _, _, path, ..] = fields.as_slice() {
+            current = None;
+            if perms.starts_with('r') && !perms.contains('w') && Path::new(path) == exe {
+                if let Some((a, b)) = range.split_once('-') {
+                    if let (Ok(a), Ok(b)) =
+                        (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                    {
+                        current = Some((a, b));
+                    }
+                }
+            }
+            continue;
+        }
+        if let (Some((a, b)), ["Anonymous:", kb, ..]) = (current, fields.as_slice()) {
+            current = None;
+            if *kb != "0" {
+                continue;
+            }
+            // SAFETY: a private file mapping none of whose pages was written:
+            // dropping them only makes the next access read the file again.
+            unsafe {
+                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
+            }
+        }
+    }
 }
 
 fn report(created: &Created) {
@@ -214,6 +260,8 @@ struct Shim {
     /// Processes reaped before we learnt their pid (an exec that ended at once).
     reaped: HashMap<i32, i32>,
     main_done_at: Option<Instant>,
+    /// Requests served so far.
+    served: u64,
 }
 
 const MAIN: u64 = 0;
@@ -407,6 +455,7 @@ impl Shim {
             next_key: 1,
             reaped: HashMap::new(),
             main_done_at: None,
+            served: 0,
         };
         let tty = shim.config.tty;
         let stdio = make_stdio(tty, shim.config.open_stdin)?;
@@ -477,14 +526,19 @@ impl Shim {
                     break;
                 }
             }
-            self.poll_once(&mut buf);
+            if self.poll_once(&mut buf) {
+                shed_code_pages();
+            }
         }
         let id = self.config.id.clone();
         let _ = self.run_runtime(&["delete", "--force", &id], None);
         let _ = std::fs::remove_file(SHIM_SOCKET);
     }
 
-    fn poll_once(&mut self, buf: &mut [u8]) {
+    /// One poll and what it found; true when a request was served (which runs
+    /// code the loop does not, such as the runtime's spawn).
+    fn poll_once(&mut self, buf: &mut [u8]) -> bool {
+        let served = self.served;
         // What each poll entry is.
         enum Slot {
             Signal,
@@ -581,6 +635,7 @@ impl Shim {
             }
         }
         self.finish_procs();
+        self.served != served
     }
 
     fn reap(&mut self) {
@@ -819,6 +874,7 @@ impl Shim {
     }
 
     fn request(&mut self, key: u64, line: &[u8], rest: Vec<u8>) {
+        self.served += 1;
         let req: Request = match serde_json::from_slice(line) {
             Ok(r) => r,
             Err(e) => return self.fail(key, format!("bad request: {e}")),

@@ -39,6 +39,8 @@ pub fn routes() -> Router<ApiContext> {
         .route("/containers/{id}/logs", get(logs))
         .route("/containers/{id}/resize", post(resize))
         .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/top", get(top))
+        .route("/containers/{id}/stats", get(stats))
         .route("/containers/{id}/unpause", post(unpause))
 }
 
@@ -273,6 +275,93 @@ async fn attach(
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from_stream(ReaderStream(rx)))
+        .unwrap_or_default())
+}
+
+/// The container, if it runs (else dockerd's 409).
+fn running(ctx: &ApiContext, name: &str) -> Result<crate::events::projection::ContainerRecord> {
+    let state = ctx.projection.current();
+    let c = render::resolve(&state, name)?;
+    if c.status != crate::events::projection::ContainerStatus::Running {
+        return Err(Error::conflict(format!("Container {} is not running", c.id)));
+    }
+    Ok(c.clone())
+}
+
+/// GET /containers/{id}/top?ps_args=
+async fn top(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>> {
+    let c = running(&ctx, &id)?;
+    let ps_args = q.get("ps_args").cloned().unwrap_or_default();
+    let cgroup = crate::drivers::exec::bundle::cgroup_path(&c.id);
+    let v = tokio::task::spawn_blocking(move || {
+        let pids = crate::containers::top::container_pids(&cgroup);
+        crate::containers::top::top(&ps_args, &pids)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("top: {e}")))??;
+    Ok(Json(v))
+}
+
+/// GET /containers/{id}/stats?stream=&one-shot=: a sample a second while
+/// streaming; otherwise one, with the previous second's CPU for the CLI's CPU%
+/// (none with one-shot).
+async fn stats(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response<Body>> {
+    use crate::containers::stats::{render as render_stats, sample};
+    let state = ctx.projection.current();
+    let c = render::resolve(&state, &id)?.clone();
+    let cgroup = crate::drivers::exec::bundle::cgroup_path(&c.id);
+    let stream = q.get("stream").is_none_or(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let one_shot = flag(&q, "one-shot");
+    let now_ns = crate::store::eventlog::now_ns;
+    if !stream {
+        let mut pre = None;
+        if !one_shot {
+            pre = Some((now_ns(), sample(&cgroup).0));
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let now = sample(&cgroup);
+        let v = render_stats(&c.id, &c.name, now_ns(), &now, pre.as_ref().map(|(t, cpu)| (*t, cpu)));
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string() + "\n"))
+            .unwrap_or_default());
+    }
+    let projection = ctx.projection.clone();
+    let body = futures_util::stream::unfold(
+        (None::<(u64, serde_json::Value)>, true),
+        move |(pre, go_on)| {
+            let (cgroup, projection, c) = (cgroup.clone(), projection.clone(), c.clone());
+            async move {
+                if !go_on {
+                    return None;
+                }
+                if pre.is_some() {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                let now = sample(&cgroup);
+                let t = now_ns();
+                let v = render_stats(&c.id, &c.name, t, &now, pre.as_ref().map(|(t, cpu)| (*t, cpu)));
+                let alive = projection.current().containers.get(&c.id).is_some_and(|r| {
+                    r.status == crate::events::projection::ContainerStatus::Running
+                });
+                Some((
+                    Ok::<_, std::convert::Infallible>(v.to_string() + "\n"),
+                    (Some((t, now.0)), alive),
+                ))
+            }
+        },
+    );
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(body))
         .unwrap_or_default())
 }
 

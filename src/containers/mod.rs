@@ -6,3 +6,5 @@ pub mod exec;
 pub mod logs;
 pub mod names;
 pub mod render;
+pub mod stats;
+pub mod top;

@@ -1,0 +1,191 @@
+//! `docker stats`: one sample of a container's cgroup counters in dockerd's
+//! JSON shape (cgroup v1 files, or v2's where the v1 ones are absent). The CLI
+//! computes CPU% from the difference between `precpu_stats` and `cpu_stats`
+//! against the host's CPU time, so each sample carries the host's too.
+
+use serde_json::{json, Value};
+
+/// Nanoseconds per USER_HZ tick (/proc/stat, cpuacct.stat count in 1/100 s).
+const NS_PER_TICK: u64 = 10_000_000;
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+fn number(path: &str) -> Option<u64> {
+    read(path).and_then(|s| s.trim().parse().ok())
+}
+
+/// `key value` lines (memory.stat, cpu.stat, cpuacct.stat).
+fn keyed(text: &str) -> serde_json::Map<String, Value> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(k, v)| v.trim().parse::<u64>().ok().map(|n| (k.to_string(), json!(n))))
+        .collect()
+}
+
+/// The host's CPU time in ns and the number of CPUs, from /proc/stat.
+pub fn host_cpu() -> (u64, u64) {
+    let text = read("/proc/stat").unwrap_or_default();
+    let total = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    let cpus = text
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count() as u64;
+    (total * NS_PER_TICK, cpus.max(1))
+}
+
+fn host_memory() -> u64 {
+    read("/proc/meminfo")
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The cpu_stats object.
+fn cpu_stats(rel: &str) -> Value {
+    let (system, cpus) = host_cpu();
+    let v1 = format!("/sys/fs/cgroup/cpu,cpuacct/{rel}");
+    let (total, percpu, user, kernel, throttling) =
+        if let Some(total) = number(&format!("{v1}/cpuacct.usage")) {
+            let percpu: Vec<u64> = read(&format!("{v1}/cpuacct.usage_percpu"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let st = keyed(&read(&format!("{v1}/cpuacct.stat")).unwrap_or_default());
+            let ticks = |k: &str| st.get(k).and_then(Value::as_u64).unwrap_or(0) * NS_PER_TICK;
+            let th = keyed(&read(&format!("{v1}/cpu.stat")).unwrap_or_default());
+            (total, Some(percpu), ticks("user"), ticks("system"), th)
+        } else {
+            let st = keyed(&read(&format!("/sys/fs/cgroup/{rel}/cpu.stat")).unwrap_or_default());
+            let us = |k: &str| st.get(k).and_then(Value::as_u64).unwrap_or(0) * 1000;
+            let mut th = serde_json::Map::new();
+            for (k, from) in [("nr_periods", "nr_periods"), ("nr_throttled", "nr_throttled")] {
+                th.insert(k.into(), st.get(from).cloned().unwrap_or(json!(0)));
+            }
+            th.insert("throttled_time".into(), json!(us("throttled_usec")));
+            (us("usage_usec"), None, us("user_usec"), us("system_usec"), th)
+        };
+    json!({
+        "cpu_usage": {
+            "total_usage": total,
+            "percpu_usage": percpu,
+            "usage_in_kernelmode": kernel,
+            "usage_in_usermode": user,
+        },
+        "system_cpu_usage": system,
+        "online_cpus": cpus,
+        "throttling_data": {
+            "periods": throttling.get("nr_periods").cloned().unwrap_or(json!(0)),
+            "throttled_periods": throttling.get("nr_throttled").cloned().unwrap_or(json!(0)),
+            "throttled_time": throttling.get("throttled_time").cloned().unwrap_or(json!(0)),
+        },
+    })
+}
+
+fn memory_stats(rel: &str) -> Value {
+    let host = host_memory();
+    let v1 = format!("/sys/fs/cgroup/memory/{rel}");
+    let clamp = |limit: u64| if host > 0 && limit > host { host } else { limit };
+    if let Some(usage) = number(&format!("{v1}/memory.usage_in_bytes")) {
+        return json!({
+            "usage": usage,
+            "max_usage": number(&format!("{v1}/memory.max_usage_in_bytes")).unwrap_or(0),
+            "failcnt": number(&format!("{v1}/memory.failcnt")).unwrap_or(0),
+            "limit": clamp(number(&format!("{v1}/memory.limit_in_bytes")).unwrap_or(u64::MAX)),
+            "stats": keyed(&read(&format!("{v1}/memory.stat")).unwrap_or_default()),
+        });
+    }
+    let v2 = format!("/sys/fs/cgroup/{rel}");
+    let limit = read(&format!("{v2}/memory.max"))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u64::MAX);
+    json!({
+        "usage": number(&format!("{v2}/memory.current")).unwrap_or(0),
+        "limit": clamp(limit),
+        "stats": keyed(&read(&format!("{v2}/memory.stat")).unwrap_or_default()),
+    })
+}
+
+fn pids_stats(rel: &str) -> Value {
+    for dir in [format!("/sys/fs/cgroup/pids/{rel}"), format!("/sys/fs/cgroup/{rel}")] {
+        if let Some(current) = number(&format!("{dir}/pids.current")) {
+            let limit = number(&format!("{dir}/pids.max"));
+            return json!({ "current": current, "limit": limit });
+        }
+    }
+    json!({})
+}
+
+/// One sample: (cpu_stats, memory_stats, pids_stats).
+pub fn sample(cgroup_path: &str) -> (Value, Value, Value) {
+    let rel = cgroup_path.trim_start_matches('/');
+    (cpu_stats(rel), memory_stats(rel), pids_stats(rel))
+}
+
+/// The stats JSON dockerd sends, with `pre` the previous sample (empty for
+/// the first).
+pub fn render(
+    id: &str,
+    name: &str,
+    read_ns: u64,
+    now: &(Value, Value, Value),
+    pre: Option<(u64, &Value)>,
+) -> Value {
+    let zero_cpu = json!({ "cpu_usage": { "total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0 }, "throttling_data": { "periods": 0, "throttled_periods": 0, "throttled_time": 0 } });
+    let (preread, precpu) = match pre {
+        Some((ns, cpu)) => (crate::api::system::rfc3339(ns), cpu.clone()),
+        None => ("0001-01-01T00:00:00Z".to_string(), zero_cpu),
+    };
+    let empty_blkio = json!({
+        "io_service_bytes_recursive": null, "io_serviced_recursive": null,
+        "io_queue_recursive": null, "io_service_time_recursive": null,
+        "io_wait_time_recursive": null, "io_merged_recursive": null,
+        "io_time_recursive": null, "sectors_recursive": null,
+    });
+    json!({
+        "read": crate::api::system::rfc3339(read_ns),
+        "preread": preread,
+        "pids_stats": now.2,
+        "blkio_stats": empty_blkio,
+        "num_procs": 0,
+        "storage_stats": {},
+        "cpu_stats": now.0,
+        "precpu_stats": precpu,
+        "memory_stats": now.1,
+        "name": format!("/{name}"),
+        "id": id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_files_and_the_host_cpu() {
+        let m = keyed("cache 4096\nrss 8192\nbad x\n");
+        assert_eq!(m.get("rss"), Some(&json!(8192)));
+        assert!(!m.contains_key("bad"));
+        let (total, cpus) = host_cpu();
+        assert!(total > 0 && cpus >= 1);
+        let now = sample("/berth/no-such-container");
+        let v = render("abc", "web", 1, &now, None);
+        assert_eq!(v["name"], "/web");
+        assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
+        assert!(v["cpu_stats"]["system_cpu_usage"].as_u64().unwrap() > 0);
+    }
+}
