@@ -33,7 +33,12 @@ async fn pull(docker: &Docker, image: &str) {
 }
 
 /// Runs an attached exec; (stdout, stderr) as the multiplexed frames said.
-async fn exec(docker: &Docker, id: &str, cmd: &[&str], stdin: Option<&[u8]>) -> (String, String, String) {
+async fn exec(
+    docker: &Docker,
+    id: &str,
+    cmd: &[&str],
+    stdin: Option<&[u8]>,
+) -> (String, String, String) {
     let e = docker
         .create_exec(
             id,
@@ -51,7 +56,11 @@ async fn exec(docker: &Docker, id: &str, cmd: &[&str], stdin: Option<&[u8]>) -> 
         .start_exec(&e.id, None::<StartExecOptions>)
         .await
         .expect("start exec");
-    let StartExecResults::Attached { mut output, mut input } = started else {
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = started
+    else {
         panic!("not attached");
     };
     if let Some(data) = stdin {
@@ -89,11 +98,20 @@ async fn exec_streams_stdin_and_both_outputs_and_records_the_exit() {
         .expect("create")
         .id;
     docker
-        .start_container(&id, None::<bollard::query_parameters::StartContainerOptions>)
+        .start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
         .await
         .expect("start");
 
-    let (exec_id, out, err) = exec(&docker, &id, &["sh", "-c", "echo out; echo err >&2; exit 3"], None).await;
+    let (exec_id, out, err) = exec(
+        &docker,
+        &id,
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        None,
+    )
+    .await;
     assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
     let i = docker.inspect_exec(&exec_id).await.expect("inspect exec");
     assert_eq!(i.exit_code, Some(3));
@@ -110,23 +128,43 @@ async fn exec_streams_stdin_and_both_outputs_and_records_the_exit() {
 
     // An empty command is a bad request.
     let empty = docker
-        .create_exec(&id, CreateExecOptions::<String> { cmd: Some(vec![]), ..Default::default() })
+        .create_exec(
+            &id,
+            CreateExecOptions::<String> {
+                cmd: Some(vec![]),
+                ..Default::default()
+            },
+        )
         .await;
     assert!(
-        matches!(empty, Err(bollard::errors::Error::DockerResponseServerError { status_code: 400, .. })),
+        matches!(
+            empty,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 400,
+                ..
+            })
+        ),
         "{empty:?}"
     );
 
     // A missing binary: dockerd's words in the stream, exit code 126.
     let (exec_id, out, _) = exec(&docker, &id, &["nosuchbinary"], None).await;
     assert!(out.contains("executable file not found"), "{out:?}");
-    assert_eq!(docker.inspect_exec(&exec_id).await.expect("inspect").exit_code, Some(126));
+    assert_eq!(
+        docker
+            .inspect_exec(&exec_id)
+            .await
+            .expect("inspect")
+            .exit_code,
+        Some(126)
+    );
 
     docker
         .kill_container(&id, None::<bollard::query_parameters::KillContainerOptions>)
         .await
         .expect("kill");
-    let mut waited = docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
+    let mut waited =
+        docker.wait_container(&id, None::<bollard::query_parameters::WaitContainerOptions>);
     let _ = waited.next().await;
     let stopped = docker
         .create_exec(
@@ -138,7 +176,10 @@ async fn exec_streams_stdin_and_both_outputs_and_records_the_exit() {
         )
         .await;
     match stopped {
-        Err(bollard::errors::Error::DockerResponseServerError { status_code, message }) => {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        }) => {
             assert_eq!(status_code, 409);
             assert!(message.contains("is not running"), "{message}");
         }
@@ -146,7 +187,13 @@ async fn exec_streams_stdin_and_both_outputs_and_records_the_exit() {
     }
     let unknown = docker.inspect_exec("nosuchexec").await;
     assert!(
-        matches!(unknown, Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })),
+        matches!(
+            unknown,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        ),
         "{unknown:?}"
     );
 }

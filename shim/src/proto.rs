@@ -119,7 +119,10 @@ mod tests {
             width: 80,
         };
         let s = serde_json::to_string(&r).unwrap();
-        assert_eq!(s, r#"{"op":"resize","exec_id":null,"height":24,"width":80}"#);
+        assert_eq!(
+            s,
+            r#"{"op":"resize","exec_id":null,"height":24,"width":80}"#
+        );
         let back: Request = serde_json::from_str(r#"{"op":"start"}"#).unwrap();
         assert!(matches!(back, Request::Start));
         let mut out = Vec::new();

@@ -439,7 +439,8 @@ impl Shim {
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| format!("signalfd: {e}"))?;
         let _ = std::fs::remove_file(SHIM_SOCKET);
-        let listener = UnixListener::bind(SHIM_SOCKET).map_err(|e| format!("{SHIM_SOCKET}: {e}"))?;
+        let listener =
+            UnixListener::bind(SHIM_SOCKET).map_err(|e| format!("{SHIM_SOCKET}: {e}"))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("{SHIM_SOCKET}: {e}"))?;
@@ -553,9 +554,10 @@ impl Shim {
             PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
         ];
         let blocked = |key: u64, clients: &HashMap<u64, Client>| {
-            clients.values().any(
-                |c| matches!(c.role, Role::Stream { proc, .. } if proc == key) && c.out.len() > HIGH_WATER,
-            )
+            clients.values().any(|c| {
+                matches!(c.role, Role::Stream { proc, .. } if proc == key)
+                    && c.out.len() > HIGH_WATER
+            })
         };
         for (key, p) in &self.procs {
             if !blocked(*key, &self.clients) {
@@ -597,8 +599,8 @@ impl Shim {
             fds.push(PollFd::new(c.sock.as_fd(), ev));
             slots.push(Slot::Client(*key));
         }
-        let waiting = self.procs.values().any(|p| p.exit.is_some() && !p.done)
-            || self.main_done_at.is_some();
+        let waiting =
+            self.procs.values().any(|p| p.exit.is_some() && !p.done) || self.main_done_at.is_some();
         let timeout = if waiting {
             PollTimeout::from(100u8)
         } else {
@@ -647,7 +649,11 @@ impl Shim {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             };
-            match self.procs.values_mut().find(|p| p.pid == pid && p.exit.is_none()) {
+            match self
+                .procs
+                .values_mut()
+                .find(|p| p.pid == pid && p.exit.is_none())
+            {
                 Some(p) => {
                     p.exit = Some(code);
                     p.exited_at = Some(Instant::now());
@@ -951,7 +957,10 @@ impl Shim {
                 height,
                 width,
             } => {
-                let p = self.procs.values().find(|p| p.exec_id == exec_id && !p.done);
+                let p = self
+                    .procs
+                    .values()
+                    .find(|p| p.exec_id == exec_id && !p.done);
                 let result = match p.and_then(|p| p.master.as_ref()) {
                     Some(m) => resize(m, height, width),
                     None => Err("no tty to resize".to_string()),
@@ -1003,14 +1012,7 @@ impl Shim {
         );
         let console_abs = self.bundle.join(&console_rel).display().to_string();
         let id = self.config.id.clone();
-        let mut args = vec![
-            "exec",
-            "--process",
-            &p_s,
-            "--detach",
-            "--pid-file",
-            &pid_s,
-        ];
+        let mut args = vec!["exec", "--process", &p_s, "--detach", "--pid-file", &pid_s];
         if tty {
             args.extend(["--console-socket", console_abs.as_str()]);
         }
@@ -1064,9 +1066,8 @@ impl Shim {
             .iter()
             .filter(|(_, p)| {
                 !p.done
-                    && p.exited_at.is_some_and(|at| {
-                        !p.sources_open() || at.elapsed() > DRAIN_GRACE
-                    })
+                    && p.exited_at
+                        .is_some_and(|at| !p.sources_open() || at.elapsed() > DRAIN_GRACE)
             })
             .map(|(k, _)| *k)
             .collect();
@@ -1186,7 +1187,10 @@ mod tests {
             .iter()
             .map(|v| (v["stream"].as_str().unwrap(), v["log"].as_str().unwrap()))
             .collect();
-        assert_eq!(got, [("stdout", "a\n"), ("stderr", "e\n"), ("stdout", "bc")]);
+        assert_eq!(
+            got,
+            [("stdout", "a\n"), ("stderr", "e\n"), ("stdout", "bc")]
+        );
     }
 
     #[test]

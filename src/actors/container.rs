@@ -210,7 +210,9 @@ impl Handler<Start> for ContainerActor {
                             Ok((reply, stream)) if reply.error.is_empty() => {
                                 tokio::spawn(client::splice(p.io, stream));
                             }
-                            Ok((reply, _)) => warn!(container = %id, error = %reply.error, "attach"),
+                            Ok((reply, _)) => {
+                                warn!(container = %id, error = %reply.error, "attach")
+                            }
                             Err(e) => warn!(container = %id, error = %e, "attach"),
                         }
                     }
@@ -265,14 +267,14 @@ async fn start_failed(rt: &Runtime, id: &str, bundle_dir: &std::path::Path, e: &
     rt.layers.unmount_rw(id);
     let _ = std::fs::remove_dir_all(bundle_dir);
     let msg = runtime_words(e);
-    let code = if msg.contains("executable file not found") || msg.contains("no such file or directory")
-    {
-        127
-    } else if msg.contains("permission denied") {
-        126
-    } else {
-        128
-    };
+    let code =
+        if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+            127
+        } else if msg.contains("permission denied") {
+            126
+        } else {
+            128
+        };
     let _ = append(
         &rt.events,
         Event::ContainerExited {
@@ -603,7 +605,9 @@ impl Handler<Attach> for ContainerActor {
                 stderr: msg.stderr,
             };
             match client::request(&dir, &req).await {
-                Ok((reply, stream)) if reply.error.is_empty() => client::splice(msg.io, stream).await,
+                Ok((reply, stream)) if reply.error.is_empty() => {
+                    client::splice(msg.io, stream).await
+                }
                 Ok((reply, _)) => warn!(container = %id, error = %reply.error, "attach"),
                 Err(e) => warn!(container = %id, error = %e, "attach"),
             }
@@ -692,11 +696,10 @@ impl Handler<StartExec> for ContainerActor {
 /// An exec that could not start, in runc's words (`OCI runtime exec failed`),
 /// which the docker CLI reads for its exit code.
 pub fn exec_words(e: &str) -> String {
-    runtime_words(e)
-        .replace(
-            "failed to create task: OCI runtime create failed: ",
-            "OCI runtime exec failed: exec failed: ",
-        )
+    runtime_words(e).replace(
+        "failed to create task: OCI runtime create failed: ",
+        "OCI runtime exec failed: exec failed: ",
+    )
 }
 
 /// Set the tty size of the main process or of an exec.

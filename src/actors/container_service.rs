@@ -34,7 +34,10 @@ pub struct RuntimeCommand {
 impl RuntimeCommand {
     /// berth-shim beside berthd, driving `berthd runtime` (libcontainer) with
     /// its state under `<exec-root>/runtime`.
-    pub fn builtin(exec_root: &std::path::Path, execs: crate::containers::exec::ExecRegistry) -> Result<Self> {
+    pub fn builtin(
+        exec_root: &std::path::Path,
+        execs: crate::containers::exec::ExecRegistry,
+    ) -> Result<Self> {
         let exe = std::env::current_exe().context("finding berthd")?;
         Ok(RuntimeCommand {
             shim: exe.with_file_name("berth-shim"),

@@ -44,7 +44,10 @@ pub fn routes() -> Router<ApiContext> {
         .route("/containers/{id}/unpause", post(unpause))
 }
 
-pub(super) async fn actor(ctx: &ApiContext, name: &str) -> Result<(String, actix::Addr<ContainerActor>)> {
+pub(super) async fn actor(
+    ctx: &ApiContext,
+    name: &str,
+) -> Result<(String, actix::Addr<ContainerActor>)> {
     ask(
         ctx,
         GetActor {
@@ -247,7 +250,10 @@ async fn attach(
             if logs_too {
                 let (entries, _) = logs::read_from(&path, 0);
                 let bytes = logs::render(&entries, opts.0, false, opts.2, opts.3);
-                if tokio::io::AsyncWriteExt::write_all(&mut io, &bytes).await.is_err() {
+                if tokio::io::AsyncWriteExt::write_all(&mut io, &bytes)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -283,7 +289,10 @@ fn running(ctx: &ApiContext, name: &str) -> Result<crate::events::projection::Co
     let state = ctx.projection.current();
     let c = render::resolve(&state, name)?;
     if c.status != crate::events::projection::ContainerStatus::Running {
-        return Err(Error::conflict(format!("Container {} is not running", c.id)));
+        return Err(Error::conflict(format!(
+            "Container {} is not running",
+            c.id
+        )));
     }
     Ok(c.clone())
 }
@@ -318,7 +327,9 @@ async fn stats(
     let state = ctx.projection.current();
     let c = render::resolve(&state, &id)?.clone();
     let cgroup = crate::drivers::exec::bundle::cgroup_path(&c.id);
-    let stream = q.get("stream").is_none_or(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let stream = q
+        .get("stream")
+        .is_none_or(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let one_shot = flag(&q, "one-shot");
     let now_ns = crate::store::eventlog::now_ns;
     if !stream {
@@ -328,7 +339,13 @@ async fn stats(
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         let now = sample(&cgroup);
-        let v = render_stats(&c.id, &c.name, now_ns(), &now, pre.as_ref().map(|(t, cpu)| (*t, cpu)));
+        let v = render_stats(
+            &c.id,
+            &c.name,
+            now_ns(),
+            &now,
+            pre.as_ref().map(|(t, cpu)| (*t, cpu)),
+        );
         return Ok(Response::builder()
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(v.to_string() + "\n"))
@@ -348,7 +365,13 @@ async fn stats(
                 }
                 let now = sample(&cgroup);
                 let t = now_ns();
-                let v = render_stats(&c.id, &c.name, t, &now, pre.as_ref().map(|(t, cpu)| (*t, cpu)));
+                let v = render_stats(
+                    &c.id,
+                    &c.name,
+                    t,
+                    &now,
+                    pre.as_ref().map(|(t, cpu)| (*t, cpu)),
+                );
                 let alive = projection.current().containers.get(&c.id).is_some_and(|r| {
                     r.status == crate::events::projection::ContainerStatus::Running
                 });

@@ -20,7 +20,12 @@ fn number(path: &str) -> Option<u64> {
 fn keyed(text: &str) -> serde_json::Map<String, Value> {
     text.lines()
         .filter_map(|l| l.split_once(' '))
-        .filter_map(|(k, v)| v.trim().parse::<u64>().ok().map(|n| (k.to_string(), json!(n))))
+        .filter_map(|(k, v)| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .map(|n| (k.to_string(), json!(n)))
+        })
         .collect()
 }
 
@@ -73,11 +78,20 @@ fn cpu_stats(rel: &str) -> Value {
             let st = keyed(&read(&format!("/sys/fs/cgroup/{rel}/cpu.stat")).unwrap_or_default());
             let us = |k: &str| st.get(k).and_then(Value::as_u64).unwrap_or(0) * 1000;
             let mut th = serde_json::Map::new();
-            for (k, from) in [("nr_periods", "nr_periods"), ("nr_throttled", "nr_throttled")] {
+            for (k, from) in [
+                ("nr_periods", "nr_periods"),
+                ("nr_throttled", "nr_throttled"),
+            ] {
                 th.insert(k.into(), st.get(from).cloned().unwrap_or(json!(0)));
             }
             th.insert("throttled_time".into(), json!(us("throttled_usec")));
-            (us("usage_usec"), None, us("user_usec"), us("system_usec"), th)
+            (
+                us("usage_usec"),
+                None,
+                us("user_usec"),
+                us("system_usec"),
+                th,
+            )
         };
     json!({
         "cpu_usage": {
@@ -99,7 +113,13 @@ fn cpu_stats(rel: &str) -> Value {
 fn memory_stats(rel: &str) -> Value {
     let host = host_memory();
     let v1 = format!("/sys/fs/cgroup/memory/{rel}");
-    let clamp = |limit: u64| if host > 0 && limit > host { host } else { limit };
+    let clamp = |limit: u64| {
+        if host > 0 && limit > host {
+            host
+        } else {
+            limit
+        }
+    };
     if let Some(usage) = number(&format!("{v1}/memory.usage_in_bytes")) {
         return json!({
             "usage": usage,
@@ -121,7 +141,10 @@ fn memory_stats(rel: &str) -> Value {
 }
 
 fn pids_stats(rel: &str) -> Value {
-    for dir in [format!("/sys/fs/cgroup/pids/{rel}"), format!("/sys/fs/cgroup/{rel}")] {
+    for dir in [
+        format!("/sys/fs/cgroup/pids/{rel}"),
+        format!("/sys/fs/cgroup/{rel}"),
+    ] {
         if let Some(current) = number(&format!("{dir}/pids.current")) {
             let limit = number(&format!("{dir}/pids.max"));
             return json!({ "current": current, "limit": limit });

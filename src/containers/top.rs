@@ -97,7 +97,16 @@ mod tests {
         assert_eq!(v["Titles"][1], "PID");
         assert_eq!(
             v["Processes"],
-            json!([["root", "4242", "4200", "0", "10:01", "?", "00:00:00", "sleep 300 now"]])
+            json!([[
+                "root",
+                "4242",
+                "4200",
+                "0",
+                "10:01",
+                "?",
+                "00:00:00",
+                "sleep 300 now"
+            ]])
         );
         assert!(parse_ps("UID CMD\nroot x\n", &[1]).is_err());
         assert!(parse_ps("", &[1]).is_err());
