@@ -128,10 +128,8 @@ async fn serve(config: Config) -> Result<()> {
         projection.clone(),
         &config.data_root,
         &config.exec_root,
-        crate::actors::container_service::RuntimeCommand::builtin(
-            &config.exec_root,
-            execs.clone(),
-        )?,
+        crate::actors::container::RuntimeCommand::builtin(&config.exec_root)?,
+        execs.clone(),
     )
     .start();
 

@@ -2,17 +2,7 @@
 
 mod common;
 
-use bollard::Docker;
-use common::{header, http, TestDaemon};
-
-fn client(d: &TestDaemon) -> Docker {
-    Docker::connect_with_unix(
-        &d.socket().display().to_string(),
-        30,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .expect("connect")
-}
+use common::{client, header, http, TestDaemon};
 
 #[tokio::test]
 async fn bollard_sees_ping_version_and_info() {

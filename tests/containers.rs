@@ -8,31 +8,12 @@ use std::collections::HashMap;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
 };
 use bollard::Docker;
-use common::{TestDaemon, TestRegistry};
+use common::{client, pull, TestDaemon, TestRegistry};
 use futures_util::StreamExt;
-
-fn client(d: &TestDaemon) -> Docker {
-    Docker::connect_with_unix(
-        &d.socket().display().to_string(),
-        60,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .expect("connect")
-}
-
-async fn pull(docker: &Docker, image: &str) {
-    let opts = CreateImageOptionsBuilder::default()
-        .from_image(image)
-        .build();
-    let mut s = docker.create_image(Some(opts), None, None);
-    while let Some(item) = s.next().await {
-        item.expect("pull");
-    }
-}
 
 async fn create(
     docker: &Docker,
@@ -73,7 +54,7 @@ async fn create_inspect_list_rename_remove() {
     let mut d = TestDaemon::start();
     let docker = client(&d);
     let busybox = reg.image("busybox");
-    pull(&docker, &busybox).await;
+    pull(&docker, &busybox).await.expect("pull");
 
     let web = create(
         &docker,
@@ -373,7 +354,7 @@ async fn run_wait_logs_stop_and_a_missing_binary() {
     let d = TestDaemon::start();
     let docker = client(&d);
     let busybox = reg.image("busybox");
-    pull(&docker, &busybox).await;
+    pull(&docker, &busybox).await.expect("pull");
     let body = |cmd: &[&str]| ContainerCreateBody {
         image: Some(busybox.clone()),
         cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),

@@ -7,30 +7,10 @@ mod common;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::CreateImageOptionsBuilder;
 use bollard::Docker;
-use common::{TestDaemon, TestRegistry};
+use common::{client, pull, TestDaemon, TestRegistry};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-
-fn client(d: &TestDaemon) -> Docker {
-    Docker::connect_with_unix(
-        &d.socket().display().to_string(),
-        60,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .expect("connect")
-}
-
-async fn pull(docker: &Docker, image: &str) {
-    let opts = CreateImageOptionsBuilder::default()
-        .from_image(image)
-        .build();
-    let mut s = docker.create_image(Some(opts), None, None);
-    while let Some(item) = s.next().await {
-        item.expect("pull");
-    }
-}
 
 /// Runs an attached exec; (stdout, stderr) as the multiplexed frames said.
 async fn exec(
@@ -84,7 +64,7 @@ async fn exec_streams_stdin_and_both_outputs_and_records_the_exit() {
     let d = TestDaemon::start();
     let docker = client(&d);
     let busybox = reg.image("busybox");
-    pull(&docker, &busybox).await;
+    pull(&docker, &busybox).await.expect("pull");
     let id = docker
         .create_container(
             None::<bollard::query_parameters::CreateContainerOptions>,

@@ -10,37 +10,8 @@ use bollard::query_parameters::{
     TagImageOptionsBuilder,
 };
 use bollard::Docker;
-use common::{TestDaemon, TestRegistry};
+use common::{client, pull, TestDaemon, TestRegistry};
 use futures_util::StreamExt;
-
-fn client(d: &TestDaemon) -> Docker {
-    Docker::connect_with_unix(
-        &d.socket().display().to_string(),
-        60,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .expect("connect")
-}
-
-/// Pulls `image`; Ok(status lines) or Err(the error the stream or the API gave).
-async fn pull(docker: &Docker, image: &str) -> Result<Vec<String>, String> {
-    let opts = CreateImageOptionsBuilder::default()
-        .from_image(image)
-        .build();
-    let mut stream = docker.create_image(Some(opts), None, None);
-    let mut statuses = Vec::new();
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(info) => statuses.push(format!(
-                "{} {}",
-                info.id.unwrap_or_default(),
-                info.status.unwrap_or_default()
-            )),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(statuses)
-}
 
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

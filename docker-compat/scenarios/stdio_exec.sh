@@ -96,8 +96,28 @@ scenario_top_and_stats_of_a_running_container() {
   out=$(d ts stats --no-stream --format '{{.Name}} {{.PIDs}} {{.MemUsage}}' tp)
   expect_contains "$out" "tp 1 "
   expect_contains "$out" "/ 64MiB"
+  # Streaming: a sample a second, each with the one before as precpu.
+  out=$(api ts --max-time 2.6 http://berth/containers/tp/stats || true)
+  [ "$(echo "$out" | grep -c '"read"')" -ge 2 ] || fail "fewer than 2 samples in 2.6 s: $out"
+  expect_eq "$(echo "$out" | sed -n 2p | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["precpu_stats"]["system_cpu_usage"] > 0, v["pids_stats"]["current"])')" "True 1"
   d ts stop -t 0 tp >/dev/null
   if out=$(d ts top tp 2>&1); then fail "top of a stopped container answered"; fi
   expect_contains "$out" "is not running"
   d ts rm tp >/dev/null
+}
+
+scenario_privileged_has_the_daemons_capabilities_and_resize_reaches_the_tty() {
+  start_with_busybox pv
+  # berthd runs with this shell's bounding set: --privileged grants all of it
+  # (not every capability there is: this machine lacks CAP_SYS_RESOURCE).
+  local bnd; bnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status)
+  expect_eq "$(d pv run --rm --privileged busybox awk '/^CapEff/ {print $2}' /proc/self/status)" "$bnd"
+  [ "$(d pv run --rm busybox awk '/^CapEff/ {print $2}' /proc/self/status)" != "$bnd" ] || fail "the default set is the whole bounding set"
+  # A resize reaches the container's terminal.
+  d pv run -d -t --name rsz busybox sh -c 'sleep 1; stty size' >/dev/null
+  expect_eq "$(api pv -s -o /dev/null -w '%{http_code}' -XPOST 'http://berth/containers/rsz/resize?h=30&w=100')" "200"
+  d pv wait rsz >/dev/null
+  expect_eq "$(d pv logs rsz | tr -d '\r')" "30 100"
+  expect_eq "$(api pv -s -o /dev/null -w '%{http_code}' -XPOST 'http://berth/containers/rsz/resize?h=x&w=1')" "400"
+  d pv rm rsz >/dev/null
 }

@@ -220,7 +220,32 @@ struct Proc {
     done: bool,
 }
 
+/// A process the runtime started for us: its pid and our ends of its stdio.
+struct Started {
+    pid: i32,
+    master: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    outs: Vec<(u8, OwnedFd)>,
+}
+
 impl Proc {
+    fn new(exec_id: Option<String>, tty: bool, started: Started, stdin_once: bool) -> Proc {
+        Proc {
+            exec_id,
+            pid: started.pid,
+            tty,
+            master: started.master,
+            stdin: started.stdin,
+            outs: started.outs,
+            stdin_buf: Vec::new(),
+            stdin_closing: false,
+            stdin_once,
+            exit: None,
+            exited_at: None,
+            done: false,
+        }
+    }
+
     fn sources_open(&self) -> bool {
         self.master.is_some() || !self.outs.is_empty()
     }
@@ -418,6 +443,55 @@ impl Shim {
         }
     }
 
+    /// Runs `runtime ARGS --pid-file P [--console-socket S] ID` with stdio made
+    /// for the process: pipes, or a pty whose master the runtime sends over
+    /// the console socket bound at `console_rel` (relative to the bundle).
+    fn run_process(
+        &self,
+        args: &[&str],
+        tty: bool,
+        stdin: bool,
+        pid_file: &Path,
+        console_rel: &str,
+    ) -> Result<Started, String> {
+        let stdio = make_stdio(tty, stdin)?;
+        let console = if tty {
+            let _ = std::fs::remove_file(console_rel);
+            Some(UnixListener::bind(console_rel).map_err(|e| format!("console socket: {e}"))?)
+        } else {
+            None
+        };
+        let pid_s = pid_file.display().to_string();
+        let console_abs = self.bundle.join(console_rel).display().to_string();
+        let id = self.config.id.clone();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--pid-file", &pid_s]);
+        if tty {
+            all.extend(["--console-socket", &console_abs]);
+        }
+        all.push(&id);
+        let started = self.run_runtime(&all, Some(stdio.theirs)).and_then(|()| {
+            let master = match &console {
+                Some(l) => {
+                    let m = receive_master(l)?;
+                    set_nonblocking(&m);
+                    Some(m)
+                }
+                None => None,
+            };
+            Ok(Started {
+                pid: read_pid(pid_file)?,
+                master,
+                stdin: stdio.stdin,
+                outs: stdio.outs,
+            })
+        });
+        if tty {
+            let _ = std::fs::remove_file(console_rel);
+        }
+        started
+    }
+
     fn create(bundle: PathBuf, config: ShimConfig) -> Result<Shim, String> {
         if config.runtime.is_empty() {
             return Err("no runtime configured".into());
@@ -458,54 +532,28 @@ impl Shim {
             main_done_at: None,
             served: 0,
         };
-        let tty = shim.config.tty;
-        let stdio = make_stdio(tty, shim.config.open_stdin)?;
-        let console = if tty {
-            let _ = std::fs::remove_file("console.sock");
-            Some(UnixListener::bind("console.sock").map_err(|e| format!("console socket: {e}"))?)
-        } else {
-            None
-        };
+        let (tty, open_stdin) = (shim.config.tty, shim.config.open_stdin);
         let bundle_s = shim.bundle.display().to_string();
-        let pid_file = shim.bundle.join("init.pid").display().to_string();
-        let console_path = shim.bundle.join("console.sock").display().to_string();
-        let id = shim.config.id.clone();
-        let mut args = vec!["create", "--bundle", &bundle_s, "--pid-file", &pid_file];
-        if tty {
-            args.extend(["--console-socket", console_path.as_str()]);
-        }
-        args.push(&id);
-        if let Err(e) = shim.run_runtime(&args, Some(stdio.theirs)) {
-            let _ = shim.run_runtime(&["delete", "--force", &id], None);
-            return Err(e);
-        }
-        let pid = read_pid(Path::new(&pid_file))?;
-        let master = match &console {
-            Some(l) => {
-                let m = receive_master(l)?;
-                set_nonblocking(&m);
-                Some(m)
-            }
-            None => None,
-        };
-        let stdin_once = shim.config.stdin_once;
-        shim.procs.insert(
-            MAIN,
-            Proc {
-                exec_id: None,
-                pid,
-                tty,
-                master,
-                stdin: stdio.stdin,
-                outs: stdio.outs,
-                stdin_buf: Vec::new(),
-                stdin_closing: false,
-                stdin_once,
-                exit: None,
-                exited_at: None,
-                done: false,
-            },
+        let pid_file = shim.bundle.join("init.pid");
+        let started = shim.run_process(
+            &["create", "--bundle", &bundle_s],
+            tty,
+            open_stdin,
+            &pid_file,
+            "console.sock",
         );
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                let id = shim.config.id.clone();
+                let _ = shim.run_runtime(&["delete", "--force", &id], None);
+                return Err(e);
+            }
+        };
+        let pid = started.pid;
+        let stdin_once = shim.config.stdin_once;
+        shim.procs
+            .insert(MAIN, Proc::new(None, tty, started, stdin_once));
         report(&Created {
             pid: pid as u32,
             error: String::new(),
@@ -999,62 +1047,25 @@ impl Shim {
             serde_json::to_vec(process).map_err(|e| e.to_string())?,
         )
         .map_err(|e| format!("{}: {e}", process_file.display()))?;
-        let stdio = make_stdio(tty, stdin)?;
-        let console = if tty {
-            let _ = std::fs::remove_file(&console_rel);
-            Some(UnixListener::bind(&console_rel).map_err(|e| format!("console socket: {e}"))?)
-        } else {
-            None
-        };
-        let (p_s, pid_s) = (
-            process_file.display().to_string(),
-            pid_file.display().to_string(),
+        let p_s = process_file.display().to_string();
+        let started = self.run_process(
+            &["exec", "--process", &p_s, "--detach"],
+            tty,
+            stdin,
+            &pid_file,
+            &console_rel,
         );
-        let console_abs = self.bundle.join(&console_rel).display().to_string();
-        let id = self.config.id.clone();
-        let mut args = vec!["exec", "--process", &p_s, "--detach", "--pid-file", &pid_s];
-        if tty {
-            args.extend(["--console-socket", console_abs.as_str()]);
-        }
-        args.push(&id);
-        let ran = self.run_runtime(&args, Some(stdio.theirs));
         let _ = std::fs::remove_file(&process_file);
-        if let Err(e) = ran {
-            let _ = std::fs::remove_file(&console_rel);
-            return Err(e);
-        }
-        let pid = read_pid(&pid_file)?;
         let _ = std::fs::remove_file(&pid_file);
-        let master = match &console {
-            Some(l) => {
-                let m = receive_master(l);
-                let _ = std::fs::remove_file(&console_rel);
-                let m = m?;
-                set_nonblocking(&m);
-                Some(m)
-            }
-            None => None,
-        };
-        let exit = self.reaped.remove(&pid);
+        let started = started?;
+        let pid = started.pid;
+        let mut proc = Proc::new(Some(exec_id.to_string()), tty, started, true);
+        // It may have ended before we knew its pid.
+        proc.exit = self.reaped.remove(&pid);
+        proc.exited_at = proc.exit.map(|_| Instant::now());
         let key = self.next_key;
         self.next_key += 1;
-        self.procs.insert(
-            key,
-            Proc {
-                exec_id: Some(exec_id.to_string()),
-                pid,
-                tty,
-                master,
-                stdin: stdio.stdin,
-                outs: stdio.outs,
-                stdin_buf: Vec::new(),
-                stdin_closing: false,
-                stdin_once: true,
-                exit,
-                exited_at: exit.map(|_| Instant::now()),
-                done: false,
-            },
-        );
+        self.procs.insert(key, proc);
         Ok((key, pid))
     }
 

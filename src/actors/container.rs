@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::event_log::{append, EventLog};
 use crate::containers::exec::ExecRegistry;
-use crate::drivers::exec::proto::{Created, ExitStatus, Request, EXEC_DIR, EXIT_FILE};
+use crate::drivers::exec::proto::{Created, ExitStatus, Request, EXIT_FILE};
 use crate::drivers::exec::{bundle, client};
 use crate::drivers::storage::LayerStore;
 use crate::error::{Error, ErrorKind, Result};
@@ -31,11 +31,35 @@ pub struct Runtime {
     pub exec_root: PathBuf,
     /// `<data-root>/containers`
     pub containers_dir: PathBuf,
+    pub command: RuntimeCommand,
+    pub execs: ExecRegistry,
+}
+
+/// How containers are run: the shim binary and the OCI runtime it drives.
+#[derive(Clone)]
+pub struct RuntimeCommand {
     /// The shim binary (`berth-shim`, beside berthd).
     pub shim: PathBuf,
     /// The OCI runtime's command line up to its subcommand.
     pub runtime: Vec<String>,
-    pub execs: ExecRegistry,
+}
+
+impl RuntimeCommand {
+    /// berth-shim beside berthd, driving `berthd runtime` (libcontainer) with
+    /// its state under `<exec-root>/runtime`.
+    pub fn builtin(exec_root: &std::path::Path) -> Result<Self> {
+        use crate::error::Context as _;
+        let exe = std::env::current_exe().context("finding berthd")?;
+        Ok(RuntimeCommand {
+            shim: exe.with_file_name("berth-shim"),
+            runtime: vec![
+                exe.display().to_string(),
+                "runtime".into(),
+                "--root".into(),
+                exec_root.join("runtime").display().to_string(),
+            ],
+        })
+    }
 }
 
 /// A client's hijacked connection, handed to the container to stream.
@@ -45,7 +69,7 @@ pub type ClientIo = Box<dyn ClientStream>;
 
 /// An attach that came before the start: joined to the shim between the
 /// container's creation and its start, so no output is missed.
-struct PendingAttach {
+pub(super) struct PendingAttach {
     io: ClientIo,
     stdin: bool,
     stdout: bool,
@@ -77,8 +101,8 @@ pub struct WaitOutcome {
 }
 
 pub struct ContainerActor {
-    id: String,
-    rt: Runtime,
+    pub(super) id: String,
+    pub(super) rt: Runtime,
     waiters: Vec<(WaitCondition, oneshot::Sender<WaitOutcome>)>,
     /// Bumped at each exit: attach and `logs -f` end when it moves.
     exits: watch::Sender<u64>,
@@ -135,7 +159,38 @@ impl Actor for ContainerActor {
     type Context = Context<Self>;
 }
 
-fn not_running(id: &str) -> Error {
+impl ContainerActor {
+    /// `(pid, paused)` while the projection says the container runs.
+    pub(super) fn running(&self) -> Option<(u32, bool)> {
+        self.rt
+            .projection
+            .current()
+            .containers
+            .get(&self.id)
+            .filter(|c| c.status == ContainerStatus::Running)
+            .map(|c| (c.pid, c.paused))
+    }
+}
+
+/// Joins a client to the main process's stream: the attach request waits
+/// until the shim has the client registered (so a start after it misses
+/// nothing); the splice then runs on its own.
+async fn join_attach(dir: &std::path::Path, id: &str, p: PendingAttach) {
+    let req = Request::Attach {
+        stdin: p.stdin,
+        stdout: p.stdout,
+        stderr: p.stderr,
+    };
+    match client::request(dir, &req).await {
+        Ok((reply, stream)) if reply.error.is_empty() => {
+            tokio::spawn(client::splice(p.io, stream));
+        }
+        Ok((reply, _)) => warn!(container = %id, error = %reply.error, "attach"),
+        Err(e) => warn!(container = %id, error = %e, "attach"),
+    }
+}
+
+pub(super) fn not_running(id: &str) -> Error {
     Error::conflict(format!("Container {id} is not running"))
 }
 
@@ -176,7 +231,7 @@ impl Handler<Start> for ContainerActor {
                         &rt.layers,
                         &rt.exec_root,
                         &rt.containers_dir.join(&id),
-                        &rt.runtime,
+                        &rt.command.runtime,
                     )
                 })
                 .await
@@ -198,23 +253,10 @@ impl Handler<Start> for ContainerActor {
                     return Err(e);
                 }
             };
-            match launch(&rt.shim, &b.dir).await {
+            match launch(&rt.command.shim, &b.dir).await {
                 Ok((pid, mut child)) => {
                     for p in pending {
-                        let req = Request::Attach {
-                            stdin: p.stdin,
-                            stdout: p.stdout,
-                            stderr: p.stderr,
-                        };
-                        match client::request(&b.dir, &req).await {
-                            Ok((reply, stream)) if reply.error.is_empty() => {
-                                tokio::spawn(client::splice(p.io, stream));
-                            }
-                            Ok((reply, _)) => {
-                                warn!(container = %id, error = %reply.error, "attach")
-                            }
-                            Err(e) => warn!(container = %id, error = %e, "attach"),
-                        }
+                        join_attach(&b.dir, &id, p).await;
                     }
                     if let Err(e) = client::call(&b.dir, &Request::Start).await {
                         // The init never ran: end it, and the shim with it.
@@ -293,14 +335,28 @@ async fn start_failed(rt: &Runtime, id: &str, bundle_dir: &std::path::Path, e: &
 /// "permission denied"): libcontainer says "executable 'x' not found in
 /// $PATH"; runc, and so dockerd, `exec: "x": executable file not found in $PATH`.
 pub fn runtime_words(e: &str) -> String {
-    let detail = match e
+    format!(
+        "failed to create task: OCI runtime create failed: unable to start container process: {}: unknown",
+        runc_detail(e)
+    )
+}
+
+/// An exec that could not start, in runc's words.
+pub fn exec_words(e: &str) -> String {
+    format!(
+        "OCI runtime exec failed: exec failed: unable to start container process: {}: unknown",
+        runc_detail(e)
+    )
+}
+
+fn runc_detail(e: &str) -> String {
+    match e
         .split_once("executable '")
         .and_then(|(_, r)| r.split_once("' not found"))
     {
         Some((binary, _)) => format!("exec: \"{binary}\": executable file not found in $PATH"),
         None => e.to_string(),
-    };
-    format!("failed to create task: OCI runtime create failed: unable to start container process: {detail}: unknown")
+    }
 }
 
 /// Starts the shim on `bundle` and reads its first line: the created
@@ -445,14 +501,7 @@ impl Handler<Wait> for ContainerActor {
 
     fn handle(&mut self, msg: Wait, _: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let running = self
-            .rt
-            .projection
-            .current()
-            .containers
-            .get(&self.id)
-            .is_some_and(|c| c.status == ContainerStatus::Running)
-            || self.starting;
+        let running = self.running().is_some() || self.starting;
         self.waiters.push((msg.0, tx));
         if msg.0 == WaitCondition::NotRunning && !running {
             self.notify(false);
@@ -470,19 +519,15 @@ impl Handler<Kill> for ContainerActor {
     type Result = Result<()>;
 
     fn handle(&mut self, msg: Kill, ctx: &mut Context<Self>) -> Self::Result {
-        let state = self.rt.projection.current();
-        let c = state
-            .containers
-            .get(&self.id)
+        let (pid, paused) = self
+            .running()
+            .filter(|(pid, _)| *pid != 0)
             .ok_or_else(|| not_running(&self.id))?;
-        if c.status != ContainerStatus::Running || c.pid == 0 {
-            return Err(not_running(&self.id));
-        }
         let sig = nix::sys::signal::Signal::try_from(msg.0)
             .map_err(|_| Error::invalid(format!("Invalid signal: {}", msg.0)))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.pid as i32), sig)
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
             .map_err(|e| Error::internal(format!("signalling {}: {e}", self.id)))?;
-        if c.paused {
+        if paused {
             // A frozen process takes its signal once thawed, as dockerd does it.
             self.thaw(ctx);
         }
@@ -501,14 +546,8 @@ pub struct Stop {
 impl Handler<Stop> for ContainerActor {
     type Result = ResponseActFuture<Self, Result<()>>;
 
-    fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Self::Result {
-        let state = self.rt.projection.current();
-        let running = state
-            .containers
-            .get(&self.id)
-            .filter(|c| c.status == ContainerStatus::Running)
-            .map(|c| (c.pid, c.paused));
-        let Some((pid, paused)) = running else {
+    fn handle(&mut self, msg: Stop, _: &mut Context<Self>) -> Self::Result {
+        let Some((pid, paused)) = self.running() else {
             return Box::pin(actix::fut::ready(Err(Error::new(
                 ErrorKind::NotModified,
                 "container already stopped",
@@ -516,7 +555,6 @@ impl Handler<Stop> for ContainerActor {
         };
         let mut exits = self.exits.subscribe();
         let (rt, id) = (self.rt.clone(), self.id.clone());
-        let _ = ctx;
         let fut = async move {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
             if let Ok(sig) = nix::sys::signal::Signal::try_from(msg.signal) {
@@ -580,126 +618,20 @@ impl Handler<Attach> for ContainerActor {
     type Result = ();
 
     fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
-        let running = self
-            .rt
-            .projection
-            .current()
-            .containers
-            .get(&self.id)
-            .is_some_and(|c| c.status == ContainerStatus::Running);
-        if !running || self.starting {
-            self.pending_attaches.push(PendingAttach {
-                io: msg.io,
-                stdin: msg.stdin,
-                stdout: msg.stdout,
-                stderr: msg.stderr,
-            });
+        let attach = PendingAttach {
+            io: msg.io,
+            stdin: msg.stdin,
+            stdout: msg.stdout,
+            stderr: msg.stderr,
+        };
+        if self.running().is_none() || self.starting {
+            self.pending_attaches.push(attach);
             return;
         }
         let dir = self.rt.bundle_dir(&self.id);
         let id = self.id.clone();
-        tokio::spawn(async move {
-            let req = Request::Attach {
-                stdin: msg.stdin,
-                stdout: msg.stdout,
-                stderr: msg.stderr,
-            };
-            match client::request(&dir, &req).await {
-                Ok((reply, stream)) if reply.error.is_empty() => {
-                    client::splice(msg.io, stream).await
-                }
-                Ok((reply, _)) => warn!(container = %id, error = %reply.error, "attach"),
-                Err(e) => warn!(container = %id, error = %e, "attach"),
-            }
-        });
+        tokio::spawn(async move { join_attach(&dir, &id, attach).await });
     }
-}
-
-/// Run an exec instance in the running container. With a client stream, the
-/// exec's stdio is joined to it; without (detached), its output is dropped.
-/// Either way the exit code reaches the registry when it ends.
-#[derive(Message)]
-#[rtype(result = "Result<()>")]
-pub struct StartExec {
-    pub exec_id: String,
-    pub io: Option<ClientIo>,
-}
-
-impl Handler<StartExec> for ContainerActor {
-    type Result = ResponseFuture<Result<()>>;
-
-    fn handle(&mut self, msg: StartExec, _: &mut Context<Self>) -> Self::Result {
-        let rt = self.rt.clone();
-        let id = self.id.clone();
-        let running = rt
-            .projection
-            .current()
-            .containers
-            .get(&id)
-            .is_some_and(|c| c.status == ContainerStatus::Running);
-        Box::pin(async move {
-            if !running {
-                return Err(not_running(&id));
-            }
-            let rec = rt.execs.get(&msg.exec_id)?;
-            let dir = rt.bundle_dir(&id);
-            let spec: serde_json::Value = std::fs::read(dir.join("config.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| not_running(&id))?;
-            let user = if rec.user.is_empty() {
-                None
-            } else {
-                let rootfs = PathBuf::from(spec["root"]["path"].as_str().unwrap_or_default());
-                Some(crate::drivers::exec::spec::resolve_user(
-                    &rec.user,
-                    &bundle::read_in_root(&rootfs, "etc/passwd"),
-                    &bundle::read_in_root(&rootfs, "etc/group"),
-                )?)
-            };
-            let process = crate::containers::exec::process(&spec["process"], &rec, user)?;
-            let attached = msg.io.is_some();
-            let req = Request::Exec {
-                exec_id: rec.id.clone(),
-                process,
-                stdin: attached && rec.attach_stdin,
-                stdout: attached && rec.attach_stdout,
-                stderr: attached && rec.attach_stderr,
-            };
-            let (reply, stream) = client::request(&dir, &req).await?;
-            if !reply.error.is_empty() {
-                return Err(Error::invalid(exec_words(&reply.error)));
-            }
-            rt.execs.running(&rec.id, reply.pid);
-            let execs = rt.execs.clone();
-            tokio::spawn(async move {
-                match msg.io {
-                    Some(io) => client::splice(io, stream).await,
-                    None => {
-                        let mut stream = stream;
-                        let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
-                    }
-                }
-                let exit = dir.join(EXEC_DIR).join(format!("{}.exit", rec.id));
-                let status: Option<ExitStatus> = std::fs::read(&exit)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok());
-                let _ = std::fs::remove_file(&exit);
-                // No status: the shim went with the container (killed with it).
-                execs.ended(&rec.id, status.map_or(137, |s| s.exit_code as i64));
-            });
-            Ok(())
-        })
-    }
-}
-
-/// An exec that could not start, in runc's words (`OCI runtime exec failed`),
-/// which the docker CLI reads for its exit code.
-pub fn exec_words(e: &str) -> String {
-    runtime_words(e).replace(
-        "failed to create task: OCI runtime create failed: ",
-        "OCI runtime exec failed: exec failed: ",
-    )
 }
 
 /// Set the tty size of the main process or of an exec.
@@ -717,13 +649,7 @@ impl Handler<Resize> for ContainerActor {
     fn handle(&mut self, msg: Resize, _: &mut Context<Self>) -> Self::Result {
         let dir = self.rt.bundle_dir(&self.id);
         let id = self.id.clone();
-        let running = self
-            .rt
-            .projection
-            .current()
-            .containers
-            .get(&id)
-            .is_some_and(|c| c.status == ContainerStatus::Running);
+        let running = self.running().is_some();
         Box::pin(async move {
             if !running {
                 return Err(not_running(&id));
@@ -762,8 +688,9 @@ impl ContainerActor {
 /// Runs one command of the OCI runtime on this container (pause, resume):
 /// a short-lived process, so libcontainer never runs in the daemon.
 async fn runtime_command(rt: &Runtime, args: &[&str]) -> Result<()> {
-    let mut cmd = tokio::process::Command::new(&rt.runtime[0]);
-    cmd.args(&rt.runtime[1..])
+    let runtime = &rt.command.runtime;
+    let mut cmd = tokio::process::Command::new(&runtime[0]);
+    cmd.args(&runtime[1..])
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -794,12 +721,7 @@ impl Handler<Pause> for ContainerActor {
     fn handle(&mut self, msg: Pause, _: &mut Context<Self>) -> Self::Result {
         let rt = self.rt.clone();
         let id = self.id.clone();
-        let state = rt.projection.current();
-        let current = state
-            .containers
-            .get(&id)
-            .filter(|c| c.status == ContainerStatus::Running)
-            .map(|c| c.paused);
+        let current = self.running().map(|(_, paused)| paused);
         Box::pin(async move {
             match (current, msg.0) {
                 (None, _) => return Err(not_running(&id)),

@@ -11,7 +11,7 @@ use actix::prelude::*;
 use bollard_stubs::models::{ContainerConfig, ContainerCreateBody};
 use tracing::info;
 
-use super::container::{remove_container, ContainerActor, Runtime};
+use super::container::{remove_container, ContainerActor, Runtime, RuntimeCommand};
 use super::event_log::{append, EventLog};
 use crate::containers::config::{merge, valid_name, validate_host_config};
 use crate::containers::names::random_name;
@@ -22,35 +22,6 @@ use crate::events::projection::{ContainerStatus, Projection, State};
 use crate::events::Event;
 use crate::registry::reference::Reference;
 use crate::store::blobs::BlobStore;
-
-/// How containers are run: the shim binary, the OCI runtime it drives, and the
-/// exec instances the API shares with the container actors.
-pub struct RuntimeCommand {
-    pub shim: PathBuf,
-    pub runtime: Vec<String>,
-    pub execs: crate::containers::exec::ExecRegistry,
-}
-
-impl RuntimeCommand {
-    /// berth-shim beside berthd, driving `berthd runtime` (libcontainer) with
-    /// its state under `<exec-root>/runtime`.
-    pub fn builtin(
-        exec_root: &std::path::Path,
-        execs: crate::containers::exec::ExecRegistry,
-    ) -> Result<Self> {
-        let exe = std::env::current_exe().context("finding berthd")?;
-        Ok(RuntimeCommand {
-            shim: exe.with_file_name("berth-shim"),
-            runtime: vec![
-                exe.display().to_string(),
-                "runtime".into(),
-                "--root".into(),
-                exec_root.join("runtime").display().to_string(),
-            ],
-            execs,
-        })
-    }
-}
 
 pub struct ContainerService {
     /// The actor of each container that has one (made on first use).
@@ -64,8 +35,7 @@ pub struct ContainerService {
     /// hostname, hosts and resolv.conf).
     containers_dir: PathBuf,
     cpus: usize,
-    shim: PathBuf,
-    runtime: Vec<String>,
+    command: RuntimeCommand,
     execs: crate::containers::exec::ExecRegistry,
 }
 
@@ -77,7 +47,8 @@ impl ContainerService {
         projection: Projection,
         data_root: &std::path::Path,
         exec_root: &std::path::Path,
-        runtime: RuntimeCommand,
+        command: RuntimeCommand,
+        execs: crate::containers::exec::ExecRegistry,
     ) -> Self {
         ContainerService {
             actors: std::collections::HashMap::new(),
@@ -90,9 +61,8 @@ impl ContainerService {
             cpus: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
-            shim: runtime.shim,
-            runtime: runtime.runtime,
-            execs: runtime.execs,
+            command,
+            execs,
         }
     }
 }
@@ -365,8 +335,7 @@ impl ContainerService {
             layers: Arc::clone(&self.layers),
             exec_root: self.exec_root.clone(),
             containers_dir: self.containers_dir.clone(),
-            shim: self.shim.clone(),
-            runtime: self.runtime.clone(),
+            command: self.command.clone(),
             execs: self.execs.clone(),
         }
     }

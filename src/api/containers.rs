@@ -284,8 +284,8 @@ async fn attach(
         .unwrap_or_default())
 }
 
-/// The container, if it runs (else dockerd's 409).
-fn running(ctx: &ApiContext, name: &str) -> Result<crate::events::projection::ContainerRecord> {
+/// The ID of the container `name` names, if it runs (else dockerd's 409).
+fn running_id(ctx: &ApiContext, name: &str) -> Result<String> {
     let state = ctx.projection.current();
     let c = render::resolve(&state, name)?;
     if c.status != crate::events::projection::ContainerStatus::Running {
@@ -294,7 +294,7 @@ fn running(ctx: &ApiContext, name: &str) -> Result<crate::events::projection::Co
             c.id
         )));
     }
-    Ok(c.clone())
+    Ok(c.id.clone())
 }
 
 /// GET /containers/{id}/top?ps_args=
@@ -303,88 +303,38 @@ async fn top(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>> {
-    let c = running(&ctx, &id)?;
+    let id = running_id(&ctx, &id)?;
     let ps_args = q.get("ps_args").cloned().unwrap_or_default();
-    let cgroup = crate::drivers::exec::bundle::cgroup_path(&c.id);
-    let v = tokio::task::spawn_blocking(move || {
-        let pids = crate::containers::top::container_pids(&cgroup);
-        crate::containers::top::top(&ps_args, &pids)
-    })
-    .await
-    .map_err(|e| Error::internal(format!("top: {e}")))??;
+    let v =
+        tokio::task::spawn_blocking(move || crate::containers::top::of_container(&id, &ps_args))
+            .await
+            .map_err(|e| Error::internal(format!("top: {e}")))??;
     Ok(Json(v))
 }
 
-/// GET /containers/{id}/stats?stream=&one-shot=: a sample a second while
-/// streaming; otherwise one, with the previous second's CPU for the CLI's CPU%
-/// (none with one-shot).
+/// GET /containers/{id}/stats?stream=&one-shot=
 async fn stats(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response<Body>> {
-    use crate::containers::stats::{render as render_stats, sample};
-    let state = ctx.projection.current();
-    let c = render::resolve(&state, &id)?.clone();
-    let cgroup = crate::drivers::exec::bundle::cgroup_path(&c.id);
-    let stream = q
+    let c = render::resolve(&ctx.projection.current(), &id)?.clone();
+    let streaming = q
         .get("stream")
         .is_none_or(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    let one_shot = flag(&q, "one-shot");
-    let now_ns = crate::store::eventlog::now_ns;
-    if !stream {
-        let mut pre = None;
-        if !one_shot {
-            pre = Some((now_ns(), sample(&cgroup).0));
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
-        let now = sample(&cgroup);
-        let v = render_stats(
-            &c.id,
-            &c.name,
-            now_ns(),
-            &now,
-            pre.as_ref().map(|(t, cpu)| (*t, cpu)),
-        );
-        return Ok(Response::builder()
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string() + "\n"))
-            .unwrap_or_default());
-    }
-    let projection = ctx.projection.clone();
-    let body = futures_util::stream::unfold(
-        (None::<(u64, serde_json::Value)>, true),
-        move |(pre, go_on)| {
-            let (cgroup, projection, c) = (cgroup.clone(), projection.clone(), c.clone());
-            async move {
-                if !go_on {
-                    return None;
-                }
-                if pre.is_some() {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-                let now = sample(&cgroup);
-                let t = now_ns();
-                let v = render_stats(
-                    &c.id,
-                    &c.name,
-                    t,
-                    &now,
-                    pre.as_ref().map(|(t, cpu)| (*t, cpu)),
-                );
-                let alive = projection.current().containers.get(&c.id).is_some_and(|r| {
-                    r.status == crate::events::projection::ContainerStatus::Running
-                });
-                Some((
-                    Ok::<_, std::convert::Infallible>(v.to_string() + "\n"),
-                    (Some((t, now.0)), alive),
-                ))
-            }
-        },
-    );
+    let body = if streaming {
+        let lines = crate::containers::stats::stream(c, ctx.projection.clone());
+        Body::from_stream(futures_util::StreamExt::map(
+            lines,
+            Ok::<_, std::convert::Infallible>,
+        ))
+    } else {
+        let v = crate::containers::stats::once(&c, flag(&q, "one-shot")).await;
+        Body::from(v.to_string() + "\n")
+    };
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(body))
+        .body(body)
         .unwrap_or_default())
 }
 

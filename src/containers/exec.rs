@@ -32,6 +32,43 @@ pub struct ExecRecord {
     pub pid: u32,
 }
 
+impl ExecRecord {
+    /// A new exec of `container_id` from POST /containers/{id}/exec, checked
+    /// as dockerd checks it.
+    pub fn from_config(container_id: &str, cfg: bollard_stubs::models::ExecConfig) -> Result<Self> {
+        let cmd = cfg.cmd.unwrap_or_default();
+        if cmd.is_empty() {
+            return Err(Error::invalid("No exec command specified"));
+        }
+        let working_dir = cfg.working_dir.unwrap_or_default();
+        if !working_dir.is_empty() && !working_dir.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "the working directory '{working_dir}' is invalid, it needs to be an absolute path"
+            )));
+        }
+        let console_size = match cfg.console_size.as_deref() {
+            Some([h, w]) if *h > 0 || *w > 0 => Some((*h as u16, *w as u16)),
+            _ => None,
+        };
+        Ok(ExecRecord {
+            id: new_id()?,
+            container_id: container_id.to_string(),
+            cmd,
+            env: cfg.env.unwrap_or_default(),
+            user: cfg.user.unwrap_or_default(),
+            working_dir,
+            tty: cfg.tty.unwrap_or(false),
+            attach_stdin: cfg.attach_stdin.unwrap_or(false),
+            attach_stdout: cfg.attach_stdout.unwrap_or(false),
+            attach_stderr: cfg.attach_stderr.unwrap_or(false),
+            privileged: cfg.privileged.unwrap_or(false),
+            detach_keys: cfg.detach_keys.unwrap_or_default(),
+            console_size,
+            ..Default::default()
+        })
+    }
+}
+
 /// How many ended execs a container keeps for inspection (dockerd keeps them
 /// until the container goes; a loop of execs must not grow without bound).
 const KEEP_ENDED: usize = 64;
@@ -235,6 +272,25 @@ mod tests {
         assert_eq!(p["terminal"], true);
         assert_eq!(p["capabilities"]["bounding"], json!(["CAP_CHOWN"]));
         assert!(process(&container, &ExecRecord::default(), None).is_err());
+    }
+
+    #[test]
+    fn exec_configs_are_checked_as_dockerd_checks_them() {
+        use bollard_stubs::models::ExecConfig;
+        let cfg = |cmd: &[&str], wd: &str| ExecConfig {
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            working_dir: Some(wd.to_string()),
+            console_size: Some(vec![24, 80]),
+            ..Default::default()
+        };
+        let r = ExecRecord::from_config("c", cfg(&["ls"], "/tmp")).unwrap();
+        assert_eq!(
+            (r.id.len(), r.container_id.as_str(), r.console_size),
+            (64, "c", Some((24, 80)))
+        );
+        let empty = ExecRecord::from_config("c", cfg(&[], "")).unwrap_err();
+        assert_eq!(empty.message(), "No exec command specified");
+        assert!(ExecRecord::from_config("c", cfg(&["ls"], "tmp")).is_err());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 
 use serde_json::{json, Value};
 
+use crate::drivers::exec::bundle::cgroup_path;
+use crate::events::projection::{ContainerRecord, ContainerStatus, Projection};
+
 /// Nanoseconds per USER_HZ tick (/proc/stat, cpuacct.stat count in 1/100 s).
 const NS_PER_TICK: u64 = 10_000_000;
 
@@ -153,24 +156,31 @@ fn pids_stats(rel: &str) -> Value {
     json!({})
 }
 
-/// One sample: (cpu_stats, memory_stats, pids_stats).
-pub fn sample(cgroup_path: &str) -> (Value, Value, Value) {
-    let rel = cgroup_path.trim_start_matches('/');
-    (cpu_stats(rel), memory_stats(rel), pids_stats(rel))
+/// One sample of a container's counters, taken at `read_ns`.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub read_ns: u64,
+    pub cpu: Value,
+    pub memory: Value,
+    pub pids: Value,
 }
 
-/// The stats JSON dockerd sends, with `pre` the previous sample (empty for
-/// the first).
-pub fn render(
-    id: &str,
-    name: &str,
-    read_ns: u64,
-    now: &(Value, Value, Value),
-    pre: Option<(u64, &Value)>,
-) -> Value {
+pub fn sample(cgroup_path: &str) -> Sample {
+    let rel = cgroup_path.trim_start_matches('/');
+    Sample {
+        read_ns: crate::store::eventlog::now_ns(),
+        cpu: cpu_stats(rel),
+        memory: memory_stats(rel),
+        pids: pids_stats(rel),
+    }
+}
+
+/// The stats JSON dockerd sends, with `pre` the previous sample (none for the
+/// first).
+pub fn render(id: &str, name: &str, now: &Sample, pre: Option<&Sample>) -> Value {
     let zero_cpu = json!({ "cpu_usage": { "total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0 }, "throttling_data": { "periods": 0, "throttled_periods": 0, "throttled_time": 0 } });
     let (preread, precpu) = match pre {
-        Some((ns, cpu)) => (crate::api::system::rfc3339(ns), cpu.clone()),
+        Some(p) => (crate::api::system::rfc3339(p.read_ns), p.cpu.clone()),
         None => ("0001-01-01T00:00:00Z".to_string(), zero_cpu),
     };
     let empty_blkio = json!({
@@ -180,17 +190,62 @@ pub fn render(
         "io_time_recursive": null, "sectors_recursive": null,
     });
     json!({
-        "read": crate::api::system::rfc3339(read_ns),
+        "read": crate::api::system::rfc3339(now.read_ns),
         "preread": preread,
-        "pids_stats": now.2,
+        "pids_stats": now.pids,
         "blkio_stats": empty_blkio,
         "num_procs": 0,
         "storage_stats": {},
-        "cpu_stats": now.0,
+        "cpu_stats": now.cpu,
         "precpu_stats": precpu,
-        "memory_stats": now.1,
+        "memory_stats": now.memory,
         "name": format!("/{name}"),
         "id": id,
+    })
+}
+
+/// How often dockerd's collector samples.
+const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `stream=0`: one sample; unless `one_shot`, a second after a first, so that
+/// the CLI can compute CPU% from the two.
+pub async fn once(c: &ContainerRecord, one_shot: bool) -> Value {
+    let cgroup = cgroup_path(&c.id);
+    let pre = if one_shot {
+        None
+    } else {
+        let first = sample(&cgroup);
+        tokio::time::sleep(INTERVAL).await;
+        Some(first)
+    };
+    render(&c.id, &c.name, &sample(&cgroup), pre.as_ref())
+}
+
+/// `stream=1`: a JSON line a second, each with the one before as `precpu`,
+/// until the container no longer runs (the line that finds it stopped is
+/// the last).
+pub fn stream(
+    c: ContainerRecord,
+    projection: Projection,
+) -> impl futures_util::Stream<Item = String> + Send {
+    futures_util::stream::unfold((None::<Sample>, true), move |(pre, go_on)| {
+        let (c, projection) = (c.clone(), projection.clone());
+        async move {
+            if !go_on {
+                return None;
+            }
+            if pre.is_some() {
+                tokio::time::sleep(INTERVAL).await;
+            }
+            let now = sample(&cgroup_path(&c.id));
+            let line = render(&c.id, &c.name, &now, pre.as_ref()).to_string() + "\n";
+            let running = projection
+                .current()
+                .containers
+                .get(&c.id)
+                .is_some_and(|r| r.status == ContainerStatus::Running);
+            Some((line, (Some(now), running)))
+        }
     })
 }
 
@@ -206,7 +261,7 @@ mod tests {
         let (total, cpus) = host_cpu();
         assert!(total > 0 && cpus >= 1);
         let now = sample("/berth/no-such-container");
-        let v = render("abc", "web", 1, &now, None);
+        let v = render("abc", "web", &now, None);
         assert_eq!(v["name"], "/web");
         assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
         assert!(v["cpu_stats"]["system_cpu_usage"].as_u64().unwrap() > 0);

@@ -84,6 +84,12 @@ pub fn top(ps_args: &str, pids: &[u32]) -> Result<Value> {
     parse_ps(&String::from_utf8_lossy(&out.stdout), pids)
 }
 
+/// `docker top` of the container `id`: its cgroup's pids, then `ps`. Blocking.
+pub fn of_container(id: &str, ps_args: &str) -> Result<Value> {
+    let pids = container_pids(&crate::drivers::exec::bundle::cgroup_path(id));
+    top(ps_args, &pids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

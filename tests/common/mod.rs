@@ -190,6 +190,37 @@ impl Drop for TestDaemon {
     }
 }
 
+/// A bollard client of `d` (60 s timeout).
+pub fn client(d: &TestDaemon) -> bollard::Docker {
+    bollard::Docker::connect_with_unix(
+        &d.socket().display().to_string(),
+        60,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .expect("connect")
+}
+
+/// Pulls `image`; Ok(status lines) or Err(the error the stream or the API gave).
+pub async fn pull(docker: &bollard::Docker, image: &str) -> Result<Vec<String>, String> {
+    use futures_util::StreamExt;
+    let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
+        .from_image(image)
+        .build();
+    let mut stream = docker.create_image(Some(opts), None, None);
+    let mut statuses = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => statuses.push(format!(
+                "{} {}",
+                info.id.unwrap_or_default(),
+                info.status.unwrap_or_default()
+            )),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(statuses)
+}
+
 /// A minimal HTTP/1.1 client over a unix socket: (status, headers, body).
 pub fn http(
     socket: &Path,

@@ -110,17 +110,21 @@ fn load(a: &Args) -> Result<Container, String> {
     Container::load(a.root.join(&id)).map_err(|e| format!("loading container {id}: {e}"))
 }
 
+/// What create and exec share: the state root, the pid file, the console socket.
+fn builder(a: &Args) -> Result<ContainerBuilder, String> {
+    ContainerBuilder::new(id_of(a)?, SyscallType::default())
+        .with_root_path(&a.root)
+        .and_then(|b| b.with_pid_file(a.pid_file.clone()))
+        .map(|b| b.with_console_socket(a.console_socket.clone()))
+        .map_err(|e| e.to_string())
+}
+
 fn run(a: &Args) -> Result<(), String> {
     let err = |e: libcontainer::error::LibcontainerError| e.to_string();
     match a.command.as_str() {
         "create" => {
             let bundle = a.bundle.clone().ok_or("create: --bundle is required")?;
-            ContainerBuilder::new(id_of(a)?, SyscallType::default())
-                .with_root_path(&a.root)
-                .map_err(err)?
-                .with_pid_file(a.pid_file.clone())
-                .map_err(err)?
-                .with_console_socket(a.console_socket.clone())
+            builder(a)?
                 .as_init(bundle)
                 .with_systemd(false)
                 .with_detach(true)
@@ -131,12 +135,7 @@ fn run(a: &Args) -> Result<(), String> {
         "start" => load(a)?.start().map_err(err),
         "exec" => {
             let process = a.process.clone().ok_or("exec: --process is required")?;
-            ContainerBuilder::new(id_of(a)?, SyscallType::default())
-                .with_root_path(&a.root)
-                .map_err(err)?
-                .with_pid_file(a.pid_file.clone())
-                .map_err(err)?
-                .with_console_socket(a.console_socket.clone())
+            builder(a)?
                 .as_tenant()
                 .with_process(Some(process))
                 .with_detach(true)
