@@ -155,6 +155,43 @@ fn scenario() -> Vec<Event> {
             config: r#"{"Cmd":["true"],"Image":"busybox"}"#.into(),
         },
         Event::ContainerRemoved { id: "c3".into() },
+        // Restart policies and docker update (appended after the container
+        // events), frozen in v1-restart.
+        Event::ContainerCreated {
+            id: "c4".into(),
+            name: "flaky".into(),
+            image: "sha256:i2".into(),
+            image_name: "busybox".into(),
+            config: r#"{"Cmd":["false"],"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"always"}}}"#.into(),
+        },
+        Event::ContainerStartRequested { id: "c4".into() },
+        Event::ContainerStarted {
+            id: "c4".into(),
+            pid: 4444,
+        },
+        Event::ContainerExited {
+            id: "c4".into(),
+            exit_code: 1,
+            oom_killed: false,
+            error: String::new(),
+        },
+        Event::ContainerRestartScheduled { id: "c4".into() },
+        Event::ContainerStarted {
+            id: "c4".into(),
+            pid: 4445,
+        },
+        Event::ContainerExited {
+            id: "c4".into(),
+            exit_code: 1,
+            oom_killed: false,
+            error: String::new(),
+        },
+        Event::ContainerRestartScheduled { id: "c4".into() },
+        Event::ContainerStopRequested { id: "c4".into() },
+        Event::ContainerUpdated {
+            id: "c4".into(),
+            config: r#"{"Cmd":["false"],"Image":"busybox","HostConfig":{"Memory":67108864,"RestartPolicy":{"Name":"on-failure"}}}"#.into(),
+        },
     ]
 }
 

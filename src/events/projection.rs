@@ -51,6 +51,15 @@ pub struct ContainerRecord {
     /// Running, with its processes frozen.
     #[serde(default)]
     pub paused: bool,
+    /// Exited, waiting for its restart policy's delay (dockerd's "restarting").
+    #[serde(default)]
+    pub restarting: bool,
+    /// Restarts by the policy since the last start by a user.
+    #[serde(default)]
+    pub restart_count: u64,
+    /// A user stopped it: `unless-stopped` does not bring it back.
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,6 +244,7 @@ impl State {
                 if let Some(c) = self.containers.get_mut(id) {
                     c.status = ContainerStatus::Running;
                     c.paused = false;
+                    c.restarting = false;
                     c.pid = *pid;
                     c.started_ns = time_ns;
                     c.exit_code = 0;
@@ -255,6 +265,7 @@ impl State {
                         c.status = ContainerStatus::Exited;
                     }
                     c.paused = false;
+                    c.restarting = false;
                     c.pid = 0;
                     c.exit_code = *exit_code;
                     c.oom_killed = *oom_killed;
@@ -271,6 +282,29 @@ impl State {
                     if c.status == ContainerStatus::Running {
                         c.paused = paused;
                     }
+                }
+            }
+            Event::ContainerStopRequested { id } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.manually_stopped = true;
+                    c.restarting = false;
+                }
+            }
+            Event::ContainerRestartScheduled { id } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.restarting = true;
+                    c.restart_count += 1;
+                }
+            }
+            Event::ContainerUpdated { id, config } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.config = config.clone();
+                }
+            }
+            Event::ContainerStartRequested { id } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.manually_stopped = false;
+                    c.restart_count = 0;
                 }
             }
             Event::LayerBlobStored {

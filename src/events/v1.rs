@@ -79,4 +79,14 @@ pub enum Event {
     ContainerPaused { id: String },
     /// Container `id`'s processes are thawed (docker unpause).
     ContainerUnpaused { id: String },
+    /// A user stopped or killed container `id`: its restart policy stands down
+    /// (an `unless-stopped` one stays down across daemon restarts too).
+    ContainerStopRequested { id: String },
+    /// Container `id` exited and its restart policy starts it again after a delay.
+    ContainerRestartScheduled { id: String },
+    /// A user started container `id`: its restart count and manual stop are reset.
+    ContainerStartRequested { id: String },
+    /// Container `id`'s config is now `config` (docker update: resources,
+    /// restart policy), in the shape of `ContainerCreated`'s.
+    ContainerUpdated { id: String, config: String },
 }
