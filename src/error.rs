@@ -12,6 +12,7 @@ pub enum ErrorKind {
     Unauthorized,
     NotModified,
     Unavailable,
+    NotImplemented,
     Internal,
 }
 
@@ -44,6 +45,12 @@ impl Error {
     }
     pub fn unauthorized(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unauthorized, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Forbidden, m)
+    }
+    pub fn not_implemented(m: impl Into<String>) -> Self {
+        Error::new(ErrorKind::NotImplemented, m)
     }
     pub fn internal(m: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, m)

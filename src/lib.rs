@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod api;
 pub mod buildinfo;
+pub mod chan;
 pub mod config;
 pub mod containers;
 pub mod daemon;

@@ -766,6 +766,67 @@ impl Handler<ImportImage> for ImageService {
     }
 }
 
+/// Store a container's layer tar (spooled by the API) as a new image on its
+/// image (docker commit), tagged `tag` when given. Returns the image's ID.
+#[derive(Message)]
+#[rtype(result = "Result<String>")]
+pub struct CommitImage {
+    pub layer_tar: std::path::PathBuf,
+    pub spec: crate::images::commit::CommitSpec,
+    pub tag: Option<Reference>,
+}
+
+impl Handler<CommitImage> for ImageService {
+    type Result = AtomicResponse<Self, Result<String>>;
+
+    fn handle(&mut self, msg: CommitImage, _: &mut Context<Self>) -> Self::Result {
+        let Handles {
+            events,
+            layers,
+            blobs,
+            projection,
+        } = self.handles();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let commit_blobs = Arc::clone(&blobs);
+                let CommitImage {
+                    layer_tar,
+                    spec,
+                    tag,
+                } = msg;
+                let image = tokio::task::spawn_blocking(move || {
+                    crate::images::commit::commit(&layer_tar, &spec, &layers, &commit_blobs)
+                })
+                .await
+                .map_err(|e| Error::internal(format!("committing: {e}")))??;
+                blobs.put(&image.id, &image.config)?;
+                record_image(
+                    &events,
+                    &projection,
+                    &image.id,
+                    &image.chain_ids,
+                    &image.config,
+                    &image.new_layers,
+                )
+                .await?;
+                if let Some(tag) = tag.and_then(|t| t.familiar_tagged()) {
+                    append(
+                        &events,
+                        Event::ImageTagged {
+                            id: image.id.clone(),
+                            tag,
+                        },
+                    )
+                    .await?;
+                }
+                info!(id = %image.id, "committed");
+                Ok(image.id)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
 /// Write `docker save` of these names; the archive arrives in chunks.
 #[derive(Message)]
 #[rtype(result = "Result<mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>>")]
@@ -774,22 +835,7 @@ pub struct SaveImages {
     pub tmp: std::path::PathBuf,
 }
 
-/// A Write that hands what it gets to an async receiver (the HTTP body).
-struct ChannelWriter(mpsc::Sender<std::result::Result<bytes::Bytes, std::io::Error>>);
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
-            })?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::chan::ChannelWriter;
 
 impl Handler<SaveImages> for ImageService {
     type Result = Result<mpsc::Receiver<std::result::Result<bytes::Bytes, std::io::Error>>>;

@@ -716,7 +716,7 @@ async fn save(ctx: &ApiContext, names: Vec<String>) -> Result<Response<Body>> {
         },
     )
     .await??;
-    let stream = tokio_stream_lite::ReceiverStream(rx);
+    let stream = crate::chan::ReceiverStream(rx);
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
         .body(Body::from_stream(stream))
@@ -753,15 +753,6 @@ mod tokio_stream_lite {
     use std::task::{Context, Poll};
 
     pub struct UnboundedReceiverStream<T>(pub tokio::sync::mpsc::UnboundedReceiver<T>);
-
-    pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
-
-    impl<T> futures_util::Stream for ReceiverStream<T> {
-        type Item = T;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-            self.0.poll_recv(cx)
-        }
-    }
 
     impl<T> futures_util::Stream for UnboundedReceiverStream<T> {
         type Item = T;

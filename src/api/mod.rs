@@ -2,6 +2,7 @@
 //! message, or a read of the projection), and render. No business logic here.
 
 pub mod auth;
+pub mod container_files;
 pub mod containers;
 pub mod error;
 pub mod exec;
@@ -70,6 +71,7 @@ impl Api {
             .merge(images::routes())
             .merge(auth::routes())
             .merge(containers::routes())
+            .merge(container_files::routes())
             .merge(exec::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)

@@ -4,5 +4,6 @@
 
 pub mod archive;
 pub mod changes;
+pub mod commit;
 pub mod import;
 pub mod query;

@@ -32,6 +32,42 @@ pub enum Whiteouts {
     Overlay,
     /// Apply them: delete what they hide (the directory holds the lower layers too).
     Remove,
+    /// Not a layer (`docker cp`): `.wh.` names are files like any other.
+    Plain,
+}
+
+/// How entry paths are resolved under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A layer: no entry may pass through a symlink.
+    Beneath,
+    /// A container's filesystem (`docker cp`): symlinks are followed as the
+    /// container would, with the root as `/`, so none leads out of it.
+    InRoot,
+}
+
+impl Scope {
+    fn flags(self) -> ResolveFlags {
+        match self {
+            Scope::Beneath => {
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
+            }
+            Scope::InRoot => ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        }
+    }
+}
+
+/// What `apply_tar_at` does besides writing entries.
+#[derive(Debug, Clone)]
+pub struct Apply {
+    pub whiteouts: Whiteouts,
+    pub scope: Scope,
+    /// Where under the root the archive's entries go (components, no `..`).
+    pub under: Vec<PathBuf>,
+    /// Owner of everything written, instead of the entries' own.
+    pub owner: Option<(u32, u32)>,
+    /// Refuse to replace a directory by a non-directory, or the other way.
+    pub no_overwrite_dir_non_dir: bool,
 }
 
 fn bad(path: &Path, why: impl std::fmt::Display) -> Error {
@@ -58,35 +94,37 @@ fn clean_path(raw: &Path) -> Result<Vec<PathBuf>> {
     Ok(parts)
 }
 
-fn resolve_flags() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
-}
-
-/// Opens (creating what is missing) the directory `parts` under `root`.
-fn open_dir(root: BorrowedFd<'_>, parts: &[PathBuf], entry: &Path) -> Result<OwnedFd> {
-    let rel: PathBuf = if parts.is_empty() {
-        PathBuf::from(".")
-    } else {
-        parts.iter().collect()
+/// Opens (creating what is missing) the directory `parts` under `root`. Each
+/// step is resolved from the root, so `scope` holds for every one.
+fn open_dir(
+    root: BorrowedFd<'_>,
+    parts: &[PathBuf],
+    entry: &Path,
+    scope: Scope,
+) -> Result<OwnedFd> {
+    let rel = |n: usize| -> PathBuf {
+        if n == 0 {
+            PathBuf::from(".")
+        } else {
+            parts[..n].iter().collect()
+        }
     };
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    match rustix::fs::openat2(root, &rel, flags, Mode::empty(), resolve_flags()) {
+    let open = |n: usize| rustix::fs::openat2(root, rel(n), flags, Mode::empty(), scope.flags());
+    match open(parts.len()) {
         Ok(fd) => return Ok(fd),
         Err(Errno::NOENT) => {}
         Err(e) => return Err(escape_error(entry, e)),
     }
-    // Create the missing directories one by one, each resolved beneath the root.
-    let mut dir = rustix::fs::openat2(root, ".", flags, Mode::empty(), resolve_flags())
-        .map_err(|e| io(entry, "opening the layer root", e))?;
-    for p in parts {
+    // Create the missing directories one by one.
+    for (i, p) in parts.iter().enumerate() {
+        let dir = open(i).map_err(|e| escape_error(entry, e))?;
         match rustix::fs::mkdirat(&dir, p, Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(Errno::EXIST) => {}
             Err(e) => return Err(io(entry, "creating a parent directory", e)),
         }
-        dir = rustix::fs::openat2(&dir, p, flags, Mode::empty(), resolve_flags())
-            .map_err(|e| escape_error(entry, e))?;
     }
-    Ok(dir)
+    open(parts.len()).map_err(|e| escape_error(entry, e))
 }
 
 fn escape_error(entry: &Path, e: Errno) -> Error {
@@ -142,8 +180,8 @@ fn timestamps(mtime: u64) -> Timestamps {
     }
 }
 
-/// Applies the tar read from `reader` onto `root`. Returns the total size of the
-/// regular files written (dockerd's layer size).
+/// Applies the layer tar read from `reader` onto `root`. Returns the total
+/// size of the regular files written (dockerd's layer size).
 pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Result<u64> {
     let root_fd = rustix::fs::open(
         root,
@@ -151,7 +189,20 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
         Mode::empty(),
     )
     .map_err(|e| Error::internal(format!("opening layer directory {}: {e}", root.display())))?;
-    let root_fd = root_fd.as_fd();
+    let opts = Apply {
+        whiteouts,
+        scope: Scope::Beneath,
+        under: Vec::new(),
+        owner: None,
+        no_overwrite_dir_non_dir: false,
+    };
+    apply_tar_at(root_fd.as_fd(), reader, &opts)
+}
+
+/// Applies the tar read from `reader` under the directory `root_fd`, as
+/// `opts` says. Returns the total size of the regular files written.
+pub fn apply_tar_at<R: Read>(root_fd: BorrowedFd<'_>, reader: R, opts: &Apply) -> Result<u64> {
+    let (whiteouts, scope) = (opts.whiteouts, opts.scope);
     let mut archive = tar::Archive::new(reader);
     let mut size = 0u64;
     // Directories get their times last: writing into them changes their mtime.
@@ -168,16 +219,20 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
             .path()
             .map_err(|e| Error::invalid(format!("layer entry with a bad path: {e}")))?
             .into_owned();
-        let parts = clean_path(&raw)?;
+        let mut parts = opts.under.clone();
+        parts.extend(clean_path(&raw)?);
+        if parts.len() == opts.under.len() {
+            continue; // the archive's root: "." or "/"
+        }
         let Some((name, parent)) = parts.split_last() else {
             continue;
         };
         let name = name.as_os_str().to_owned();
-        let parent_fd = open_dir(root_fd, parent, &raw)?;
+        let parent_fd = open_dir(root_fd, parent, &raw, scope)?;
         let parent_fd = parent_fd.as_fd();
         let name_str = name.to_string_lossy();
 
-        if name_str == OPAQUE_MARKER {
+        if whiteouts != Whiteouts::Plain && name_str == OPAQUE_MARKER {
             match whiteouts {
                 Whiteouts::Overlay => {
                     rustix::fs::fsetxattr(
@@ -188,7 +243,7 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
                     )
                     .map_err(|e| io(&raw, "marking the directory opaque", e))?;
                 }
-                Whiteouts::Remove => {
+                Whiteouts::Plain | Whiteouts::Remove => {
                     let parent_path: PathBuf = parent.iter().collect();
                     let keep: HashSet<Vec<u8>> = written
                         .iter()
@@ -201,7 +256,10 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
             }
             continue;
         }
-        if let Some(hidden) = name_str.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(hidden) = name_str
+            .strip_prefix(WHITEOUT_PREFIX)
+            .filter(|_| whiteouts != Whiteouts::Plain)
+        {
             if hidden.is_empty() || hidden.contains('/') {
                 return Err(bad(&raw, "malformed whiteout"));
             }
@@ -222,8 +280,10 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
 
         let header = entry.header().clone();
         let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
-        let uid = header.uid().unwrap_or(0) as u32;
-        let gid = header.gid().unwrap_or(0) as u32;
+        let (uid, gid) = opts.owner.unwrap_or((
+            header.uid().unwrap_or(0) as u32,
+            header.gid().unwrap_or(0) as u32,
+        ));
         let mtime = header.mtime().unwrap_or(0);
         let owner = (
             Some(rustix::fs::Uid::from_raw(uid)),
@@ -236,6 +296,22 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
         let existing_is_dir = existing.as_ref().is_some_and(|st| {
             rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory
         });
+        if existing.is_some()
+            && opts.no_overwrite_dir_non_dir
+            && existing_is_dir != (kind == EntryType::Directory)
+        {
+            return Err(Error::invalid(if existing_is_dir {
+                format!(
+                    "cannot overwrite directory {:?} with non-directory {:?}",
+                    name, raw
+                )
+            } else {
+                format!(
+                    "cannot overwrite non-directory {:?} with directory {:?}",
+                    name, raw
+                )
+            }));
+        }
         if existing.is_some() && !(kind == EntryType::Directory && existing_is_dir) {
             remove_all(parent_fd, &name).map_err(|e| io(&raw, "replacing an existing path", e))?;
         }
@@ -246,12 +322,11 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
                     rustix::fs::mkdirat(parent_fd, &name, mode)
                         .map_err(|e| io(&raw, "creating the directory", e))?;
                 }
-                let dir = rustix::fs::openat2(
+                let dir = rustix::fs::openat(
                     parent_fd,
                     &name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::empty(),
-                    resolve_flags(),
                 )
                 .map_err(|e| escape_error(&raw, e))?;
                 rustix::fs::fchown(&dir, owner.0, owner.1).map_err(|e| io(&raw, "chown", e))?;
@@ -313,16 +388,17 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
                     .map_err(|e| bad(&raw, e))?
                     .ok_or_else(|| bad(&raw, "hard link without a target"))?
                     .into_owned();
-                let target_parts = clean_path(&target).map_err(|_| {
+                let mut target_parts = opts.under.clone();
+                target_parts.extend(clean_path(&target).map_err(|_| {
                     bad(
                         &raw,
                         format!("hard link to {} leads outside the layer", target.display()),
                     )
-                })?;
+                })?);
                 let Some((target_name, target_parent)) = target_parts.split_last() else {
                     return Err(bad(&raw, "hard link to the layer root"));
                 };
-                let target_dir = open_dir(root_fd, target_parent, &raw)?;
+                let target_dir = open_dir(root_fd, target_parent, &raw, scope)?;
                 rustix::fs::linkat(&target_dir, target_name, parent_fd, &name, AtFlags::empty())
                     .map_err(|e| {
                         io(&raw, format!("linking to {}", target.display()).as_str(), e)
@@ -370,7 +446,7 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
             .components()
             .map(|c| PathBuf::from(c.as_os_str()))
             .collect();
-        let dir = open_dir(root_fd, &parts, &path)?;
+        let dir = open_dir(root_fd, &parts, &path, scope)?;
         rustix::fs::futimens(&dir, &timestamps(mtime))
             .map_err(|e| io(&path, "setting times", e))?;
     }

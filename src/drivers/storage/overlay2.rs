@@ -240,8 +240,76 @@ impl LayerStore {
         if self.driver == Driver::Vfs {
             return Ok(self.root.join("dir").join(cid));
         }
+        let merged = self.root.join(cid).join("merged");
+        let mnt = self.overlay(cid)?;
+        move_mount(
+            &mnt,
+            "",
+            rustix::fs::CWD,
+            &merged,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .context(format_args!("mounting at {}", merged.display()))?;
+        Ok(merged)
+    }
+
+    /// A container's root filesystem as a directory fd, to read or write it
+    /// from the host (docker cp, diff, export, commit). `mounted`: it runs,
+    /// so its `merged` mount is there; otherwise a detached overlay mount
+    /// that is nowhere in the tree and goes away with the fd.
+    pub fn open_rootfs(&self, cid: &str, mounted: bool) -> Result<std::os::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        let dir = match self.driver {
+            Driver::Vfs => self.root.join("dir").join(cid),
+            Driver::Overlay2 if mounted => self.root.join(cid).join("merged"),
+            Driver::Overlay2 => {
+                // fsmount gives an O_PATH fd: open the mount's root for real
+                // (the mount lives as long as any fd of it).
+                let mnt = self.overlay(cid)?;
+                return rustix::fs::openat(
+                    &mnt,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .context("opening the container's filesystem");
+            }
+        };
+        rustix::fs::open(
+            &dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .context(format_args!("opening {}", dir.display()))
+    }
+
+    /// The read-write layer's own directory (overlay2's upper `diff`, or the
+    /// vfs copy): what `docker diff` and `commit` read.
+    pub fn rw_diff_dir(&self, cid: &str) -> PathBuf {
+        match self.driver {
+            Driver::Vfs => self.root.join("dir").join(cid),
+            Driver::Overlay2 => self.root.join(cid).join("diff"),
+        }
+    }
+
+    /// The layer directories under a container's read-write layer, top first
+    /// (none for vfs, whose copy holds the image too).
+    pub fn rw_lower_dirs(&self, cid: &str) -> Vec<PathBuf> {
+        if self.driver == Driver::Vfs {
+            return Vec::new();
+        }
+        std::fs::read_to_string(self.root.join(cid).join("lower"))
+            .unwrap_or_default()
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(|l| self.root.join(l))
+            .collect()
+    }
+
+    /// A new, unattached overlay mount of container `cid`'s layers.
+    fn overlay(&self, cid: &str) -> Result<std::os::fd::OwnedFd> {
+        use rustix::mount::*;
         let dir = self.root.join(cid);
-        let merged = dir.join("merged");
         let lower = std::fs::read_to_string(dir.join("lower")).unwrap_or_default();
         let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).context("fsopen overlay")?;
         for l in lower.split(':').filter(|s| !s.is_empty()) {
@@ -253,17 +321,7 @@ impl LayerStore {
         fsconfig_set_string(&fs, "workdir", dir.join("work").as_path())
             .context("overlay workdir")?;
         fsconfig_create(&fs).context("creating the overlay")?;
-        let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-            .context("fsmount")?;
-        move_mount(
-            &mnt,
-            "",
-            rustix::fs::CWD,
-            &merged,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-        .context(format_args!("mounting at {}", merged.display()))?;
-        Ok(merged)
+        fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).context("fsmount")
     }
 
     /// Unmounts a container's root filesystem (nothing for vfs).
