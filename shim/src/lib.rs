@@ -1,6 +1,9 @@
-//! Berth's per-container shim (`shim`, the `berth-shim` binary), the protocol
+//! Berth's per-container shim (`shim`, the `berth-shim` binary; `init` when it
+//! runs as a container's docker-init), the protocol
 //! the daemon speaks with it (`proto`), and the time format both write (`time`).
 
+pub mod init;
 pub mod proto;
 pub mod shim;
+pub mod signals;
 pub mod time;

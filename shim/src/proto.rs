@@ -25,6 +25,16 @@ pub struct ShimConfig {
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,
+    /// json-file rotation: the log is rotated once it reaches this size (0:
+    /// never), keeping `log_max_files` files in all (`<log>.1` the newest
+    /// rotated one).
+    #[serde(default)]
+    pub log_max_size: u64,
+    #[serde(default)]
+    pub log_max_files: u32,
+    /// The tty's size at start, `[height, width]` (HostConfig.ConsoleSize).
+    #[serde(default)]
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// The JSON line the shim writes on its stdout once: the container is created

@@ -166,16 +166,81 @@ fn write_atomic(path: &Path, bytes: &[u8]) {
 struct JsonLog {
     file: std::fs::File,
     pending: [Vec<u8>; 2],
+    rotation: Rotation,
+}
+
+/// max-size/max-file: once the log reaches `max_size` it becomes `<log>.1`
+/// (older ones shift up, the oldest beyond `max_files` goes), as dockerd's
+/// json-file driver rotates after the write that reached the size.
+#[derive(Default)]
+struct Rotation {
+    path: PathBuf,
+    size: u64,
+    max_size: u64,
+    max_files: u32,
 }
 
 impl JsonLog {
+    fn open(path: &Path, max_size: u64, max_files: u32) -> Result<JsonLog, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("opening the log {}: {e}", path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(JsonLog {
+            file,
+            pending: [Vec::new(), Vec::new()],
+            rotation: Rotation {
+                path: path.to_path_buf(),
+                size,
+                max_size,
+                max_files: max_files.max(1),
+            },
+        })
+    }
+
     fn line(&mut self, stream: u8, bytes: &[u8]) {
         let entry = serde_json::json!({
             "log": String::from_utf8_lossy(bytes),
             "stream": if stream == STDERR { "stderr" } else { "stdout" },
             "time": crate::time::rfc3339(crate::time::now_ns()),
         });
-        let _ = writeln!(self.file, "{entry}");
+        let line = format!("{entry}\n");
+        if self.file.write_all(line.as_bytes()).is_ok() {
+            self.rotation.size += line.len() as u64;
+        }
+        if self.rotation.max_size > 0 && self.rotation.size >= self.rotation.max_size {
+            self.rotate();
+        }
+    }
+
+    fn rotate(&mut self) {
+        let r = &mut self.rotation;
+        let name = |n: u32| {
+            let mut p = r.path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        if r.max_files > 1 {
+            for n in (1..r.max_files - 1).rev() {
+                let _ = std::fs::rename(name(n), name(n + 1));
+            }
+            let _ = std::fs::rename(&r.path, name(1));
+        }
+        // With max-file 1 the log starts again empty.
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&r.path)
+        {
+            Ok(f) => {
+                self.file = f;
+                r.size = 0;
+            }
+            Err(_) => r.size = 0,
+        }
     }
 
     /// Takes output of one stream; writes every complete line (and, with
@@ -412,6 +477,15 @@ impl Shim {
     fn runtime(&self, log: &Path) -> Command {
         let mut cmd = Command::new(&self.config.runtime[0]);
         cmd.args(&self.config.runtime[1..]).arg("--log").arg(log);
+        // The container's processes descend from it: they must not start
+        // with our blocked SIGCHLD (the signalfd) or anything ignored.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                crate::signals::reset();
+                Ok(())
+            });
+        }
         cmd
     }
 
@@ -496,14 +570,7 @@ impl Shim {
         if config.runtime.is_empty() {
             return Err("no runtime configured".into());
         }
-        let log = JsonLog {
-            file: std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&config.log_path)
-                .map_err(|e| format!("opening the log {}: {e}", config.log_path.display()))?,
-            pending: [Vec::new(), Vec::new()],
-        };
+        let log = JsonLog::open(&config.log_path, config.log_max_size, config.log_max_files)?;
         // SIGCHLD through a signalfd, so the loop waits on one poll. Children
         // started with std's Command get the mask reset.
         let mut mask = SigSet::empty();
@@ -552,6 +619,13 @@ impl Shim {
         };
         let pid = started.pid;
         let stdin_once = shim.config.stdin_once;
+        // The client's terminal size from the start (ConsoleSize), so the
+        // first prompt already fits.
+        if let (Some(master), Some([h, w])) = (started.master.as_ref(), shim.config.console_size) {
+            if h > 0 && w > 0 {
+                let _ = resize(master, h, w);
+            }
+        }
         shim.procs
             .insert(MAIN, Proc::new(None, tty, started, stdin_once));
         report(&Created {
@@ -1182,10 +1256,7 @@ mod tests {
     fn the_log_splits_lines_and_flushes_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = JsonLog {
-            file: std::fs::File::create(&path).unwrap(),
-            pending: [Vec::new(), Vec::new()],
-        };
+        let mut log = JsonLog::open(&path, 0, 1).unwrap();
         log.write(STDOUT, b"a\nb", false);
         log.write(STDERR, b"e\n", false);
         log.write(STDOUT, b"c", true);
@@ -1213,5 +1284,26 @@ mod tests {
         assert_eq!(runtime_error(&log, status), "boom");
         std::fs::write(&log, "plain words\n").unwrap();
         assert_eq!(runtime_error(&log, status), "plain words");
+    }
+
+    #[test]
+    fn the_log_rotates_at_max_size_keeping_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut log = JsonLog::open(&path, 300, 3).unwrap();
+        for i in 0..40 {
+            log.write(STDOUT, format!("line {i:02}\n").as_bytes(), false);
+        }
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let rotated1 = read(&dir.path().join("log.1"));
+        let rotated2 = read(&dir.path().join("log.2"));
+        assert!(!dir.path().join("log.3").exists());
+        for f in [&rotated1, &rotated2] {
+            assert!(f.len() >= 300 && f.len() < 400, "{}", f.len());
+        }
+        // The newest lines are in the log, the ones before them in .1.
+        assert!(read(&path).contains("line 39") || rotated1.contains("line 39"));
+        assert!(!rotated2.contains("line 39"));
+        assert!(!(read(&path) + &rotated1 + &rotated2).contains("line 00"));
     }
 }

@@ -99,6 +99,9 @@ pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
     if let Some(cpuset) = h.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
         parse_cpuset(cpuset, cpus)?;
     }
+    if let Some(lc) = &h.log_config {
+        log_rotation(lc)?;
+    }
     if let Some(p) = &h.restart_policy {
         let name = p.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
         let max = p.maximum_retry_count.unwrap_or(0);
@@ -206,6 +209,9 @@ pub fn merge(
     let mut h = body.host_config.take().unwrap_or_default();
     if h.network_mode.as_deref().is_none_or(str::is_empty) {
         h.network_mode = Some("default".into());
+    }
+    if h.runtime.as_deref().is_none_or(str::is_empty) {
+        h.runtime = Some(crate::actors::container::BUILTIN_RUNTIME.into());
     }
     if h.log_config.is_none() {
         h.log_config = Some(HostConfigLogConfig {
@@ -351,5 +357,130 @@ mod tests {
         assert_eq!(human_duration(61), "About a minute");
         assert_eq!(human_duration(600), "10 minutes");
         assert_eq!(human_duration(3 * 3600), "3 hours");
+    }
+}
+
+/// A size as go-units' FromHumanSize reads it (decimal: `1k` is 1000).
+pub fn human_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let scale = match unit {
+        "" => 1e0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        "p" => 1e15,
+        _ => return None,
+    };
+    Some((n * scale) as u64)
+}
+
+/// The json-file driver's rotation: `(max_size, max_files)`, 0 for no limit;
+/// refuses options it does not know, with dockerd's words.
+pub fn log_rotation(lc: &HostConfigLogConfig) -> Result<(u64, u32)> {
+    let typ = lc.typ.as_deref().unwrap_or("json-file");
+    if !matches!(typ, "" | "json-file") {
+        return Ok((0, 1));
+    }
+    let opts = lc.config.clone().unwrap_or_default();
+    const KNOWN: &[&str] = &[
+        "max-size",
+        "max-file",
+        "compress",
+        "labels",
+        "labels-regex",
+        "env",
+        "env-regex",
+        "tag",
+    ];
+    if let Some(k) = opts.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(Error::invalid(format!(
+            "unknown log opt '{k}' for json-file log driver"
+        )));
+    }
+    let max_size = match opts.get("max-size") {
+        None => 0,
+        Some(v) => match human_size(v) {
+            Some(n) if n > 0 => n,
+            Some(_) => {
+                return Err(Error::invalid(
+                    "failed to initialize logging driver: max-size must be a positive number",
+                ))
+            }
+            None => {
+                return Err(Error::invalid(format!(
+                    "failed to initialize logging driver: invalid size: '{v}'"
+                )))
+            }
+        },
+    };
+    let max_files = match opts.get("max-file") {
+        None => 1,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 1 => n.min(u32::MAX as i64) as u32,
+            Ok(_) => {
+                return Err(Error::invalid(
+                    "failed to initialize logging driver: max-file cannot be less than 1",
+                ))
+            }
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "failed to initialize logging driver: strconv.Atoi: parsing \"{v}\": invalid syntax"
+                )))
+            }
+        },
+    };
+    Ok((max_size, max_files))
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    fn lc(pairs: &[(&str, &str)]) -> HostConfigLogConfig {
+        HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn human_sizes_are_decimal() {
+        assert_eq!(human_size("1k"), Some(1000));
+        assert_eq!(human_size("10m"), Some(10_000_000));
+        assert_eq!(human_size("1.5KB"), Some(1500));
+        assert_eq!(human_size("100"), Some(100));
+        assert_eq!(human_size("abc"), None);
+    }
+
+    #[test]
+    fn rotation_options_as_dockerd_checks_them() {
+        assert_eq!(log_rotation(&lc(&[])).unwrap(), (0, 1));
+        assert_eq!(
+            log_rotation(&lc(&[("max-size", "1k"), ("max-file", "3")])).unwrap(),
+            (1000, 3)
+        );
+        let e = log_rotation(&lc(&[("max-size", "abc")])).unwrap_err();
+        assert!(e.message().contains("invalid size: 'abc'"), "{e:?}");
+        let e = log_rotation(&lc(&[("max-file", "0")])).unwrap_err();
+        assert!(e.message().contains("max-file cannot be less than 1"));
+        let e = log_rotation(&lc(&[("foo", "1")])).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "unknown log opt 'foo' for json-file log driver"
+        );
     }
 }

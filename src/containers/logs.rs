@@ -58,6 +58,49 @@ pub fn read_from(path: &Path, offset: u64) -> (Vec<Entry>, u64) {
     (entries, offset + complete as u64)
 }
 
+/// The files `<log>.N` … `<log>.1` that rotation left, oldest first.
+pub fn rotated(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for n in 1.. {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        let p = std::path::PathBuf::from(p);
+        if !p.exists() {
+            break;
+        }
+        out.push(p);
+    }
+    out.reverse();
+    out
+}
+
+/// Every entry of a log, its rotated files first; and the offset reached in
+/// the current file.
+pub fn read_all(path: &Path) -> (Vec<Entry>, u64) {
+    let mut entries = Vec::new();
+    for p in rotated(path) {
+        entries.extend(read_from(&p, 0).0);
+    }
+    let (current, offset) = read_from(path, 0);
+    entries.extend(current);
+    (entries, offset)
+}
+
+/// Entries after `offset` for a follower: when the log was rotated under
+/// it (it is now shorter), the rest of the file it read (now `<log>.1`)
+/// comes first, then the new file from its start.
+pub fn follow_from(path: &Path, offset: u64) -> (Vec<Entry>, u64) {
+    if size_of(path) < offset {
+        let mut first = path.as_os_str().to_owned();
+        first.push(".1");
+        let (mut entries, _) = read_from(Path::new(&first), offset);
+        let (more, next) = read_from(path, 0);
+        entries.extend(more);
+        return (entries, next);
+    }
+    read_from(path, offset)
+}
+
 pub fn size_of(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }

@@ -18,28 +18,35 @@ pub struct Bundle {
 /// Reads a file of the container's root filesystem, resolved inside it (a
 /// symlink in the image never reaches the host). Missing: empty.
 pub fn read_in_root(rootfs: &Path, rel: &str) -> String {
-    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
-    let Ok(root) = rustix::fs::open(
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::open(
         rootfs,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
+    ) {
+        Ok(root) => read_in_root_fd(std::os::fd::AsFd::as_fd(&root), rel),
+        Err(_) => String::new(),
+    }
+}
+
+/// `read_in_root` for a root given as a directory fd (at most 4 MiB).
+pub fn read_in_root_fd(root: std::os::fd::BorrowedFd<'_>, rel: &str) -> String {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+    let Ok(fd) = openat2(
+        root,
+        rel.trim_start_matches('/'),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     ) else {
         return String::new();
     };
-    match openat2(
-        &root,
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT,
-    ) {
-        Ok(fd) => {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut s);
-            s
-        }
-        Err(_) => String::new(),
-    }
+    let mut s = String::new();
+    let _ = std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::fs::File::from(fd), 4 << 20),
+        &mut s,
+    );
+    s
 }
 
 pub fn cgroup_path(id: &str) -> String {
@@ -54,9 +61,18 @@ pub fn prepare(
     exec_root: &Path,
     container_dir: &Path,
     runtime: &[String],
+    init_binary: &Path,
 ) -> Result<Bundle> {
     let rootfs = layers.mount_rw(id)?;
-    let made = write(id, body, &rootfs, exec_root, container_dir, runtime);
+    let made = write(
+        id,
+        body,
+        &rootfs,
+        exec_root,
+        container_dir,
+        runtime,
+        init_binary,
+    );
     if made.is_err() {
         layers.unmount_rw(id);
     }
@@ -70,12 +86,24 @@ fn write(
     exec_root: &Path,
     container_dir: &Path,
     runtime: &[String],
+    init_binary: &Path,
 ) -> Result<Bundle> {
-    let user = spec::resolve_user(
+    let group = read_in_root(rootfs, "etc/group");
+    let mut user = spec::resolve_user(
         body.user.as_deref().unwrap_or_default(),
         &read_in_root(rootfs, "etc/passwd"),
-        &read_in_root(rootfs, "etc/group"),
+        &group,
     )?;
+    let added = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.group_add.clone())
+        .unwrap_or_default();
+    for gid in spec::group_add_gids(&added, &group)? {
+        if !user.additional_gids.contains(&gid) {
+            user.additional_gids.push(gid);
+        }
+    }
     let cgroup = cgroup_path(id);
     let config = spec::build(&SpecInput {
         id,
@@ -83,12 +111,21 @@ fn write(
         rootfs,
         user,
         cgroup_path: cgroup.clone(),
+        init_binary,
     })?;
     let dir = exec_root.join("containers").join(id);
     // A bundle left from an earlier start is stale.
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).context(format_args!("creating {}", dir.display()))?;
     let log_path = container_dir.join(format!("{id}-json.log"));
+    let (log_max_size, log_max_files) = match body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.log_config.as_ref())
+    {
+        Some(lc) => crate::containers::config::log_rotation(lc)?,
+        None => (0, 1),
+    };
     let shim = ShimConfig {
         id: id.to_string(),
         runtime: runtime.to_vec(),
@@ -97,6 +134,19 @@ fn write(
         tty: body.tty.unwrap_or(false),
         open_stdin: body.open_stdin.unwrap_or(false),
         stdin_once: body.stdin_once.unwrap_or(false),
+        log_max_size,
+        log_max_files,
+        console_size: body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.console_size.as_ref())
+            .and_then(|c| match c.as_slice() {
+                [h, w] => Some([
+                    (*h).min(u16::MAX as usize) as u16,
+                    (*w).min(u16::MAX as usize) as u16,
+                ]),
+                _ => None,
+            }),
     };
     let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
         let bytes =

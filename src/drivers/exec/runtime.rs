@@ -77,6 +77,9 @@ fn parse(argv: &[String]) -> Result<Args, String> {
 
 /// The entry point of `berthd runtime`; returns the process exit code.
 pub fn main(argv: &[String]) -> i32 {
+    // Rust ignores SIGPIPE at start; the container's init, which libcontainer
+    // forks from here, must not inherit that.
+    berth_shim::signals::reset();
     let args = match parse(argv) {
         Ok(a) => a,
         Err(e) => {
@@ -135,7 +138,9 @@ fn run(a: &Args) -> Result<(), String> {
         "start" => load(a)?.start().map_err(err),
         "exec" => {
             let process = a.process.clone().ok_or("exec: --process is required")?;
+            let seccomp = container_seccomp(&load(a)?);
             builder(a)?
+                .with_executor(SeccompExecutor { seccomp })
                 .as_tenant()
                 .with_process(Some(process))
                 .with_detach(true)
@@ -184,5 +189,48 @@ mod tests {
         assert_eq!(a.positional, ["abc", "KILL"]);
         assert!(parse(&args("--nope x")).is_err());
         assert!(parse(&args("--root")).is_err());
+    }
+}
+
+/// The seccomp filter of the container's own spec (its bundle's config.json).
+fn container_seccomp(c: &Container) -> Option<oci_spec::runtime::LinuxSeccomp> {
+    let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json")).ok()?;
+    spec.linux().as_ref()?.seccomp().clone()
+}
+
+/// libcontainer builds an exec's spec without the container's seccomp filter
+/// (runc applies it to every exec): this executor loads it just before the
+/// exec. Capabilities are dropped by then, so when the process lacks
+/// CAP_SYS_ADMIN the kernel takes a filter only with no_new_privs set: an
+/// exec then also gets no_new_privs (stricter than runc, which loads the
+/// filter earlier).
+#[derive(Clone)]
+struct SeccompExecutor {
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+impl libcontainer::workload::Executor for SeccompExecutor {
+    fn exec(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorError> {
+        use libcontainer::workload::ExecutorError;
+        if let Some(filter) = &self.seccomp {
+            if libcontainer::seccomp::initialize_seccomp(filter).is_err() {
+                // SAFETY: prctl with integer arguments only.
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+                libcontainer::seccomp::initialize_seccomp(filter).map_err(|e| {
+                    ExecutorError::Other(format!("loading the seccomp filter: {e}"))
+                })?;
+            }
+        }
+        libcontainer::workload::default::DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(
+        &self,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::DefaultExecutor {}.validate(spec)
     }
 }
