@@ -128,10 +128,14 @@ async fn serve(config: Config) -> Result<()> {
         projection.clone(),
         &config.data_root,
         &config.exec_root,
-        crate::actors::container::RuntimeCommand::builtin(&config.exec_root)?,
+        crate::actors::container::RuntimeCommand::new(&config.exec_root, &config.runtimes)?,
         execs.clone(),
     )
     .start();
+    containers
+        .send(crate::actors::container_service::Restore)
+        .await
+        .map_err(|e| Error::internal(format!("restoring the containers: {e}")))?;
 
     let host = Arc::new(HostInfo::gather(&config.data_root));
     let api = Api::new(ApiContext {

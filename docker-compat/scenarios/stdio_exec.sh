@@ -57,7 +57,8 @@ scenario_attach_to_a_running_container_and_start_a() {
 
 scenario_pause_stops_a_counter_and_unpause_resumes_it() {
   start_with_busybox pz
-  local id; id=$(d pz run -d --name ctr busybox sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done')
+  # The counter is renamed into place: a freeze never catches it half-written.
+  local id; id=$(d pz run -d --name ctr busybox sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/m; mv /tmp/m /tmp/n; sleep 0.05; done')
   local n="$WORK/pz/data/overlay2/$id/merged/tmp/n"
   sleep 0.5
   d pz pause ctr >/dev/null
@@ -120,4 +121,87 @@ scenario_privileged_has_the_daemons_capabilities_and_resize_reaches_the_tty() {
   expect_eq "$(d pv logs rsz | tr -d '\r')" "30 100"
   expect_eq "$(api pv -s -o /dev/null -w '%{http_code}' -XPOST 'http://berth/containers/rsz/resize?h=x&w=1')" "400"
   d pv rm rsz >/dev/null
+  # ConsoleSize at create: the tty has the client's size from the start.
+  local cid
+  cid=$(api pv -XPOST -H 'Content-Type: application/json' http://berth/containers/create?name=csz \
+    -d '{"Image":"busybox","Tty":true,"Cmd":["stty","size"],"HostConfig":{"ConsoleSize":[40,120]}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["Id"])')
+  d pv start csz >/dev/null
+  d pv wait csz >/dev/null
+  expect_eq "$(d pv logs csz | tr -d '\r')" "40 120"
+  d pv rm csz >/dev/null
+}
+
+scenario_the_default_seccomp_profile_and_its_opt_outs() {
+  start_with_busybox sc
+  expect_eq "$(d sc run --rm busybox grep ^Seccomp: /proc/self/status | tr -d '\t ')" "Seccomp:2"
+  # A user namespace needs no capability, but dockerd's profile refuses it.
+  local out code=0
+  out=$(d sc run --rm busybox unshare -U true 2>&1) || code=$?
+  expect_eq "$code" "1"
+  expect_contains "$out" "Operation not permitted"
+  d sc run --rm --security-opt seccomp=unconfined busybox unshare -U true
+  expect_eq "$(d sc run --rm --privileged busybox grep ^Seccomp: /proc/self/status | tr -d '\t ')" "Seccomp:0"
+  # A profile of the user's own (the CLI sends the file's contents).
+  local p=$WORK/sc/profile.json
+  echo '{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}' > "$p"
+  code=0
+  out=$(d sc run --rm --security-opt seccomp="$p" busybox mkdir /x 2>&1) || code=$?
+  expect_eq "$code" "1"
+  expect_contains "$out" "Operation not permitted"
+  # Users and execs get it too.
+  expect_eq "$(d sc run --rm -u nobody busybox grep ^Seccomp: /proc/self/status | tr -d '\t ')" "Seccomp:2"
+  d sc run -d --name sx busybox sleep 300 >/dev/null
+  expect_eq "$(d sc exec sx grep ^Seccomp: /proc/self/status | tr -d '\t ')" "Seccomp:2"
+  d sc rm -f sx >/dev/null
+}
+
+# attach_and_type NAME CONTAINER TEXT KEYS [QUERY]: attaches with stdin
+# (hijacked), types TEXT, then after its echo KEYS (python escapes), and
+# prints what came back once the daemon ended the stream (or "TIMEOUT" after 5 s).
+attach_and_type() {
+  python3 - "$(sock "$1")" "$2" "$3" "$4" "${5:-}" <<'PY'
+import socket, sys, time
+sock, name, text, keys, query = sys.argv[1:]
+esc = lambda t: t.encode().decode("unicode_escape").encode("latin-1")
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+s.sendall(("POST /containers/%s/attach?stream=1&stdin=1&stdout=1&stderr=1%s HTTP/1.1\r\n"
+           "Host: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n" % (name, query)).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+print(head.split(b"\r\n")[0].decode())
+time.sleep(0.3)
+s.sendall(esc(text))
+time.sleep(0.5)
+s.sendall(esc(keys))
+s.settimeout(5)
+out = b""
+try:
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        out += b
+except socket.timeout:
+    out += b"TIMEOUT"
+print(out.decode(errors="replace"))
+PY
+}
+
+scenario_detach_keys_leave_the_container_running() {
+  start_with_busybox dk
+  d dk run -d -it --name tt busybox sh >/dev/null
+  local out
+  out=$(attach_and_type dk tt 'echo one\n' '\x10\x11')
+  expect_contains "$out" "101"
+  expect_contains "$out" "one"
+  [[ $out != *TIMEOUT* ]] || fail "ctrl-p ctrl-q did not end the attach: $out"
+  expect_eq "$(d dk inspect -f '{{.State.Running}}' tt)" "true"
+  # Keys of the client's choosing; the default ones then are plain input.
+  out=$(attach_and_type dk tt 'echo two\n' '\x01a' '&detachKeys=ctrl-a,a')
+  [[ $out != *TIMEOUT* ]] || fail "ctrl-a a did not end the attach: $out"
+  expect_eq "$(d dk inspect -f '{{.State.Running}}' tt)" "true"
+  expect_eq "$(api dk -s -o /dev/null -w '%{http_code}' -XPOST 'http://berth/containers/tt/attach?stream=1&stdin=1&detachKeys=ctrl-1')" "400"
+  d dk rm -f tt >/dev/null
 }

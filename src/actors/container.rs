@@ -15,12 +15,16 @@ use tracing::{info, warn};
 
 use super::event_log::{append, EventLog};
 use crate::containers::exec::ExecRegistry;
+use crate::containers::restart::{self, Backoff};
 use crate::drivers::exec::proto::{Created, ExitStatus, Request, EXIT_FILE};
 use crate::drivers::exec::{bundle, client};
 use crate::drivers::storage::LayerStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::projection::{ContainerStatus, Projection};
 use crate::events::Event;
+
+/// The shim's pid, in the bundle: a daemon that starts again watches it.
+const SHIM_PID: &str = "shim.pid";
 
 /// Paths and handles every container actor shares.
 #[derive(Clone)]
@@ -35,21 +39,45 @@ pub struct Runtime {
     pub execs: ExecRegistry,
 }
 
-/// How containers are run: the shim binary and the OCI runtime it drives.
+/// How containers are run: the shim binary and the OCI runtimes it can drive.
 #[derive(Clone)]
 pub struct RuntimeCommand {
     /// The shim binary (`berth-shim`, beside berthd).
     pub shim: PathBuf,
-    /// The OCI runtime's command line up to its subcommand.
+    /// The built-in runtime's command line up to its subcommand.
     pub runtime: Vec<String>,
+    /// Other runtimes by name (daemon.json `runtimes`, and runc when it is
+    /// installed), each with its own state root under the exec root.
+    pub others: std::collections::BTreeMap<String, Vec<String>>,
 }
+
+/// The name of the built-in runtime (libcontainer behind runc's CLI).
+pub const BUILTIN_RUNTIME: &str = "berth";
 
 impl RuntimeCommand {
     /// berth-shim beside berthd, driving `berthd runtime` (libcontainer) with
-    /// its state under `<exec-root>/runtime`.
-    pub fn builtin(exec_root: &std::path::Path) -> Result<Self> {
+    /// its state under `<exec-root>/runtime`, and the configured runtimes.
+    pub fn new(
+        exec_root: &std::path::Path,
+        configured: &std::collections::BTreeMap<String, crate::config::RuntimeConfig>,
+    ) -> Result<Self> {
         use crate::error::Context as _;
         let exe = std::env::current_exe().context("finding berthd")?;
+        let root = |name: &str| exec_root.join("runtimes").join(name).display().to_string();
+        let mut others = std::collections::BTreeMap::new();
+        // As dockerd, runc is there without configuration (when installed).
+        if let Some(runc) = find_in_path("runc") {
+            others.insert(
+                "runc".to_string(),
+                vec![runc, "--root".into(), root("runc")],
+            );
+        }
+        for (name, r) in configured {
+            let mut argv = vec![r.path.clone()];
+            argv.extend(r.runtime_args.iter().cloned());
+            argv.extend(["--root".to_string(), root(name)]);
+            others.insert(name.clone(), argv);
+        }
         Ok(RuntimeCommand {
             shim: exe.with_file_name("berth-shim"),
             runtime: vec![
@@ -58,8 +86,36 @@ impl RuntimeCommand {
                 "--root".into(),
                 exec_root.join("runtime").display().to_string(),
             ],
+            others,
         })
     }
+
+    /// The command line of the runtime `name` (empty: the built-in one).
+    pub fn argv(&self, name: &str) -> Option<&Vec<String>> {
+        if name.is_empty() || name == BUILTIN_RUNTIME {
+            return Some(&self.runtime);
+        }
+        self.others.get(name)
+    }
+
+    /// The runtime a container was created with.
+    pub fn of(&self, c: &crate::events::projection::ContainerRecord) -> Result<&Vec<String>> {
+        let name = crate::containers::render::body(c)
+            .host_config
+            .and_then(|h| h.runtime)
+            .unwrap_or_default();
+        self.argv(&name)
+            .ok_or_else(|| Error::invalid(format!("unknown or invalid runtime name: {name}")))
+    }
+}
+
+fn find_in_path(binary: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|d| d.join(binary))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
 }
 
 /// A client's hijacked connection, handed to the container to stream.
@@ -74,6 +130,7 @@ pub(super) struct PendingAttach {
     stdin: bool,
     stdout: bool,
     stderr: bool,
+    detach_keys: Option<Vec<u8>>,
 }
 
 impl Runtime {
@@ -110,6 +167,12 @@ pub struct ContainerActor {
     /// The outcome of the last exit, for waiters answered after removal.
     last: WaitOutcome,
     pending_attaches: Vec<PendingAttach>,
+    /// A user stopped or killed this run: its exit is not restarted.
+    canceled: bool,
+    backoff: Backoff,
+    /// The restart policy decided to start it again and has not yet.
+    restart_pending: bool,
+    restart_timer: Option<SpawnHandle>,
 }
 
 impl ContainerActor {
@@ -125,6 +188,10 @@ impl ContainerActor {
                 error: None,
             },
             pending_attaches: Vec::new(),
+            canceled: false,
+            backoff: Backoff::default(),
+            restart_pending: false,
+            restart_timer: None,
         }
     }
 
@@ -183,7 +250,9 @@ async fn join_attach(dir: &std::path::Path, id: &str, p: PendingAttach) {
     };
     match client::request(dir, &req).await {
         Ok((reply, stream)) if reply.error.is_empty() => {
-            tokio::spawn(client::splice(p.io, stream));
+            tokio::spawn(async move {
+                client::splice(p.io, stream, p.detach_keys).await;
+            });
         }
         Ok((reply, _)) => warn!(container = %id, error = %reply.error, "attach"),
         Err(e) => warn!(container = %id, error = %e, "attach"),
@@ -202,7 +271,32 @@ pub struct Start;
 impl Handler<Start> for ContainerActor {
     type Result = ResponseActFuture<Self, Result<()>>;
 
-    fn handle(&mut self, _: Start, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Start, ctx: &mut Context<Self>) -> Self::Result {
+        self.start(true, ctx)
+    }
+}
+
+/// A start by the restart policy, once its delay is over (or at once, when
+/// the daemon starts and finds the container was waiting for one).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct PolicyStart;
+
+impl Handler<PolicyStart> for ContainerActor {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, _: PolicyStart, ctx: &mut Context<Self>) -> Self::Result {
+        self.restart_pending = true;
+        self.start(false, ctx)
+    }
+}
+
+impl ContainerActor {
+    fn start(
+        &mut self,
+        by_user: bool,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<()>> {
         let state = self.rt.projection.current();
         let Some(c) = state.containers.get(&self.id).cloned() else {
             return Box::pin(actix::fut::ready(Err(Error::not_found(format!(
@@ -210,18 +304,42 @@ impl Handler<Start> for ContainerActor {
                 self.id
             )))));
         };
-        if c.status == ContainerStatus::Running || self.starting {
+        // A restarting container counts as started, as with dockerd.
+        if c.status == ContainerStatus::Running
+            || self.starting
+            || (by_user && (self.restart_pending || c.restarting))
+        {
             return Box::pin(actix::fut::ready(Err(Error::new(
                 ErrorKind::NotModified,
                 "container already started",
             ))));
+        }
+        if !by_user && !std::mem::take(&mut self.restart_pending) {
+            // Stopped or removed while it waited.
+            return Box::pin(actix::fut::ready(Ok(())));
+        }
+        if by_user {
+            // A user's start: a fresh restart manager, as dockerd makes one.
+            self.canceled = false;
+            self.backoff = Backoff::default();
+        }
+        if let Some(h) = self.restart_timer.take() {
+            ctx.cancel_future(h);
         }
         self.starting = true;
         let rt = self.rt.clone();
         let id = self.id.clone();
         let pending = std::mem::take(&mut self.pending_attaches);
         let fut = async move {
+            if by_user {
+                append(
+                    &rt.events,
+                    Event::ContainerStartRequested { id: id.clone() },
+                )
+                .await?;
+            }
             let body = crate::containers::render::body(&c);
+            let runtime = rt.command.of(&c)?.clone();
             let prep = {
                 let (rt, id, body) = (rt.clone(), id.clone(), body.clone());
                 tokio::task::spawn_blocking(move || {
@@ -231,7 +349,8 @@ impl Handler<Start> for ContainerActor {
                         &rt.layers,
                         &rt.exec_root,
                         &rt.containers_dir.join(&id),
-                        &rt.command.runtime,
+                        &runtime,
+                        &rt.command.shim,
                     )
                 })
                 .await
@@ -285,13 +404,19 @@ impl Handler<Start> for ContainerActor {
             act.starting = false;
             match res {
                 Ok(Some((child, dir))) => {
-                    act.watch_exit(child, dir, ctx);
+                    let ended = async move {
+                        let mut child = child;
+                        let _ = child.wait().await;
+                    };
+                    act.watch_exit(Box::pin(ended), dir, ctx);
                     Ok(())
                 }
                 Ok(None) => Ok(()),
                 Err(e) => {
                     // Attached clients and waiters learn that it is over; an
-                    // --rm container that could not start goes, as with dockerd.
+                    // --rm container that could not start goes, as with
+                    // dockerd. A start that fails is not restarted (dockerd's
+                    // monitor leaves it stopped).
                     act.exits.send_modify(|n| *n += 1);
                     act.notify(false);
                     act.auto_remove(ctx);
@@ -375,6 +500,11 @@ async fn launch(
         .kill_on_drop(false)
         .spawn()
         .map_err(|e| format!("starting the shim {}: {e}", shim.display()))?;
+    // For a daemon that starts again and finds the container running.
+    if let Some(pid) = child.id() {
+        std::fs::write(bundle_dir.join(SHIM_PID), pid.to_string())
+            .map_err(|e| format!("writing {SHIM_PID}: {e}"))?;
+    }
     let stdout = child.stdout.take().ok_or("the shim has no stdout")?;
     let mut line = String::new();
     let read = tokio::time::timeout(
@@ -404,24 +534,25 @@ async fn launch(
 }
 
 impl ContainerActor {
-    /// Waits for the shim to end, then records the exit it wrote down.
+    /// Waits for the shim to end (`ended`), then records the exit it wrote
+    /// down, and lets the restart policy decide what comes next.
     fn watch_exit(
         &mut self,
-        mut child: tokio::process::Child,
+        ended: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
         dir: PathBuf,
         ctx: &mut Context<Self>,
     ) {
         let rt = self.rt.clone();
         let id = self.id.clone();
         let fut = async move {
-            let _ = child.wait().await;
+            ended.await;
             let status: ExitStatus = std::fs::read(dir.join(EXIT_FILE))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or(ExitStatus {
                     exit_code: 255,
                     oom_killed: false,
-                    error: "the shim ended without an exit status".into(),
+                    error: "the container's shim ended without an exit status".into(),
                 });
             rt.layers.unmount_rw(&id);
             let _ = std::fs::remove_dir_all(&dir);
@@ -443,12 +574,82 @@ impl ContainerActor {
         ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
             act.exits.send_modify(|n| *n += 1);
             act.notify(false);
-            act.auto_remove(ctx);
+            if !act.auto_remove(ctx) {
+                act.apply_restart_policy(ctx);
+            }
         }));
     }
 
-    /// With AutoRemove (--rm), removes the container and answers `removed` waiters.
-    fn auto_remove(&mut self, ctx: &mut Context<Self>) {
+    /// After an exit: schedules the restart the container's policy asks for.
+    fn apply_restart_policy(&mut self, ctx: &mut Context<Self>) {
+        let state = self.rt.projection.current();
+        let Some(c) = state.containers.get(&self.id) else {
+            return;
+        };
+        if self.canceled {
+            return;
+        }
+        let policy = crate::containers::render::body(c)
+            .host_config
+            .and_then(|h| h.restart_policy);
+        let exit = restart::Exit {
+            code: c.exit_code,
+            manually_stopped: c.manually_stopped,
+            restart_count: c.restart_count,
+            ran_for: Duration::from_nanos(c.finished_ns.saturating_sub(c.started_ns)),
+        };
+        let Some(delay) = self.backoff.decide(policy.as_ref(), exit) else {
+            return;
+        };
+        self.restart_pending = true;
+        let (rt, id) = (self.rt.clone(), self.id.clone());
+        let scheduled =
+            async move { append(&rt.events, Event::ContainerRestartScheduled { id }).await };
+        ctx.spawn(scheduled.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
+                warn!(container = %act.id, error = %e, "recording the restart");
+                act.restart_pending = false;
+                return;
+            }
+            if !act.restart_pending {
+                return; // a stop came first
+            }
+            info!(container = %act.id, delay_ms = delay.as_millis() as u64, "restarting after");
+            let timer = ctx.run_later(delay, |act, ctx| {
+                act.restart_timer = None;
+                let start = act.start(false, ctx).map(|res, act, _| {
+                    if let Err(e) = res {
+                        warn!(container = %act.id, error = %e, "restart by policy");
+                    }
+                });
+                ctx.spawn(start);
+            });
+            act.restart_timer = Some(timer);
+        }));
+    }
+
+    /// A user's stop or kill: this run is not restarted, and a restart that
+    /// waits is called off. Returns whether one was waiting.
+    fn stop_requested(&mut self, ctx: &mut Context<Self>) -> bool {
+        self.canceled = true;
+        if let Some(h) = self.restart_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let (rt, id) = (self.rt.clone(), self.id.clone());
+        ctx.spawn(
+            async move {
+                if let Err(e) = append(&rt.events, Event::ContainerStopRequested { id }).await {
+                    warn!(error = %e, "recording the stop request");
+                }
+            }
+            .into_actor(self),
+        );
+        std::mem::take(&mut self.restart_pending)
+    }
+
+    /// With AutoRemove (--rm), removes the container and answers `removed`
+    /// waiters; returns whether it does.
+    fn auto_remove(&mut self, ctx: &mut Context<Self>) -> bool {
         let state = self.rt.projection.current();
         let auto_remove = state
             .containers
@@ -457,7 +658,7 @@ impl ContainerActor {
             .and_then(|b| b.host_config.and_then(|h| h.auto_remove))
             .unwrap_or(false);
         if !auto_remove {
-            return;
+            return false;
         }
         let (rt, id) = (self.rt.clone(), self.id.clone());
         ctx.spawn(
@@ -472,6 +673,7 @@ impl ContainerActor {
                 ctx.stop();
             }),
         );
+        true
     }
 }
 
@@ -501,7 +703,7 @@ impl Handler<Wait> for ContainerActor {
 
     fn handle(&mut self, msg: Wait, _: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let running = self.running().is_some() || self.starting;
+        let running = self.running().is_some() || self.starting || self.restart_pending;
         self.waiters.push((msg.0, tx));
         if msg.0 == WaitCondition::NotRunning && !running {
             self.notify(false);
@@ -519,12 +721,18 @@ impl Handler<Kill> for ContainerActor {
     type Result = Result<()>;
 
     fn handle(&mut self, msg: Kill, ctx: &mut Context<Self>) -> Self::Result {
+        let sig = nix::sys::signal::Signal::try_from(msg.0)
+            .map_err(|_| Error::invalid(format!("Invalid signal: {}", msg.0)))?;
+        if self.running().is_none() && self.restart_pending {
+            // Restarting: nothing to signal; telling the policy is enough.
+            self.stop_requested(ctx);
+            return Ok(());
+        }
         let (pid, paused) = self
             .running()
             .filter(|(pid, _)| *pid != 0)
             .ok_or_else(|| not_running(&self.id))?;
-        let sig = nix::sys::signal::Signal::try_from(msg.0)
-            .map_err(|_| Error::invalid(format!("Invalid signal: {}", msg.0)))?;
+        self.stop_requested(ctx);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
             .map_err(|e| Error::internal(format!("signalling {}: {e}", self.id)))?;
         if paused {
@@ -546,13 +754,19 @@ pub struct Stop {
 impl Handler<Stop> for ContainerActor {
     type Result = ResponseActFuture<Self, Result<()>>;
 
-    fn handle(&mut self, msg: Stop, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Self::Result {
         let Some((pid, paused)) = self.running() else {
-            return Box::pin(actix::fut::ready(Err(Error::new(
-                ErrorKind::NotModified,
-                "container already stopped",
-            ))));
+            let result = if self.restart_pending && self.stop_requested(ctx) {
+                Ok(()) // it was restarting: now it stays stopped
+            } else {
+                Err(Error::new(
+                    ErrorKind::NotModified,
+                    "container already stopped",
+                ))
+            };
+            return Box::pin(actix::fut::ready(result));
         };
+        self.stop_requested(ctx);
         let mut exits = self.exits.subscribe();
         let (rt, id) = (self.rt.clone(), self.id.clone());
         let fut = async move {
@@ -612,6 +826,8 @@ pub struct Attach {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// What ends the attach and leaves the container running (tty only).
+    pub detach_keys: Option<Vec<u8>>,
 }
 
 impl Handler<Attach> for ContainerActor {
@@ -623,6 +839,7 @@ impl Handler<Attach> for ContainerActor {
             stdin: msg.stdin,
             stdout: msg.stdout,
             stderr: msg.stderr,
+            detach_keys: msg.detach_keys,
         };
         if self.running().is_none() || self.starting {
             self.pending_attaches.push(attach);
@@ -688,7 +905,12 @@ impl ContainerActor {
 /// Runs one command of the OCI runtime on this container (pause, resume):
 /// a short-lived process, so libcontainer never runs in the daemon.
 async fn runtime_command(rt: &Runtime, args: &[&str]) -> Result<()> {
-    let runtime = &rt.command.runtime;
+    let state = rt.projection.current();
+    let c = state
+        .containers
+        .get(args.last().copied().unwrap_or_default())
+        .ok_or_else(|| Error::not_found("No such container"))?;
+    let runtime = rt.command.of(c)?;
     let mut cmd = tokio::process::Command::new(&runtime[0]);
     cmd.args(&runtime[1..])
         .args(args)
@@ -741,6 +963,121 @@ impl Handler<Pause> for ContainerActor {
             runtime_command(&rt, &[verb, &id]).await?;
             append(&rt.events, event).await?;
             info!(container = %id, verb, "done");
+            Ok(())
+        })
+    }
+}
+
+/// The daemon started and found this container running: watch its shim
+/// again, or, if it ended while no daemon watched, record how.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconnect;
+
+impl Handler<Reconnect> for ContainerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Reconnect, ctx: &mut Context<Self>) {
+        let dir = self.rt.bundle_dir(&self.id);
+        let ended: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match open_shim(&dir)
+        {
+            Some(fd) => {
+                info!(container = %self.id, "watching its shim again");
+                Box::pin(shim_ended(fd))
+            }
+            None => Box::pin(async {}),
+        };
+        self.watch_exit(ended, dir, ctx);
+    }
+}
+
+/// A pidfd of the shim that serves `bundle`, if it still runs: the pid in
+/// its file is taken for the shim only while that process runs on this
+/// bundle (pids are reused).
+fn open_shim(bundle: &std::path::Path) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let pid: i32 = std::fs::read_to_string(bundle.join(SHIM_PID))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) };
+    // Read after the pidfd is held: if this is our shim now, the pidfd is its.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let ours = cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == bundle.as_os_str().as_bytes());
+    ours.then_some(fd)
+}
+
+/// Resolves when the process behind `pidfd` has ended (a pidfd turns
+/// readable then).
+async fn shim_ended(pidfd: std::os::fd::OwnedFd) {
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same
+    // until it is dropped with it.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+    };
+    match registered {
+        Ok(fd) => {
+            let _ = fd.readable().await;
+        }
+        Err(e) => warn!(error = %e, "watching a shim's pidfd"),
+    }
+}
+
+/// New resource limits or restart policy (POST /containers/{id}/update):
+/// written to the running container's cgroup, then recorded.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Update(pub bollard_stubs::models::ContainerUpdateBody);
+
+impl Handler<Update> for ContainerActor {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: Update, _: &mut Context<Self>) -> Self::Result {
+        use crate::containers::update;
+        let state = self.rt.projection.current();
+        let rt = self.rt.clone();
+        let id = self.id.clone();
+        let Some(c) = state.containers.get(&self.id).cloned() else {
+            return Box::pin(
+                async move { Err(Error::not_found(format!("No such container: {id}"))) },
+            );
+        };
+        let running = self.running().is_some();
+        Box::pin(async move {
+            let mut body = crate::containers::render::body(&c);
+            let mut host = body.host_config.take().unwrap_or_default();
+            update::merge(&mut host, &msg.0)?;
+            let cpus = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            crate::containers::config::validate_host_config(&host, cpus)?;
+            if running {
+                let mount = std::path::Path::new("/sys/fs/cgroup");
+                let writes = update::cgroup_writes(&host, update::unified(mount));
+                update::apply(mount, &bundle::cgroup_path(&id), &writes)?;
+            }
+            body.host_config = Some(host);
+            let config = serde_json::to_string(&body)
+                .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
+            append(
+                &rt.events,
+                Event::ContainerUpdated {
+                    id: id.clone(),
+                    config,
+                },
+            )
+            .await?;
+            info!(container = %id, "updated");
             Ok(())
         })
     }

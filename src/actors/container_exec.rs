@@ -94,7 +94,12 @@ impl Handler<StartExec> for ContainerActor {
                     let Some(io) = io.await else { return };
                     match start(&rt, &rec, true).await {
                         Ok(stream) => {
-                            finish(rt, rec.container_id.clone(), rec.id, stream, Some(io)).await
+                            // As for attach: the keys end a tty's stream only.
+                            let detach = (rec.tty && rec.attach_stdin)
+                                .then(|| client::parse_detach_keys(&rec.detach_keys).ok())
+                                .flatten();
+                            let io = Some((io, detach));
+                            finish(rt, rec.container_id.clone(), rec.id, stream, io).await
                         }
                         Err(e) => {
                             rt.execs.ended(&rec.id, 126);
@@ -146,15 +151,21 @@ async fn finish(
     container_id: String,
     exec_id: String,
     mut stream: UnixStream,
-    io: Option<ClientIo>,
+    io: Option<(ClientIo, Option<Vec<u8>>)>,
 ) {
-    match io {
-        Some(io) => client::splice(io, stream).await,
+    let detached = match io {
+        Some((io, detach)) => client::splice(io, stream, detach).await,
         None => {
             let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+            false
         }
+    };
+    let bundle = rt.bundle_dir(&container_id);
+    let exit = exit_file(&bundle, &exec_id);
+    // A client that detached left the exec running: its end comes later.
+    while detached && !exit.exists() && bundle.exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let exit = exit_file(&rt.bundle_dir(&container_id), &exec_id);
     let status: Option<ExitStatus> = std::fs::read(&exit)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());

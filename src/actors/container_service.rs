@@ -201,6 +201,13 @@ impl ContainerService {
             })?;
         if let Some(h) = &body.host_config {
             validate_host_config(h, self.cpus)?;
+            if let Some(r) = h.runtime.as_deref().filter(|r| !r.is_empty()) {
+                if self.command.argv(r).is_none() {
+                    return Err(crate::error::Error::invalid(format!(
+                        "Unknown runtime specified {r}"
+                    )));
+                }
+            }
         }
         let name = match msg.name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -304,10 +311,17 @@ impl Handler<RemoveContainer> for ContainerService {
             async move {
                 let c = found?;
                 let actor = actor.ok_or_else(|| Error::internal("no container actor"))?;
-                if c.status == ContainerStatus::Running {
+                if c.status == ContainerStatus::Running || c.restarting {
                     if !msg.force {
+                        let (state, procedure) = if c.restarting {
+                            ("restarting", "Stop the container")
+                        } else if c.paused {
+                            ("paused", "Unpause and then stop the container")
+                        } else {
+                            ("running", "Stop the container")
+                        };
                         return Err(Error::conflict(format!(
-                            "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                            "You cannot remove a {state} container {}. {procedure} before attempting removal or force remove",
                             c.id
                         )));
                     }
@@ -365,5 +379,42 @@ impl Handler<GetActor> for ContainerService {
         let id = resolve(&state, &msg.name)?.id.clone();
         let actor = self.actor(&id);
         Ok((id, actor))
+    }
+}
+
+/// The daemon started: watch the containers that still run, and start the
+/// ones their restart policy brings back (those waiting for a restart, and
+/// stopped ones as dockerd's restore picks them).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Restore;
+
+impl Handler<Restore> for ContainerService {
+    type Result = ();
+
+    fn handle(&mut self, _: Restore, _: &mut Context<Self>) {
+        use crate::containers::restart;
+        let state = self.projection.current();
+        for c in state.containers.values() {
+            if c.status == ContainerStatus::Running {
+                self.actor(&c.id).do_send(super::container::Reconnect);
+            } else if c.restarting {
+                self.actor(&c.id).do_send(super::container::PolicyStart);
+            } else if c.started_ns > 0 {
+                let policy = crate::containers::render::body(c)
+                    .host_config
+                    .and_then(|h| h.restart_policy);
+                let exit = restart::Exit {
+                    code: c.exit_code,
+                    manually_stopped: c.manually_stopped,
+                    restart_count: c.restart_count,
+                    ran_for: std::time::Duration::ZERO,
+                };
+                if restart::at_daemon_start(policy.as_ref(), exit) {
+                    info!(container = %c.id, "starting it again, as its restart policy says");
+                    self.actor(&c.id).do_send(super::container::Start);
+                }
+            }
+        }
     }
 }

@@ -42,6 +42,8 @@ pub fn routes() -> Router<ApiContext> {
         .route("/containers/{id}/top", get(top))
         .route("/containers/{id}/stats", get(stats))
         .route("/containers/{id}/unpause", post(unpause))
+        .route("/containers/prune", post(prune))
+        .route("/containers/{id}/update", post(update))
 }
 
 pub(super) async fn actor(
@@ -191,7 +193,7 @@ async fn follow<W: tokio::io::AsyncWrite + Unpin>(
     let mut ended = false;
     loop {
         let done = ended || exits.has_changed().unwrap_or(true);
-        let (entries, next) = logs::read_from(&path, offset);
+        let (entries, next) = logs::follow_from(&path, offset);
         offset = next;
         if !entries.is_empty() {
             let bytes = logs::render(&entries, tty, timestamps, stdout, stderr);
@@ -240,6 +242,14 @@ async fn attach(
     } else {
         "application/vnd.docker.multiplexed-stream"
     };
+    // As dockerd: the keys are looked for only in a tty's input.
+    let detach_keys = if tty && flag(&q, "stdin") {
+        Some(crate::drivers::exec::client::parse_detach_keys(
+            q.get("detachKeys").map(String::as_str).unwrap_or(""),
+        )?)
+    } else {
+        None
+    };
     let upgrade = req.headers().get(header::UPGRADE).is_some();
     if upgrade {
         let on = hyper::upgrade::on(&mut req);
@@ -248,7 +258,7 @@ async fn attach(
             let Ok(upgraded) = on.await else { return };
             let mut io = hyper_util::rt::TokioIo::new(upgraded);
             if logs_too {
-                let (entries, _) = logs::read_from(&path, 0);
+                let (entries, _) = logs::read_all(&path);
                 let bytes = logs::render(&entries, opts.0, false, opts.2, opts.3);
                 if tokio::io::AsyncWriteExt::write_all(&mut io, &bytes)
                     .await
@@ -268,6 +278,7 @@ async fn attach(
                     stdin,
                     stdout: opts.2,
                     stderr: opts.3,
+                    detach_keys,
                 })
                 .await;
         });
@@ -406,7 +417,7 @@ async fn logs(
     let tty = tty_of(&ctx, &id);
     let timestamps = flag(&q, "timestamps");
     let path = ctx.runtime_log_path(&id);
-    let (mut entries, offset) = logs::read_from(&path, 0);
+    let (mut entries, offset) = logs::read_all(&path);
     let bound = |k: &str| -> Result<Option<i64>> {
         match q.get(k).filter(|v| !v.is_empty() && v.as_str() != "0") {
             None => Ok(None),
@@ -600,4 +611,125 @@ async fn remove(
     )
     .await??;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `until=` of prune filters: a Unix time, an RFC 3339 time, or a duration
+/// before now (`10m`, `24h`), as dockerd reads it. Returns nanoseconds.
+fn until_ns(v: &str, now_ns: u64) -> Result<u64> {
+    let bad = || {
+        Error::invalid(format!(
+            "failed to parse value as time or duration: \"{v}\""
+        ))
+    };
+    if let Ok(secs) = v.parse::<f64>() {
+        return Ok((secs * 1e9) as u64);
+    }
+    if let Some(secs) = super::images::parse_rfc3339(v) {
+        return Ok(secs.max(0) as u64 * 1_000_000_000);
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?);
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        "ms" => 1e6,
+        _ => return Err(bad()),
+    };
+    Ok(now_ns.saturating_sub((n * scale) as u64))
+}
+
+/// POST /containers/prune: removes every container that does not run
+/// (filters `until`, `label`, `label!`).
+async fn prune(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>> {
+    let filters = super::images::parse_filters(q.get("filters"))?;
+    if let Some(k) = filters
+        .keys()
+        .find(|k| !["until", "label", "label!"].contains(&k.as_str()))
+    {
+        return Err(Error::invalid(format!("invalid filter '{k}'")));
+    }
+    let now = crate::store::eventlog::now_ns();
+    let until = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|v| until_ns(v, now))
+        .transpose()?;
+    let state = ctx.projection.current();
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for c in state.containers.values() {
+        let labels = render::body(c).labels.unwrap_or_default();
+        let running =
+            c.status == crate::events::projection::ContainerStatus::Running || c.restarting;
+        if running
+            || until.is_some_and(|u| c.created_ns >= u)
+            || !filters
+                .get("label")
+                .is_none_or(|ls| crate::images::query::labels_match(&labels, ls))
+            || filters.get("label!").is_some_and(|ls| {
+                ls.iter()
+                    .any(|l| crate::images::query::labels_match(&labels, std::slice::from_ref(l)))
+            })
+        {
+            continue;
+        }
+        let size = dir_size(&ctx.layers.rw_diff_dir(&c.id));
+        let removed = ask(
+            &ctx,
+            RemoveContainer {
+                name: c.id.clone(),
+                force: false,
+            },
+        )
+        .await?;
+        match removed {
+            Ok(()) => {
+                deleted.push(c.id.clone());
+                reclaimed += size;
+            }
+            // Started meanwhile, or gone: not ours to prune.
+            Err(e) => tracing::debug!(container = %c.id, error = %e, "not pruned"),
+        }
+    }
+    Ok(Json(serde_json::json!({
+        "ContainersDeleted": if deleted.is_empty() { serde_json::Value::Null } else { deleted.into() },
+        "SpaceReclaimed": reclaimed,
+    })))
+}
+
+/// Bytes of the regular files under `dir` (a container layer's own size).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+        .map(|(p, m)| {
+            if m.is_dir() {
+                dir_size(&p)
+            } else if m.is_file() {
+                m.len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// POST /containers/{id}/update: new limits or restart policy.
+async fn update(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>> {
+    let body: bollard_stubs::models::ContainerUpdateBody =
+        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let (_, a) = actor(&ctx, &id).await?;
+    send(&a, crate::actors::container::Update(body)).await??;
+    Ok(Json(serde_json::json!({ "Warnings": [] })))
 }

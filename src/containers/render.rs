@@ -50,6 +50,12 @@ pub fn rfc3339_or_zero(ns: u64) -> String {
 }
 
 fn state_enum(c: &ContainerRecord) -> (ContainerSummaryStateEnum, ContainerStateStatusEnum) {
+    if c.restarting {
+        return (
+            ContainerSummaryStateEnum::RESTARTING,
+            ContainerStateStatusEnum::RESTARTING,
+        );
+    }
     match c.status {
         ContainerStatus::Created => (
             ContainerSummaryStateEnum::CREATED,
@@ -73,6 +79,9 @@ fn state_enum(c: &ContainerRecord) -> (ContainerSummaryStateEnum, ContainerState
 /// `docker ps`'s STATUS column.
 pub fn status_text(c: &ContainerRecord, now_ns: u64) -> String {
     let ago = |ns: u64| human_duration(now_ns.saturating_sub(ns) / 1_000_000_000);
+    if c.restarting {
+        return format!("Restarting ({}) {} ago", c.exit_code, ago(c.finished_ns));
+    }
     match c.status {
         ContainerStatus::Created => "Created".into(),
         ContainerStatus::Running if c.paused => format!("Up {} (Paused)", ago(c.started_ns)),
@@ -118,7 +127,7 @@ pub fn summary(c: &ContainerRecord, now_ns: u64) -> ContainerSummary {
 
 /// The Config part of inspect: the create body without HostConfig and
 /// NetworkingConfig.
-fn inspect_config(b: &ContainerCreateBody) -> ContainerConfig {
+pub fn inspect_config(b: &ContainerCreateBody) -> ContainerConfig {
     let v = serde_json::to_value(b).unwrap_or_default();
     let mut config: ContainerConfig = serde_json::from_value(v).unwrap_or_default();
     if config.labels.is_none() {
@@ -144,9 +153,10 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
         args: Some(args),
         state: Some(ContainerState {
             status: Some(status),
-            running: Some(c.status == ContainerStatus::Running),
+            // As dockerd: a restarting container counts as running.
+            running: Some(c.status == ContainerStatus::Running || c.restarting),
             paused: Some(c.paused),
-            restarting: Some(false),
+            restarting: Some(c.restarting),
             oom_killed: Some(c.oom_killed),
             dead: Some(false),
             pid: Some(c.pid as i64),
@@ -162,7 +172,7 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
         hosts_path: Some(String::new()),
         log_path: Some(paths.log_path),
         name: Some(format!("/{}", c.name)),
-        restart_count: Some(0),
+        restart_count: Some(c.restart_count as i64),
         driver: Some(paths.driver),
         platform: Some("linux".into()),
         mount_label: Some(String::new()),
@@ -242,7 +252,7 @@ pub fn list<'a>(
     let mut out: Vec<&ContainerRecord> = state
         .containers
         .values()
-        .filter(|c| all || c.status == ContainerStatus::Running)
+        .filter(|c| all || c.status == ContainerStatus::Running || c.restarting)
         .filter(|c| f("id").is_none_or(|ids| ids.iter().any(|i| c.id.starts_with(i.as_str()))))
         .filter(|c| {
             f("name").is_none_or(|ns| {

@@ -73,24 +73,136 @@ pub async fn call(bundle: &Path, req: &Request) -> Result<Reply> {
 /// the client's input goes to the shim (its end closes the process's stdin
 /// where that is asked for), the shim's output to the client. The client's
 /// side is shut down when the output ends, whatever the client still sends.
-pub async fn splice<C>(client: C, shim: UnixStream)
+/// With `detach` keys (a tty's attach), the client typing them leaves the
+/// container running and ends the stream, as dockerd's copyEscapable does.
+/// Returns whether the client detached.
+pub async fn splice<C>(client: C, shim: UnixStream, detach: Option<Vec<u8>>) -> bool
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = shim.into_split();
     let input = async {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        let detached = match &detach {
+            Some(keys) if !keys.is_empty() => copy_escapable(&mut cr, &mut sw, keys).await,
+            _ => {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                false
+            }
+        };
+        if detached {
+            return;
+        }
         let _ = sw.shutdown().await;
         std::future::pending::<()>().await
     };
     let output = async {
         let _ = tokio::io::copy(&mut sr, &mut cw).await;
-        let _ = cw.flush().await;
-        let _ = cw.shutdown().await;
     };
-    tokio::select! {
-        _ = output => {}
-        _ = input => {}
+    let detached = tokio::select! {
+        _ = output => false,
+        _ = input => true,
+    };
+    let _ = cw.flush().await;
+    let _ = cw.shutdown().await;
+    detached
+}
+
+/// Copies input until it ends (false) or the detach keys come (true). The
+/// bytes of a partial match are held back and sent once it fails.
+async fn copy_escapable<R, W>(from: &mut R, to: &mut W, keys: &[u8]) -> bool
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 32 << 10];
+    let mut matched = 0usize;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let mut out = Vec::with_capacity(n + matched);
+        for &b in &buf[..n] {
+            if b == keys[matched] {
+                matched += 1;
+                if matched == keys.len() {
+                    let _ = to.write_all(&out).await;
+                    return true;
+                }
+                continue;
+            }
+            out.extend_from_slice(&keys[..matched]);
+            matched = 0;
+            if b == keys[0] {
+                matched = 1;
+            } else {
+                out.push(b);
+            }
+        }
+        if to.write_all(&out).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Detach keys as the CLI writes them ("ctrl-p,ctrl-q", "a,ctrl-@"): the
+/// bytes they type. Empty: dockerd's default, ctrl-p ctrl-q.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
+    if spec.is_empty() {
+        return Ok(vec![0x10, 0x11]);
+    }
+    let bad = || Error::invalid(format!("Invalid detach keys ({spec}) provided"));
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let c = c.as_bytes();
+                match c {
+                    [b] if b.is_ascii_lowercase() => Ok(b - b'a' + 1),
+                    [b'@'] => Ok(0),
+                    [b @ b'['..=b'_'] => Ok(b - b'[' + 27),
+                    _ => Err(bad()),
+                }
+            } else if k.len() == 1 {
+                Ok(k.as_bytes()[0])
+            } else {
+                Err(bad())
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_parse_as_the_cli_writes_them() {
+        assert_eq!(parse_detach_keys("").unwrap(), [0x10, 0x11]);
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), [0x10, 0x11]);
+        assert_eq!(
+            parse_detach_keys("a,ctrl-@,ctrl-\\").unwrap(),
+            [b'a', 0, 28]
+        );
+        assert!(parse_detach_keys("ctrl-1").is_err());
+        assert!(parse_detach_keys("ab").is_err());
+    }
+
+    #[test]
+    fn the_escape_holds_back_a_partial_match_and_stops_on_a_full_one() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut input: &[u8] = b"ab\x10c\x10\x11never";
+            let mut out = Vec::new();
+            assert!(copy_escapable(&mut input, &mut out, &[0x10, 0x11]).await);
+            assert_eq!(out, b"ab\x10c");
+            let mut input: &[u8] = b"plain\x10";
+            let mut out = Vec::new();
+            assert!(!copy_escapable(&mut input, &mut out, &[0x10, 0x11]).await);
+            assert_eq!(out, b"plain");
+        });
     }
 }

@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod client;
 pub mod runtime;
+pub mod seccomp;
 pub mod spec;
 
 pub use berth_shim::proto;

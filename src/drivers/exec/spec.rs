@@ -97,6 +97,29 @@ pub fn host_capabilities() -> Vec<String> {
     capabilities_in_mask(mask)
 }
 
+/// `--group-add` entries (names or numbers) as gids, names looked up in the
+/// image's /etc/group.
+pub fn group_add_gids(entries: &[String], group: &str) -> Result<Vec<u32>> {
+    entries
+        .iter()
+        .map(|g| {
+            if let Ok(n) = g.parse::<u32>() {
+                return Ok(n);
+            }
+            group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.first() == Some(&g.as_str()))
+                .and_then(|f| f.get(2).and_then(|n| n.parse().ok()))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "Unable to find group {g}: no matching entries in group file"
+                    ))
+                })
+        })
+        .collect()
+}
+
 /// The user a container runs as, resolved against the image's /etc/passwd and
 /// /etc/group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +213,53 @@ fn default_device_rules() -> Value {
     ])
 }
 
+/// `--device HOST[:CONTAINER[:PERMS]]`: each host device node as the spec's
+/// `linux.devices` entry and the cgroup rule that lets it be used.
+fn host_devices(mappings: &[bollard_stubs::models::DeviceMapping]) -> Result<Vec<(Value, Value)>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    for m in mappings {
+        let host = m.path_on_host.clone().unwrap_or_default();
+        let inside = m
+            .path_in_container
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| host.clone());
+        let perms = m
+            .cgroup_permissions
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "rwm".into());
+        if perms.chars().any(|c| !"rwm".contains(c)) {
+            return Err(Error::invalid(format!("invalid device mode: {perms}")));
+        }
+        let meta = std::fs::metadata(&host).map_err(|e| {
+            Error::invalid(format!(
+                "error gathering device information while adding custom device \"{host}\": {e}"
+            ))
+        })?;
+        let kind = if meta.file_type().is_char_device() {
+            "c"
+        } else if meta.file_type().is_block_device() {
+            "b"
+        } else {
+            return Err(Error::invalid(format!(
+                "error gathering device information while adding custom device \"{host}\": not a device node"
+            )));
+        };
+        let (major, minor) = (
+            libc::major(meta.rdev()) as i64,
+            libc::minor(meta.rdev()) as i64,
+        );
+        out.push((
+            json!({ "path": inside, "type": kind, "major": major, "minor": minor,
+                    "fileMode": meta.mode() & 0o777, "uid": meta.uid(), "gid": meta.gid() }),
+            json!({ "allow": true, "type": kind, "major": major, "minor": minor, "access": perms }),
+        ));
+    }
+    Ok(out)
+}
+
 pub struct SpecInput<'a> {
     pub id: &'a str,
     pub body: &'a ContainerCreateBody,
@@ -197,7 +267,12 @@ pub struct SpecInput<'a> {
     pub user: ResolvedUser,
     /// cgroup path relative to the hierarchy roots ("/berth/<id>").
     pub cgroup_path: String,
+    /// The static binary that serves as docker-init (`--init`).
+    pub init_binary: &'a std::path::Path,
 }
+
+/// Where `--init` puts the init, as dockerd does.
+const INIT_PATH: &str = "/sbin/docker-init";
 
 pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     let b = input.body;
@@ -208,6 +283,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     }
     let mut argv = vec![path];
     argv.extend(args);
+    let init = h.init.unwrap_or(false);
+    if init {
+        argv.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
     let tty = b.tty.unwrap_or(false);
     let hostname = b.hostname.clone().unwrap_or_default();
     let mut env: Vec<String> = b.env.clone().unwrap_or_default();
@@ -277,6 +356,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] }),
         json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
     ];
+    if init {
+        mounts.push(json!({ "destination": INIT_PATH, "type": "bind", "source": input.init_binary, "options": ["bind", "ro", "nosuid", "nodev"] }));
+    }
     for (dest, opts) in h.tmpfs.iter().flatten() {
         let mut o = vec![
             "nosuid".to_string(),
@@ -288,6 +370,12 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
             .push(json!({ "destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o }));
     }
     let mut resources = json!({ "devices": if privileged { json!([{ "allow": true, "access": "rwm" }]) } else { default_device_rules() } });
+    let devices = host_devices(h.devices.as_deref().unwrap_or_default())?;
+    if !privileged {
+        if let Some(rules) = resources["devices"].as_array_mut() {
+            rules.extend(devices.iter().map(|(_, rule)| rule.clone()));
+        }
+    }
     let memory = h.memory.unwrap_or(0);
     if memory > 0 || h.memory_reservation.unwrap_or(0) > 0 {
         let mut m = json!({});
@@ -358,6 +446,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if let Some(sysctls) = &h.sysctls {
         linux["sysctl"] = json!(sysctls);
     }
+    if !devices.is_empty() {
+        linux["devices"] = json!(devices.into_iter().map(|(d, _)| d).collect::<Vec<_>>());
+    }
+    let security_opt = h.security_opt.clone().unwrap_or_default();
+    if let Some(filter) = super::seccomp::for_container(&security_opt, privileged, &caps)? {
+        linux["seccomp"] = filter;
+    }
     let no_new_privs = h.security_opt.iter().flatten().any(|o| {
         o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
     });
@@ -366,12 +461,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
-    let mut additional = input.user.additional_gids.clone();
-    for g in h.group_add.iter().flatten() {
-        if let Ok(n) = g.parse::<u32>() {
-            additional.push(n);
-        }
-    }
+    // --group-add is resolved with the user (bundle::write), names included.
+    let additional = input.user.additional_gids.clone();
     let mut process = json!({
         "terminal": tty,
         "user": { "uid": input.user.uid, "gid": input.user.gid, "additionalGids": additional },
@@ -379,8 +470,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         "env": env,
         "cwd": cwd,
         "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
-        "noNewPrivileges": no_new_privs,
     });
+    // Only when set: libcontainer loads the seccomp filter before dropping
+    // capabilities when the field is absent (needed without no_new_privs),
+    // and after, too late, when it is present even as false.
+    if no_new_privs {
+        process["noNewPrivileges"] = json!(true);
+    }
     if !rlimits.is_empty() {
         process["rlimits"] = json!(rlimits);
     }
@@ -451,6 +547,7 @@ mod tests {
             rootfs: std::path::Path::new("/r"),
             user,
             cgroup_path: "/berth/x".into(),
+            init_binary: std::path::Path::new("/bin/init"),
         })
         .unwrap();
         assert_eq!(s["process"]["args"], json!(["echo", "hi"]));
