@@ -417,7 +417,6 @@ async fn logs(
     let tty = tty_of(&ctx, &id);
     let timestamps = flag(&q, "timestamps");
     let path = ctx.runtime_log_path(&id);
-    let (mut entries, offset) = logs::read_all(&path);
     let bound = |k: &str| -> Result<Option<i64>> {
         match q.get(k).filter(|v| !v.is_empty() && v.as_str() != "0") {
             None => Ok(None),
@@ -428,8 +427,6 @@ async fn logs(
     };
     let (since, until) = (bound("since")?, bound("until")?);
     let tail = q.get("tail").and_then(|t| t.parse::<usize>().ok());
-    logs::select(&mut entries, since, until, tail);
-    let head = logs::render(&entries, tty, timestamps, stdout, stderr);
     let running = ctx
         .projection
         .current()
@@ -442,11 +439,28 @@ async fn logs(
         "application/vnd.docker.multiplexed-stream"
     };
     if !(flag(&q, "follow") && running && until.is_none()) {
+        // Streamed from a blocking thread as it is parsed.
+        let query = logs::Query {
+            tty,
+            timestamps,
+            stdout,
+            stderr,
+            since,
+            until,
+            tail,
+        };
+        let stream = crate::chan::blocking_body(move |w| {
+            logs::write_log(&path, &query, w)
+                .map_err(|e| Error::internal(format!("reading the log: {e}")))
+        });
         return Ok(Response::builder()
             .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(head))
+            .body(Body::from_stream(stream))
             .unwrap_or_default());
     }
+    let (mut entries, offset) = logs::read_all(&path);
+    logs::select(&mut entries, since, until, tail);
+    let head = logs::render(&entries, tty, timestamps, stdout, stderr);
     let exits = send(&a, Subscribe).await?;
     let (tx, rx) = tokio::io::duplex(64 << 10);
     tokio::spawn(async move {

@@ -101,6 +101,94 @@ pub fn follow_from(path: &Path, offset: u64) -> (Vec<Entry>, u64) {
     read_from(path, offset)
 }
 
+/// How `docker logs` (without --follow) wants the log.
+#[derive(Debug, Clone, Copy)]
+pub struct Query {
+    pub tty: bool,
+    pub timestamps: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub tail: Option<usize>,
+}
+
+/// One json-file line, borrowed from the file's bytes where it can be.
+#[derive(Deserialize)]
+struct EntryRef<'a> {
+    #[serde(borrow)]
+    log: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    stream: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
+}
+
+/// Writes the whole log (rotated files first) as `q` asks, entry by entry
+/// as it is read, so the client starts on the first lines while the rest
+/// are parsed; with `tail`, only the last entries (kept as they go).
+pub fn write_log(path: &Path, q: &Query, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut files = rotated(path);
+    files.push(path.to_path_buf());
+    let mut kept: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut rendered = Vec::with_capacity(256);
+    for f in files {
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        for line in bytes[..complete]
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
+            let Ok(e) = serde_json::from_slice::<EntryRef<'_>>(line) else {
+                continue;
+            };
+            let wanted = if e.stream == "stderr" {
+                q.stderr
+            } else {
+                q.stdout
+            };
+            if !wanted {
+                continue;
+            }
+            if q.since.is_some() || q.until.is_some() {
+                let t = crate::api::images::parse_rfc3339(&e.time)
+                    .map(|s| s * 1_000_000_000 + frac_ns(&e.time))
+                    .unwrap_or(0);
+                if q.since.is_some_and(|s| t < s) || q.until.is_some_and(|u| t > u) {
+                    continue;
+                }
+            }
+            rendered.clear();
+            let text_len = e.log.len() + if q.timestamps { e.time.len() + 1 } else { 0 };
+            if !q.tty {
+                rendered.extend_from_slice(&[stream_id(&e.stream), 0, 0, 0]);
+                rendered.extend_from_slice(&(text_len as u32).to_be_bytes());
+            }
+            if q.timestamps {
+                rendered.extend_from_slice(e.time.as_bytes());
+                rendered.push(b' ');
+            }
+            rendered.extend_from_slice(e.log.as_bytes());
+            match q.tail {
+                Some(0) => {}
+                Some(n) => {
+                    if kept.len() == n {
+                        kept.pop_front();
+                    }
+                    kept.push_back(rendered.clone());
+                }
+                None => out.write_all(&rendered)?,
+            }
+        }
+    }
+    for r in kept {
+        out.write_all(&r)?;
+    }
+    out.flush()
+}
+
 pub fn size_of(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
@@ -187,6 +275,58 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_log_matches_render_select_and_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.json");
+        std::fs::write(
+            dir.path().join("l.json.1"),
+            "{\"log\":\"old\\n\",\"stream\":\"stdout\",\"time\":\"2020-01-01T00:00:00Z\"}\n",
+        )
+        .unwrap();
+        std::fs::write(&p, "{\"log\":\"a\\n\",\"stream\":\"stdout\",\"time\":\"2020-01-01T00:00:01Z\"}\n{\"log\":\"b\\n\",\"stream\":\"stderr\",\"time\":\"2020-01-01T00:00:02Z\"}\n").unwrap();
+        let q = Query {
+            tty: false,
+            timestamps: true,
+            stdout: true,
+            stderr: true,
+            since: None,
+            until: None,
+            tail: None,
+        };
+        let mut out = Vec::new();
+        write_log(&p, &q, &mut out).unwrap();
+        let (mut entries, _) = read_all(&p);
+        assert_eq!(out, render(&entries, false, true, true, true));
+        let mut out = Vec::new();
+        write_log(
+            &p,
+            &Query {
+                tail: Some(2),
+                timestamps: false,
+                ..q
+            },
+            &mut out,
+        )
+        .unwrap();
+        select(&mut entries, None, None, Some(2));
+        assert_eq!(out, render(&entries, false, false, true, true));
+        let mut out = Vec::new();
+        write_log(
+            &p,
+            &Query {
+                tty: true,
+                timestamps: false,
+                stderr: false,
+                since: Some(1_577_836_801_000_000_000),
+                ..q
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, b"a\n");
+    }
 
     #[test]
     fn frames_and_partial_lines() {

@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod client;
 pub mod runtime;
 pub mod seccomp;
+pub mod seccomp_bpf;
 pub mod spec;
 
 pub use berth_shim::proto;

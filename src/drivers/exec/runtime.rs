@@ -138,9 +138,9 @@ fn run(a: &Args) -> Result<(), String> {
         "start" => load(a)?.start().map_err(err),
         "exec" => {
             let process = a.process.clone().ok_or("exec: --process is required")?;
-            let seccomp = container_seccomp(&load(a)?);
+            let bpf = container_seccomp(a, &load(a)?);
             builder(a)?
-                .with_executor(SeccompExecutor { seccomp })
+                .with_executor(SeccompExecutor { bpf })
                 .as_tenant()
                 .with_process(Some(process))
                 .with_detach(true)
@@ -192,21 +192,31 @@ mod tests {
     }
 }
 
-/// The seccomp filter of the container's own spec (its bundle's config.json).
-fn container_seccomp(c: &Container) -> Option<oci_spec::runtime::LinuxSeccomp> {
+/// The container's seccomp filter compiled for its execs: the program kept
+/// in the runtime's state directory of the container, compiled at the first
+/// exec from its bundle's config.json (see `seccomp_bpf`).
+fn container_seccomp(a: &Args, c: &Container) -> Option<Vec<u8>> {
     let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json")).ok()?;
-    spec.linux().as_ref()?.seccomp().clone()
+    let filter = spec.linux().as_ref()?.seccomp().clone()?;
+    let cache = a.root.join(c.id()).join("seccomp.bpf");
+    match super::seccomp_bpf::cached(&filter, &cache) {
+        Ok(bpf) => Some(bpf),
+        Err(e) => {
+            tracing::warn!(error = %e, "compiling the seccomp filter");
+            None
+        }
+    }
 }
 
 /// libcontainer builds an exec's spec without the container's seccomp filter
-/// (runc applies it to every exec): this executor loads it just before the
+/// (runc applies it to every exec): this executor installs it just before the
 /// exec. Capabilities are dropped by then, so when the process lacks
 /// CAP_SYS_ADMIN the kernel takes a filter only with no_new_privs set: an
 /// exec then also gets no_new_privs (stricter than runc, which loads the
 /// filter earlier).
 #[derive(Clone)]
 struct SeccompExecutor {
-    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+    bpf: Option<Vec<u8>>,
 }
 
 impl libcontainer::workload::Executor for SeccompExecutor {
@@ -214,15 +224,9 @@ impl libcontainer::workload::Executor for SeccompExecutor {
         &self,
         spec: &oci_spec::runtime::Spec,
     ) -> Result<(), libcontainer::workload::ExecutorError> {
-        use libcontainer::workload::ExecutorError;
-        if let Some(filter) = &self.seccomp {
-            if libcontainer::seccomp::initialize_seccomp(filter).is_err() {
-                // SAFETY: prctl with integer arguments only.
-                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-                libcontainer::seccomp::initialize_seccomp(filter).map_err(|e| {
-                    ExecutorError::Other(format!("loading the seccomp filter: {e}"))
-                })?;
-            }
+        if let Some(bpf) = &self.bpf {
+            super::seccomp_bpf::install(bpf)
+                .map_err(libcontainer::workload::ExecutorError::Other)?;
         }
         libcontainer::workload::default::DefaultExecutor {}.exec(spec)
     }

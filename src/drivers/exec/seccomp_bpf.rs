@@ -1,0 +1,174 @@
+//! A container's seccomp filter as a compiled BPF program, for its execs.
+//! libseccomp takes tens of milliseconds to build dockerd's profile (350
+//! syscalls on three architectures); the program it builds is the same for
+//! every exec of a container, so `berthd runtime exec` compiles it once,
+//! keeps it beside the runtime's state, and afterwards only hands the kernel
+//! the program (one seccomp(2) call).
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
+
+fn arch(a: Arch) -> Option<ScmpArch> {
+    Some(match a {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+        _ => return None,
+    })
+}
+
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> Result<ScmpAction, String> {
+    let errno = errno.map(|e| e as i32).unwrap_or(libc::EPERM);
+    Ok(match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno as u16),
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActNotify => {
+            return Err("SCMP_ACT_NOTIFY is not supported for exec".into())
+        }
+    })
+}
+
+fn op(o: LinuxSeccompOperator, two: Option<u64>) -> ScmpCompareOp {
+    match o {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(two.unwrap_or(0)),
+    }
+}
+
+/// The filter as libcontainer would build it (same rules, unknown names
+/// skipped), exported as BPF into `out`.
+pub fn compile(s: &LinuxSeccomp, out: &std::fs::File) -> Result<(), String> {
+    fn e(what: &'static str) -> impl Fn(libseccomp::error::SeccompError) -> String {
+        move |err| format!("seccomp {what}: {err}")
+    }
+    let default = action(s.default_action(), s.default_errno_ret())?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(e("filter"))?;
+    for a in s.architectures().iter().flatten().filter_map(|a| arch(*a)) {
+        ctx.add_arch(a).map_err(e("arch"))?;
+    }
+    ctx.set_ctl_nnp(false).map_err(e("nnp"))?;
+    for rule in s.syscalls().iter().flatten() {
+        let act = action(rule.action(), rule.errno_ret())?;
+        if act == default {
+            continue;
+        }
+        for name in rule.names() {
+            let Ok(sc) = ScmpSyscall::from_name(name) else {
+                continue; // this kernel or libseccomp does not know it
+            };
+            match rule.args() {
+                None => {
+                    ctx.add_rule(act, sc).map_err(e("rule"))?;
+                }
+                Some(args) => {
+                    let cmps: Vec<ScmpArgCompare> = args
+                        .iter()
+                        .map(|a| {
+                            ScmpArgCompare::new(
+                                a.index() as u32,
+                                op(a.op(), a.value_two()),
+                                a.value(),
+                            )
+                        })
+                        .collect();
+                    let mut seen = HashSet::new();
+                    if args.iter().all(|a| seen.insert(a.index())) {
+                        ctx.add_rule_conditional(act, sc, &cmps)
+                            .map_err(e("rule"))?;
+                    } else {
+                        // One comparison per argument in a rule: split them (as runc).
+                        for c in &cmps {
+                            ctx.add_rule_conditional(act, sc, std::slice::from_ref(c))
+                                .map_err(e("rule"))?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ctx.export_bpf(out).map_err(e("export"))
+}
+
+/// Installs a compiled program in this process. Without CAP_SYS_ADMIN the
+/// kernel takes it only with no_new_privs, which is then set.
+pub fn install(bpf: &[u8]) -> Result<(), String> {
+    if bpf.is_empty() || bpf.len() % 8 != 0 {
+        return Err(format!("a seccomp program of {} bytes", bpf.len()));
+    }
+    let filters: Vec<libc::sock_filter> = bpf
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: filters.len() as u16,
+        filter: filters.as_ptr() as *mut libc::sock_filter,
+    };
+    let load = || {
+        // SAFETY: prog points at `filters`, alive for the call.
+        unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const _,
+            )
+        }
+    };
+    if load() == 0 {
+        return Ok(());
+    }
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if load() == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "loading the seccomp program: {}",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+/// The compiled program for `s`, from `cache` or compiled into it.
+pub fn cached(s: &LinuxSeccomp, cache: &Path) -> Result<Vec<u8>, String> {
+    if let Ok(b) = std::fs::read(cache) {
+        if !b.is_empty() {
+            return Ok(b);
+        }
+    }
+    let tmp = cache.with_extension("tmp");
+    let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    compile(s, &file)?;
+    drop(file);
+    std::fs::rename(&tmp, cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    std::fs::read(cache).map_err(|e| format!("{}: {e}", cache.display()))
+}
