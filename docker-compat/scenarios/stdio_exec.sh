@@ -152,6 +152,13 @@ scenario_the_default_seccomp_profile_and_its_opt_outs() {
   expect_eq "$(d sc run --rm -u nobody busybox grep ^Seccomp: /proc/self/status | tr -d '\t ')" "Seccomp:2"
   d sc run -d --name sx busybox sleep 300 >/dev/null
   expect_eq "$(d sc exec sx grep ^Seccomp: /proc/self/status | tr -d '\t ')" "Seccomp:2"
+  # A container starts with no signal blocked and SIGPIPE/SIGQUIT at their
+  # defaults (the shim's blocked SIGCHLD and Rust's ignored SIGPIPE leaked once).
+  local sig ign
+  sig=$(d sc run --rm busybox grep -E '^Sig(Blk|Ign):' /proc/self/status | tr -d '\t')
+  expect_contains "$sig" "SigBlk:0000000000000000"
+  ign=$((16#$(echo "$sig" | sed -n 's/^SigIgn://p')))
+  [ $((ign & 0x1004)) -eq 0 ] || fail "SIGPIPE or SIGQUIT ignored in the container: $sig"
   d sc rm -f sx >/dev/null
 }
 
