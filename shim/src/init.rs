@@ -49,7 +49,7 @@ pub fn main(args: &[OsString]) -> i32 {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(|| {
-            crate::signals::reset();
+            crate::signals::reset_before_exec();
             Ok(())
         });
     }

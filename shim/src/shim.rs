@@ -482,7 +482,7 @@ impl Shim {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                crate::signals::reset();
+                crate::signals::reset_before_exec();
                 Ok(())
             });
         }

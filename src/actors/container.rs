@@ -589,15 +589,7 @@ impl ContainerActor {
         if self.canceled {
             return;
         }
-        let policy = crate::containers::render::body(c)
-            .host_config
-            .and_then(|h| h.restart_policy);
-        let exit = restart::Exit {
-            code: c.exit_code,
-            manually_stopped: c.manually_stopped,
-            restart_count: c.restart_count,
-            ran_for: Duration::from_nanos(c.finished_ns.saturating_sub(c.started_ns)),
-        };
+        let (policy, exit) = (restart::policy_of(c), restart::Exit::of(c));
         let Some(delay) = self.backoff.decide(policy.as_ref(), exit) else {
             return;
         };

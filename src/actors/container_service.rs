@@ -401,14 +401,11 @@ impl Handler<Restore> for ContainerService {
             } else if c.restarting {
                 self.actor(&c.id).do_send(super::container::PolicyStart);
             } else if c.started_ns > 0 {
-                let policy = crate::containers::render::body(c)
-                    .host_config
-                    .and_then(|h| h.restart_policy);
+                let policy = restart::policy_of(c);
+                // The delay is not the daemon's business at its start.
                 let exit = restart::Exit {
-                    code: c.exit_code,
-                    manually_stopped: c.manually_stopped,
-                    restart_count: c.restart_count,
                     ran_for: std::time::Duration::ZERO,
+                    ..restart::Exit::of(c)
                 };
                 if restart::at_daemon_start(policy.as_ref(), exit) {
                     info!(container = %c.id, "starting it again, as its restart policy says");

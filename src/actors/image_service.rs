@@ -748,22 +748,28 @@ impl Handler<ImportImage> for ImageService {
                 .await
                 .map_err(|e| Error::internal(format!("importing: {e}")))??;
                 store_arrived(&events, &projection, &blobs, &image, "import").await?;
-                if let Some(tag) = tag.and_then(|t| t.familiar_tagged()) {
-                    append(
-                        &events,
-                        Event::ImageTagged {
-                            id: image.id.clone(),
-                            tag,
-                        },
-                    )
-                    .await?;
-                }
+                tag_new(&events, &image.id, tag).await?;
                 info!(id = %image.id, "imported");
                 Ok(image.id)
             }
             .into_actor(self),
         ))
     }
+}
+
+/// Tags a new image (import, commit) with the reference the user gave.
+async fn tag_new(events: &Addr<EventLog>, id: &str, tag: Option<Reference>) -> Result<()> {
+    if let Some(tag) = tag.and_then(|t| t.familiar_tagged()) {
+        append(
+            events,
+            Event::ImageTagged {
+                id: id.to_string(),
+                tag,
+            },
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Store a container's layer tar (spooled by the API) as a new image on its
@@ -809,16 +815,7 @@ impl Handler<CommitImage> for ImageService {
                     &image.new_layers,
                 )
                 .await?;
-                if let Some(tag) = tag.and_then(|t| t.familiar_tagged()) {
-                    append(
-                        &events,
-                        Event::ImageTagged {
-                            id: image.id.clone(),
-                            tag,
-                        },
-                    )
-                    .await?;
-                }
+                tag_new(&events, &image.id, tag).await?;
                 info!(id = %image.id, "committed");
                 Ok(image.id)
             }

@@ -23,6 +23,25 @@ pub struct Exit {
     pub ran_for: Duration,
 }
 
+impl Exit {
+    /// The last exit of a container as its record tells it.
+    pub fn of(c: &crate::events::projection::ContainerRecord) -> Exit {
+        Exit {
+            code: c.exit_code,
+            manually_stopped: c.manually_stopped,
+            restart_count: c.restart_count,
+            ran_for: Duration::from_nanos(c.finished_ns.saturating_sub(c.started_ns)),
+        }
+    }
+}
+
+/// The container's restart policy, from its config.
+pub fn policy_of(c: &crate::events::projection::ContainerRecord) -> Option<RestartPolicy> {
+    crate::containers::render::body(c)
+        .host_config
+        .and_then(|h| h.restart_policy)
+}
+
 /// The delay before the next restart, kept by the container's actor: it
 /// grows while the container keeps failing fast.
 #[derive(Debug, Clone, Copy, Default)]

@@ -10,8 +10,7 @@ use bollard_stubs::models::ContainerConfig;
 use crate::drivers::storage::LayerStore;
 use crate::error::{Error, Result};
 use crate::images::archive::LoadedImage;
-use crate::registry::pull::{LayerBlob, NewLayer};
-use crate::store::blobs::{sha256_digest, BlobStore, TeeReader};
+use crate::store::blobs::{sha256_digest, BlobStore};
 
 pub struct CommitSpec {
     pub container_id: String,
@@ -163,40 +162,10 @@ pub fn commit(
     image_config(spec, "sha256:0")?;
     let file = File::open(layer_tar)
         .map_err(|e| Error::internal(format!("opening the container's layer: {e}")))?;
-    let staged = layers.stage()?;
-    let mut tee = TeeReader {
-        inner: file,
-        blob: blobs.writer()?,
-    };
-    let (diff_id, size) =
-        crate::drivers::storage::extract::extract_layer(&staged.diff_dir(), &mut tee)
-            .map_err(|e| e.context("storing the container's layer"))?;
-    std::io::copy(&mut tee, &mut std::io::sink())
-        .map_err(|e| Error::internal(format!("reading the container's layer: {e}")))?;
+    let parent = spec.parent_chain.last().map(String::as_str);
+    let (diff_id, chain_id, new_layers) =
+        crate::images::import::store_layer(file, parent, layers, blobs, "the container's layer")?;
     let config = image_config(spec, &diff_id)?;
-    let parent = spec.parent_chain.last().cloned();
-    // ChainID(n) = sha256(ChainID(n-1) + " " + DiffID(n)).
-    let chain_id = match &parent {
-        Some(p) => sha256_digest(format!("{p} {diff_id}").as_bytes()),
-        None => diff_id.clone(),
-    };
-    let mut new_layers = Vec::new();
-    if !layers.exists(&chain_id) {
-        let (digest, blob_size) = tee.blob.commit()?;
-        let media_type = crate::images::archive::media_type_of(blobs, &digest, &diff_id);
-        layers.commit(staged, &chain_id, parent.as_deref())?;
-        new_layers.push(NewLayer {
-            chain_id: chain_id.clone(),
-            diff_id,
-            parent,
-            size,
-            blob: LayerBlob {
-                digest,
-                media_type,
-                size: blob_size,
-            },
-        });
-    }
     let mut chain_ids = spec.parent_chain.clone();
     chain_ids.push(chain_id);
     Ok(LoadedImage {

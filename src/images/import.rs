@@ -56,28 +56,51 @@ pub fn import(
     image_config(spec, "sha256:0")?;
     let file =
         File::open(path).map_err(|e| Error::internal(format!("opening the tarball: {e}")))?;
+    let (diff_id, chain_id, new_layers) = store_layer(file, None, layers, blobs, "the tarball")?;
+    let config = image_config(spec, &diff_id)?;
+    Ok(LoadedImage {
+        id: sha256_digest(&config),
+        config,
+        chain_ids: vec![chain_id],
+        repo_tags: Vec::new(),
+        new_layers,
+    })
+}
+
+/// Stores a layer tar (plain, gzip or zstd) above the layer `parent` (a
+/// ChainID) unless an identical one is there: its diff_id, its ChainID, and
+/// the layer to record when it is new. `what` names the input in errors.
+pub fn store_layer(
+    input: File,
+    parent: Option<&str>,
+    layers: &LayerStore,
+    blobs: &BlobStore,
+    what: &str,
+) -> Result<(String, String, Vec<NewLayer>)> {
     let staged = layers.stage()?;
     let mut tee = TeeReader {
-        inner: file,
+        inner: input,
         blob: blobs.writer()?,
     };
     let (diff_id, size) =
         crate::drivers::storage::extract::extract_layer(&staged.diff_dir(), &mut tee)
-            .map_err(|e| e.context("importing the tarball"))?;
+            .map_err(|e| e.context(format_args!("storing {what}")))?;
     std::io::copy(&mut tee, &mut std::io::sink())
-        .map_err(|e| Error::invalid(format!("reading the tarball: {e}")))?;
-    let config = image_config(spec, &diff_id)?;
-    // A single layer's ChainID is its diff_id.
-    let chain_id = diff_id.clone();
+        .map_err(|e| Error::invalid(format!("reading {what}: {e}")))?;
+    // ChainID(n) = sha256(ChainID(n-1) + " " + DiffID(n)); a first layer's is its diff_id.
+    let chain_id = match parent {
+        Some(p) => sha256_digest(format!("{p} {diff_id}").as_bytes()),
+        None => diff_id.clone(),
+    };
     let mut new_layers = Vec::new();
     if !layers.exists(&chain_id) {
         let (digest, blob_size) = tee.blob.commit()?;
         let media_type = crate::images::archive::media_type_of(blobs, &digest, &diff_id);
-        layers.commit(staged, &chain_id, None)?;
+        layers.commit(staged, &chain_id, parent)?;
         new_layers.push(NewLayer {
             chain_id: chain_id.clone(),
-            diff_id,
-            parent: None,
+            diff_id: diff_id.clone(),
+            parent: parent.map(String::from),
             size,
             blob: LayerBlob {
                 digest,
@@ -86,11 +109,5 @@ pub fn import(
             },
         });
     }
-    Ok(LoadedImage {
-        id: sha256_digest(&config),
-        config,
-        chain_ids: vec![chain_id],
-        repo_tags: Vec::new(),
-        new_layers,
-    })
+    Ok((diff_id, chain_id, new_layers))
 }

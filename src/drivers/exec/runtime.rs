@@ -127,7 +127,11 @@ fn run(a: &Args) -> Result<(), String> {
     match a.command.as_str() {
         "create" => {
             let bundle = a.bundle.clone().ok_or("create: --bundle is required")?;
+            let bpf = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+                .ok()
+                .and_then(|spec| compiled_program(&spec));
             builder(a)?
+                .with_executor(SeccompExecutor { bpf })
                 .as_init(bundle)
                 .with_systemd(false)
                 .with_detach(true)
@@ -197,6 +201,9 @@ mod tests {
 /// exec from its bundle's config.json (see `seccomp_bpf`).
 fn container_seccomp(a: &Args, c: &Container) -> Option<Vec<u8>> {
     let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json")).ok()?;
+    if let Some(bpf) = compiled_program(&spec) {
+        return Some(bpf);
+    }
     let filter = spec.linux().as_ref()?.seccomp().clone()?;
     let cache = a.root.join(c.id()).join("seccomp.bpf");
     match super::seccomp_bpf::cached(&filter, &cache) {
@@ -236,5 +243,21 @@ impl libcontainer::workload::Executor for SeccompExecutor {
         spec: &oci_spec::runtime::Spec,
     ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
         libcontainer::workload::default::DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// The program the daemon compiled for this container (bundle::SECCOMP_PROGRAM).
+fn compiled_program(spec: &oci_spec::runtime::Spec) -> Option<Vec<u8>> {
+    let path = spec
+        .annotations()
+        .as_ref()?
+        .get(super::bundle::SECCOMP_PROGRAM)?;
+    match std::fs::read(path) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            // Without it the container would run unfiltered: refuse instead.
+            tracing::error!(error = %e, path, "reading the seccomp program");
+            Some(Vec::new())
+        }
     }
 }
