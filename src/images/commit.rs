@@ -163,8 +163,13 @@ pub fn commit(
     let file = File::open(layer_tar)
         .map_err(|e| Error::internal(format!("opening the container's layer: {e}")))?;
     let parent = spec.parent_chain.last().map(String::as_str);
-    let (diff_id, chain_id, new_layers) =
-        crate::images::import::store_layer(file, parent, layers, blobs, "the container's layer")?;
+    let (diff_id, chain_id, new_layers) = crate::images::import::store_layer(
+        file,
+        parent,
+        layers,
+        blobs,
+        "storing the container's layer",
+    )?;
     let config = image_config(spec, &diff_id)?;
     let mut chain_ids = spec.parent_chain.clone();
     chain_ids.push(chain_id);

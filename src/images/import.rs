@@ -56,7 +56,8 @@ pub fn import(
     image_config(spec, "sha256:0")?;
     let file =
         File::open(path).map_err(|e| Error::internal(format!("opening the tarball: {e}")))?;
-    let (diff_id, chain_id, new_layers) = store_layer(file, None, layers, blobs, "the tarball")?;
+    let (diff_id, chain_id, new_layers) =
+        store_layer(file, None, layers, blobs, "importing the tarball")?;
     let config = image_config(spec, &diff_id)?;
     Ok(LoadedImage {
         id: sha256_digest(&config),
@@ -69,13 +70,13 @@ pub fn import(
 
 /// Stores a layer tar (plain, gzip or zstd) above the layer `parent` (a
 /// ChainID) unless an identical one is there: its diff_id, its ChainID, and
-/// the layer to record when it is new. `what` names the input in errors.
+/// the layer to record when it is new. `doing` says what failed in errors.
 pub fn store_layer(
     input: File,
     parent: Option<&str>,
     layers: &LayerStore,
     blobs: &BlobStore,
-    what: &str,
+    doing: &str,
 ) -> Result<(String, String, Vec<NewLayer>)> {
     let staged = layers.stage()?;
     let mut tee = TeeReader {
@@ -84,9 +85,9 @@ pub fn store_layer(
     };
     let (diff_id, size) =
         crate::drivers::storage::extract::extract_layer(&staged.diff_dir(), &mut tee)
-            .map_err(|e| e.context(format_args!("storing {what}")))?;
+            .map_err(|e| e.context(doing))?;
     std::io::copy(&mut tee, &mut std::io::sink())
-        .map_err(|e| Error::invalid(format!("reading {what}: {e}")))?;
+        .map_err(|e| Error::invalid(format!("{doing}: reading: {e}")))?;
     // ChainID(n) = sha256(ChainID(n-1) + " " + DiffID(n)); a first layer's is its diff_id.
     let chain_id = match parent {
         Some(p) => sha256_digest(format!("{p} {diff_id}").as_bytes()),
