@@ -58,6 +58,20 @@ fn resources_of(h: HostConfig) -> oci_spec::runtime::LinuxResources {
         .expect("the spec's resources are OCI resources")
 }
 
+/// What libcontainer does with the resources on a v2 host, under `root`.
+fn apply(root: &Path, resources: &oci_spec::runtime::LinuxResources) {
+    let manager = libcgroups::v2::manager::Manager::new(root.to_path_buf(), "berth/x".into())
+        .expect("manager");
+    manager
+        .apply(&ControllerOpt {
+            resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .expect("apply");
+}
+
 fn read(dir: &Path, f: &str) -> String {
     std::fs::read_to_string(dir.join(f))
         .unwrap()
@@ -79,16 +93,7 @@ fn memory_cpu_cpuset_and_pids_limits_land_in_v2_files() {
         pids_limit: Some(50),
         ..Default::default()
     });
-    let manager =
-        libcgroups::v2::manager::Manager::new(t.path().to_path_buf(), "berth/x".into()).unwrap();
-    manager
-        .apply(&ControllerOpt {
-            resources: &resources,
-            disable_oom_killer: false,
-            oom_score_adj: None,
-            freezer_state: None,
-        })
-        .expect("apply");
+    apply(t.path(), &resources);
     assert_eq!(read(&dir, "memory.max"), (64u64 << 20).to_string());
     // v2's swap file holds swap alone: memory+swap 96 MiB is 32 MiB of swap.
     assert_eq!(read(&dir, "memory.swap.max"), (32u64 << 20).to_string());
@@ -112,16 +117,7 @@ fn unlimited_swap_and_pids_are_max() {
         pids_limit: Some(-1),
         ..Default::default()
     });
-    let manager =
-        libcgroups::v2::manager::Manager::new(t.path().to_path_buf(), "berth/x".into()).unwrap();
-    manager
-        .apply(&ControllerOpt {
-            resources: &resources,
-            disable_oom_killer: false,
-            oom_score_adj: None,
-            freezer_state: None,
-        })
-        .expect("apply");
+    apply(t.path(), &resources);
     assert_eq!(read(&dir, "memory.max"), (64u64 << 20).to_string());
     assert_eq!(read(&dir, "memory.swap.max"), "max");
     assert_eq!(read(&dir, "pids.max"), "max");
