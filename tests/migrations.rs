@@ -192,6 +192,54 @@ fn scenario() -> Vec<Event> {
             id: "c4".into(),
             config: r#"{"Cmd":["false"],"Image":"busybox","HostConfig":{"Memory":67108864,"RestartPolicy":{"Name":"on-failure"}}}"#.into(),
         },
+        // Networks (appended after the restart events), frozen in v1-networks.
+        Event::NetworkCreated {
+            id: "n1".into(),
+            name: "bridge".into(),
+            config: r#"{"driver":"bridge","subnet":"172.17.0.0/16","gateway":"172.17.0.1","bridge":"berth0","builtin":true}"#.into(),
+        },
+        Event::NetworkCreated {
+            id: "n2".into(),
+            name: "app".into(),
+            config: r#"{"driver":"bridge","subnet":"10.9.0.0/24","gateway":"10.9.0.1","bridge":"br-n2","labels":{"team":"web"}}"#.into(),
+        },
+        Event::ContainerNetworkConnected {
+            container: "c2".into(),
+            network: "n2".into(),
+            config: r#"{"Aliases":["db"]}"#.into(),
+        },
+        Event::ContainerNetworkConnected {
+            container: "c4".into(),
+            network: "n1".into(),
+            config: "{}".into(),
+        },
+        Event::EndpointUp {
+            container: "c2".into(),
+            network: "n2".into(),
+            endpoint_id: "e1".into(),
+            ip: "10.9.0.2".into(),
+            mac: "02:42:0a:09:00:02".into(),
+            ifname: "eth0".into(),
+        },
+        Event::ContainerPortsPublished {
+            id: "c2".into(),
+            ports: vec![berth::events::v1::PublishedPort {
+                proto: "tcp".into(),
+                container_port: 80,
+                host_ip: "127.0.0.1".into(),
+                host_port: 8080,
+            }],
+        },
+        Event::ContainerNetworkDisconnected {
+            container: "c4".into(),
+            network: "n1".into(),
+        },
+        Event::NetworkCreated {
+            id: "n3".into(),
+            name: "gone".into(),
+            config: "{}".into(),
+        },
+        Event::NetworkRemoved { id: "n3".into() },
     ]
 }
 

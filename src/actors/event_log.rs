@@ -43,6 +43,20 @@ pub async fn append(events: &Addr<EventLog>, event: Event) -> Result<Appended> {
         .map_err(|e| Error::unavailable(format!("event log: {e}")))?
 }
 
+/// Append several events in order, written together (one batch, one fsync,
+/// when they fit); resolves once the last is durable.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct AppendAll(pub Vec<Event>);
+
+/// Appends `list` through the EventLog as one write and waits until it is durable.
+pub async fn append_all(events: &Addr<EventLog>, list: Vec<Event>) -> Result<()> {
+    events
+        .send(AppendAll(list))
+        .await
+        .map_err(|e| Error::unavailable(format!("event log: {e}")))?
+}
+
 /// Resolves when every append received before it is written (for shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -233,6 +247,28 @@ impl Handler<Append> for EventLog {
             answer
                 .await
                 .unwrap_or_else(|_| Err(Error::unavailable("the event log has stopped")))
+        })
+    }
+}
+
+impl Handler<AppendAll> for EventLog {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: AppendAll, ctx: &mut Context<Self>) -> Self::Result {
+        let mut answers = Vec::with_capacity(msg.0.len());
+        for event in msg.0 {
+            let (reply, answer) = oneshot::channel();
+            self.pending.push(Pending { event, reply });
+            answers.push(answer);
+        }
+        self.flush(ctx);
+        Box::pin(async move {
+            for answer in answers {
+                answer
+                    .await
+                    .unwrap_or_else(|_| Err(Error::unavailable("the event log has stopped")))?;
+            }
+            Ok(())
         })
     }
 }

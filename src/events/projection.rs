@@ -22,6 +22,31 @@ pub struct State {
     pub layers: BTreeMap<String, LayerRecord>,
     /// Containers by ID (64 hex digits).
     pub containers: BTreeMap<String, ContainerRecord>,
+    /// Networks by ID (64 hex digits).
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    /// Its `networks::NetworkSpec` as JSON (see `Event::NetworkCreated`).
+    pub config: String,
+    pub created_ns: u64,
+}
+
+/// A container's attachment to one network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    /// EndpointSettings as the user gave them (JSON): aliases, IPAMConfig.
+    pub config: String,
+    /// Set while the container runs on this network.
+    pub endpoint_id: String,
+    pub ip: String,
+    pub mac: String,
+    #[serde(default)]
+    pub ifname: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +85,12 @@ pub struct ContainerRecord {
     /// A user stopped it: `unless-stopped` does not bring it back.
     #[serde(default)]
     pub manually_stopped: bool,
+    /// Networks it is attached to, by network ID.
+    #[serde(default)]
+    pub networks: BTreeMap<String, EndpointRecord>,
+    /// Ports it publishes while it runs.
+    #[serde(default)]
+    pub ports: Vec<super::v1::PublishedPort>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +298,14 @@ impl State {
                     c.paused = false;
                     c.restarting = false;
                     c.pid = 0;
+                    // Its addresses and ports go back with its namespace.
+                    for ep in c.networks.values_mut() {
+                        ep.endpoint_id.clear();
+                        ep.ip.clear();
+                        ep.mac.clear();
+                        ep.ifname.clear();
+                    }
+                    c.ports.clear();
                     c.exit_code = *exit_code;
                     c.oom_killed = *oom_killed;
                     c.error = error.clone();
@@ -305,6 +344,58 @@ impl State {
                 if let Some(c) = self.containers.get_mut(id) {
                     c.manually_stopped = false;
                     c.restart_count = 0;
+                }
+            }
+            Event::NetworkCreated { id, name, config } => {
+                self.networks.insert(
+                    id.clone(),
+                    NetworkRecord {
+                        id: id.clone(),
+                        name: name.clone(),
+                        config: config.clone(),
+                        created_ns: time_ns,
+                    },
+                );
+            }
+            Event::NetworkRemoved { id } => {
+                self.networks.remove(id);
+            }
+            Event::ContainerNetworkConnected {
+                container,
+                network,
+                config,
+            } => {
+                if let Some(c) = self.containers.get_mut(container) {
+                    c.networks.entry(network.clone()).or_default().config = config.clone();
+                }
+            }
+            Event::ContainerNetworkDisconnected { container, network } => {
+                if let Some(c) = self.containers.get_mut(container) {
+                    c.networks.remove(network);
+                }
+            }
+            Event::EndpointUp {
+                container,
+                network,
+                endpoint_id,
+                ip,
+                mac,
+                ifname,
+            } => {
+                if let Some(ep) = self
+                    .containers
+                    .get_mut(container)
+                    .and_then(|c| c.networks.get_mut(network))
+                {
+                    ep.endpoint_id = endpoint_id.clone();
+                    ep.ip = ip.clone();
+                    ep.mac = mac.clone();
+                    ep.ifname = ifname.clone();
+                }
+            }
+            Event::ContainerPortsPublished { id, ports } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.ports = ports.clone();
                 }
             }
             Event::LayerBlobStored {

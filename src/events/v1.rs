@@ -89,4 +89,47 @@ pub enum Event {
     /// Container `id`'s config is now `config` (docker update: resources,
     /// restart policy), in the shape of `ContainerCreated`'s.
     ContainerUpdated { id: String, config: String },
+    /// Network `id` exists, named `name`; `config` is its `NetworkSpec` as JSON
+    /// (driver, subnet, gateway, bridge device, options, labels).
+    NetworkCreated {
+        id: String,
+        name: String,
+        config: String,
+    },
+    /// Network `id` is gone, with its bridge and rules.
+    NetworkRemoved { id: String },
+    /// Container `container` is attached to network `network`; `config` is its
+    /// EndpointSettings as the user gave them (aliases, static address), JSON.
+    ContainerNetworkConnected {
+        container: String,
+        network: String,
+        config: String,
+    },
+    /// Container `container` is no longer attached to network `network`.
+    ContainerNetworkDisconnected { container: String, network: String },
+    /// Container `container` is up on network `network` with this address and
+    /// MAC (an interface in its namespace); its exit takes them back.
+    EndpointUp {
+        container: String,
+        network: String,
+        endpoint_id: String,
+        ip: String,
+        mac: String,
+        /// The interface's name in the container ("eth0").
+        ifname: String,
+    },
+    /// The ports container `id` publishes while it runs (host ports chosen).
+    ContainerPortsPublished {
+        id: String,
+        ports: Vec<PublishedPort>,
+    },
+}
+
+/// One published port: `host_ip:host_port` on the host to `container_port/proto`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedPort {
+    pub proto: String,
+    pub container_port: u16,
+    pub host_ip: String,
+    pub host_port: u16,
 }
