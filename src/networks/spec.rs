@@ -1,0 +1,276 @@
+//! What a network is (`NetworkSpec`, recorded as JSON in `NetworkCreated`),
+//! how a create request becomes one, and how networks are found by name, ID
+//! or ID prefix, as dockerd finds them.
+
+use std::collections::BTreeMap;
+
+use bollard_stubs::models::NetworkCreateRequest;
+use serde::{Deserialize, Serialize};
+
+use super::ipam::{self, Subnet};
+use crate::error::{Error, Result};
+use crate::events::projection::{NetworkRecord, State};
+
+pub const BRIDGE: &str = "bridge";
+pub const HOST: &str = "host";
+pub const NONE: &str = "none";
+
+/// The option that names a bridge network's device.
+pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkSpec {
+    /// "bridge", "host" or "null".
+    pub driver: String,
+    /// Empty for host and null networks.
+    pub subnet: String,
+    pub gateway: String,
+    pub ip_range: String,
+    /// The bridge device (bridge driver).
+    pub bridge: String,
+    pub internal: bool,
+    pub attachable: bool,
+    /// Whether IPAM Config was given by the user (inspect shows what was given).
+    pub ipam_config_given: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    pub ipam_options: BTreeMap<String, String>,
+    /// One of the three built in networks (bridge, host, none): never removed.
+    pub builtin: bool,
+}
+
+impl NetworkSpec {
+    pub fn of(record: &NetworkRecord) -> NetworkSpec {
+        serde_json::from_str(&record.config).unwrap_or_default()
+    }
+
+    pub fn is_bridge(&self) -> bool {
+        self.driver == BRIDGE
+    }
+
+    /// The subnet, gateway and range of a bridge network.
+    pub fn addressing(&self) -> Result<(Subnet, u32, Option<Subnet>)> {
+        let subnet = Subnet::parse(&self.subnet)?;
+        let gateway = ipam::parse_ip(&self.gateway)?;
+        let range = if self.ip_range.is_empty() {
+            None
+        } else {
+            Some(Subnet::parse(&self.ip_range)?)
+        };
+        Ok((subnet, gateway, range))
+    }
+}
+
+/// A checked create request: what the controller still has to decide is the
+/// subnet, when none was given.
+pub struct CreateRequest {
+    pub name: String,
+    pub spec: NetworkSpec,
+    /// The subnet the user asked for, if any.
+    pub subnet: Option<Subnet>,
+    pub gateway: Option<u32>,
+    pub ip_range: Option<Subnet>,
+}
+
+/// dockerd's checks of POST /networks/create, in its words.
+pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
+    let name = req.name.trim().to_string();
+    if name.is_empty() {
+        return Err(Error::invalid("network name is required"));
+    }
+    if !valid_network_name(&name) {
+        return Err(Error::invalid(format!(
+            "invalid name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
+    }
+    if [BRIDGE, HOST, NONE].contains(&name.as_str()) {
+        return Err(Error::forbidden(format!(
+            "{name} is a pre-defined network and cannot be created"
+        )));
+    }
+    let driver = req
+        .driver
+        .clone()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| BRIDGE.into());
+    if driver != BRIDGE {
+        return Err(Error::not_found(format!("plugin \"{driver}\" not found")));
+    }
+    if req.enable_ipv6.unwrap_or(false) {
+        return Err(Error::invalid(
+            "IPv6 networks are not supported by berthd yet",
+        ));
+    }
+    let ipam_req = req.ipam.clone().unwrap_or_default();
+    if let Some(d) = ipam_req
+        .driver
+        .as_deref()
+        .filter(|d| !d.is_empty() && *d != "default")
+    {
+        return Err(Error::not_found(format!("plugin \"{d}\" not found")));
+    }
+    let configs = ipam_req.config.clone().unwrap_or_default();
+    if configs.len() > 1 {
+        return Err(Error::invalid(
+            "berthd supports one IPv4 subnet per network",
+        ));
+    }
+    let (mut subnet, mut gateway, mut ip_range) = (None, None, None);
+    if let Some(c) = configs.first() {
+        let s = match c.subnet.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => Subnet::parse(s)?,
+            None => {
+                if c.gateway.is_some() || c.ip_range.is_some() {
+                    return Err(Error::invalid("a gateway or ip-range needs a subnet"));
+                }
+                return Err(Error::invalid("a subnet is required"));
+            }
+        };
+        if let Some(g) = c.gateway.as_deref().filter(|g| !g.is_empty()) {
+            let ip = ipam::parse_ip(g)?;
+            if !s.is_host(ip) {
+                return Err(Error::invalid(format!(
+                    "failed to allocate gateway ({g}): Requested address is out of range"
+                )));
+            }
+            gateway = Some(ip);
+        }
+        if let Some(r) = c.ip_range.as_deref().filter(|r| !r.is_empty()) {
+            let r = Subnet::parse(r)?;
+            if !(s.contains(r.base) && s.prefix <= r.prefix) {
+                return Err(Error::invalid(format!(
+                    "Invalid address {r}: It does not belong to any of this network's subnets"
+                )));
+            }
+            ip_range = Some(r);
+        }
+        subnet = Some(s);
+    }
+    let options: BTreeMap<String, String> = req
+        .options
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    if let Some(dev) = options.get(OPT_BRIDGE_NAME) {
+        if dev.is_empty() || dev.len() > 15 || dev.contains(['/', ' ', ':']) {
+            return Err(Error::invalid(format!(
+                "invalid bridge name {dev:?}: at most 15 characters, no '/', ':' or spaces"
+            )));
+        }
+    }
+    Ok(CreateRequest {
+        name,
+        spec: NetworkSpec {
+            driver,
+            internal: req.internal.unwrap_or(false),
+            attachable: req.attachable.unwrap_or(false),
+            ipam_config_given: subnet.is_some(),
+            labels: req.labels.clone().unwrap_or_default().into_iter().collect(),
+            options,
+            ipam_options: ipam_req.options.unwrap_or_default().into_iter().collect(),
+            ..Default::default()
+        },
+        subnet,
+        gateway,
+        ip_range,
+    })
+}
+
+fn valid_network_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// A network by full ID, name, or unique ID prefix, as dockerd: an exact ID
+/// first, then a name, then a prefix.
+pub fn resolve<'a>(state: &'a State, name: &str) -> Result<&'a NetworkRecord> {
+    let not_found = || Error::not_found(format!("network {name} not found"));
+    if name.is_empty() {
+        return Err(not_found());
+    }
+    if let Some(n) = state.networks.get(name) {
+        return Ok(n);
+    }
+    if let Some(n) = state.networks.values().find(|n| n.name == name) {
+        return Ok(n);
+    }
+    let mut by_prefix = state.networks.values().filter(|n| n.id.starts_with(name));
+    match (by_prefix.next(), by_prefix.next()) {
+        (Some(n), None) => Ok(n),
+        (Some(_), Some(_)) => Err(Error::invalid(format!(
+            "network {name} is ambiguous ({} matches found based on ID prefix)",
+            state
+                .networks
+                .values()
+                .filter(|n| n.id.starts_with(name))
+                .count()
+        ))),
+        _ => Err(not_found()),
+    }
+}
+
+/// The network a container's NetworkMode names: "default" is the bridge.
+pub fn mode_network(mode: &str) -> &str {
+    match mode {
+        "" | "default" => BRIDGE,
+        m => m,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard_stubs::models::{Ipam, IpamConfig};
+
+    fn req(subnet: &str, gateway: &str, range: &str) -> NetworkCreateRequest {
+        let opt = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        NetworkCreateRequest {
+            name: "net1".into(),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: opt(subnet),
+                    gateway: opt(gateway),
+                    ip_range: opt(range),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn checks_what_dockerd_checks() {
+        let ok = check_create(&req("10.9.0.0/24", "10.9.0.254", "10.9.0.128/25")).unwrap();
+        assert_eq!(ok.spec.driver, "bridge");
+        assert_eq!(ok.subnet.unwrap().to_string(), "10.9.0.0/24");
+        let e = check_create(&req("10.9.0.0/24", "10.8.0.1", ""))
+            .err()
+            .unwrap();
+        assert!(e.message().contains("out of range"), "{e}");
+        assert!(check_create(&req("10.9.0.0/24", "", "10.10.0.0/25")).is_err());
+        assert!(check_create(&req("10.9.0.1/24", "", "")).is_err());
+        let mut bad = req("", "", "");
+        bad.name = "bridge".into();
+        assert_eq!(
+            check_create(&bad).err().unwrap().kind(),
+            crate::error::ErrorKind::Forbidden
+        );
+        bad.name = "-x".into();
+        assert!(check_create(&bad).is_err());
+        let mut d = NetworkCreateRequest {
+            name: "o".into(),
+            driver: Some("overlay".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_create(&d).err().unwrap().kind(),
+            crate::error::ErrorKind::NotFound
+        );
+        d.driver = None;
+        assert!(check_create(&d).unwrap().subnet.is_none());
+    }
+}
