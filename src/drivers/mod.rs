@@ -1,4 +1,5 @@
 //! Drivers: how the engine's abstractions meet the kernel.
 
 pub mod exec;
+pub mod network;
 pub mod storage;

@@ -1,0 +1,267 @@
+//! Firewall rules through iptables (the nf_tables backend where the host uses
+//! it, as dockerd does): chains of our own, named after this daemon's
+//! instance, jumped to from the built-in chains. Every change writes the
+//! whole content of our chains from the engine's state with one
+//! `iptables-restore --noflush` (atomic per table, idempotent: a restart or a
+//! crash never duplicates a rule). dockerd's chains and docker0 are never
+//! touched; our jump into FORWARD sits first, so a FORWARD policy of DROP
+//! (dockerd sets one) does not stop our bridges' traffic.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::error::{Context, Error, Result};
+
+/// A bridge network's rules.
+#[derive(Debug, Clone)]
+pub struct BridgeRules {
+    pub bridge: String,
+    pub subnet: String,
+    pub internal: bool,
+}
+
+/// A published port: `host_ip:host_port` to `container_ip:container_port`.
+#[derive(Debug, Clone)]
+pub struct PortRule {
+    pub bridge: String,
+    pub container_ip: String,
+    pub proto: String,
+    pub container_port: u16,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Firewall {
+    /// "BERTH", or "BERTH-<tag>" for a daemon on another data root.
+    prefix: String,
+}
+
+impl Firewall {
+    pub fn new(prefix: &str) -> Firewall {
+        Firewall {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    fn chain(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    /// The jumps from the built-in chains: (table, chain, rule).
+    fn jumps(&self) -> Vec<(&'static str, &'static str, Vec<String>)> {
+        let j = |c: &str| vec!["-j".to_string(), self.chain(c)];
+        let local = |c: &str| {
+            let mut v: Vec<String> = ["-m", "addrtype", "--dst-type", "LOCAL"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            v.extend(j(c));
+            v
+        };
+        vec![
+            ("filter", "FORWARD", j("FORWARD")),
+            ("nat", "PREROUTING", local("DNAT")),
+            ("nat", "OUTPUT", local("DNAT")),
+            ("nat", "POSTROUTING", j("POSTROUTING")),
+        ]
+    }
+
+    /// The input of `iptables-restore --noflush` that makes our chains hold
+    /// exactly these rules.
+    pub fn render(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> String {
+        let (fwd, iso1, iso2) = (
+            self.chain("FORWARD"),
+            self.chain("ISOLATION-1"),
+            self.chain("ISOLATION-2"),
+        );
+        let (dnat, post) = (self.chain("DNAT"), self.chain("POSTROUTING"));
+        let mut f = format!(
+            "*filter\n:{fwd} - [0:0]\n:{iso1} - [0:0]\n:{iso2} - [0:0]\n-A {fwd} -j {iso1}\n"
+        );
+        for b in bridges {
+            let br = &b.bridge;
+            f += &format!("-A {iso1} -i {br} ! -o {br} -j {iso2}\n-A {iso2} -o {br} -j DROP\n");
+            if b.internal {
+                f += &format!("-A {fwd} -i {br} ! -o {br} -j DROP\n-A {fwd} -o {br} ! -i {br} -j DROP\n-A {fwd} -i {br} -o {br} -j ACCEPT\n");
+                continue;
+            }
+            for p in ports.iter().filter(|p| p.bridge == *br) {
+                f += &format!(
+                    "-A {fwd} -d {}/32 ! -i {br} -o {br} -p {proto} -m {proto} --dport {} -j ACCEPT\n",
+                    p.container_ip,
+                    p.container_port,
+                    proto = p.proto
+                );
+            }
+            f += &format!(
+                "-A {fwd} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A {fwd} -i {br} -j ACCEPT\n-A {fwd} -o {br} -j DROP\n"
+            );
+        }
+        f += &format!("-A {iso1} -j RETURN\n-A {iso2} -j RETURN\nCOMMIT\n");
+        let mut n = format!("*nat\n:{dnat} - [0:0]\n:{post} - [0:0]\n");
+        for b in bridges.iter().filter(|b| !b.internal) {
+            let br = &b.bridge;
+            n += &format!(
+                "-A {post} -s {} ! -o {br} -j MASQUERADE\n-A {post} -s 127.0.0.0/8 -o {br} -j MASQUERADE\n",
+                b.subnet
+            );
+        }
+        for p in ports {
+            if bridges.iter().any(|b| b.bridge == p.bridge && b.internal) {
+                continue;
+            }
+            let dst = if p.host_ip.is_empty() || p.host_ip == "0.0.0.0" {
+                String::new()
+            } else {
+                format!("-d {}/32 ", p.host_ip)
+            };
+            n += &format!(
+                "-A {dnat} {dst}-p {proto} -m {proto} --dport {} -j DNAT --to-destination {}:{}\n",
+                p.host_port,
+                p.container_ip,
+                p.container_port,
+                proto = p.proto
+            );
+            // Hairpin: a container reaching its own published port.
+            n += &format!(
+                "-A {post} -s {ip}/32 -d {ip}/32 -p {proto} -m {proto} --dport {} -j MASQUERADE\n",
+                p.container_port,
+                ip = p.container_ip,
+                proto = p.proto
+            );
+        }
+        n += "COMMIT\n";
+        f + &n
+    }
+
+    /// Writes our chains' rules.
+    pub fn apply(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
+        restore(&self.render(bridges, ports))
+    }
+
+    /// Our chains (empty) and the jumps to them; IP forwarding on.
+    pub fn init(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IP forwarding")?;
+        self.apply(bridges, ports)?;
+        for (table, chain, rule) in self.jumps() {
+            let mut check = vec!["-w", "-t", table, "-C", chain];
+            check.extend(rule.iter().map(String::as_str));
+            if iptables(&check).is_ok() {
+                continue;
+            }
+            let mut insert = vec!["-w", "-t", table, "-I", chain, "1"];
+            insert.extend(rule.iter().map(String::as_str));
+            iptables(&insert)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the jumps and our chains (network-cleanup).
+    pub fn remove_all(&self) {
+        for (table, chain, rule) in self.jumps() {
+            let mut del = vec!["-w", "-t", table, "-D", chain];
+            del.extend(rule.iter().map(String::as_str));
+            while iptables(&del).is_ok() {}
+        }
+        for (table, chains) in [
+            ("filter", vec!["FORWARD", "ISOLATION-1", "ISOLATION-2"]),
+            ("nat", vec!["DNAT", "POSTROUTING"]),
+        ] {
+            for c in &chains {
+                let _ = iptables(&["-w", "-t", table, "-F", &self.chain(c)]);
+            }
+            for c in &chains {
+                let _ = iptables(&["-w", "-t", table, "-X", &self.chain(c)]);
+            }
+        }
+    }
+}
+
+fn iptables(args: &[&str]) -> Result<()> {
+    let out = Command::new("iptables")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running iptables")?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "iptables {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+fn restore(input: &str) -> Result<()> {
+    let mut child = Command::new("iptables-restore")
+        .args(["--noflush", "-w"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running iptables-restore")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .context("writing to iptables-restore")?;
+    }
+    let out = child
+        .wait_with_output()
+        .context("waiting for iptables-restore")?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "iptables-restore: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_for_bridges_and_ports() {
+        let fw = Firewall::new("BERTH-ab12cd");
+        let bridges = vec![
+            BridgeRules {
+                bridge: "berth0".into(),
+                subnet: "172.17.0.0/16".into(),
+                internal: false,
+            },
+            BridgeRules {
+                bridge: "br-1".into(),
+                subnet: "10.1.0.0/24".into(),
+                internal: true,
+            },
+        ];
+        let ports = vec![PortRule {
+            bridge: "berth0".into(),
+            container_ip: "172.17.0.2".into(),
+            proto: "tcp".into(),
+            container_port: 80,
+            host_ip: "127.0.0.1".into(),
+            host_port: 8080,
+        }];
+        let r = fw.render(&bridges, &ports);
+        assert!(r.starts_with("*filter\n:BERTH-ab12cd-FORWARD - [0:0]\n"));
+        assert!(r.contains("-A BERTH-ab12cd-DNAT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n"));
+        assert!(
+            r.contains("-A BERTH-ab12cd-POSTROUTING -s 172.17.0.0/16 ! -o berth0 -j MASQUERADE\n")
+        );
+        assert!(
+            !r.contains("-s 10.1.0.0/24"),
+            "an internal network has no way out"
+        );
+        assert!(r.contains("-A BERTH-ab12cd-FORWARD -i br-1 ! -o br-1 -j DROP\n"));
+        assert!(r.contains("-A BERTH-ab12cd-ISOLATION-2 -o berth0 -j DROP\n"));
+        assert_eq!(r.matches("COMMIT\n").count(), 2);
+        // Nothing in the built-in chains: those get only the jumps.
+        assert!(!r.contains("-A FORWARD") && !r.contains("-A POSTROUTING "));
+    }
+}

@@ -1,0 +1,218 @@
+//! The bridge driver: bridges, a namespace and veth pair per container,
+//! firewall rules. Everything it makes on the host is named after this
+//! daemon's instance (its data root), so two berthds, and a dockerd, share a
+//! host without touching each other's bridges or chains.
+
+pub mod firewall;
+pub mod netlink;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use rtnetlink::Handle;
+
+use crate::error::{Context, Result};
+use crate::networks::ipam::{ip_string, Subnet};
+use crate::networks::spec::NetworkSpec;
+use firewall::Firewall;
+
+/// The data root whose daemon's names carry no tag.
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+
+/// Serializes the choice of a subnet and the making of its bridge between
+/// the berthds of one host, so two never take the same free subnet.
+const HOST_LOCK: &str = "/run/berth-network.lock";
+
+/// What this daemon calls its network objects.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// Empty for the default data root; else 6 hex digits of its path's hash.
+    pub tag: String,
+    pub netns_dir: PathBuf,
+}
+
+impl Names {
+    pub fn new(data_root: &Path, exec_root: &Path) -> Names {
+        use sha2::Digest;
+        let tag = if data_root == Path::new(DEFAULT_DATA_ROOT) {
+            String::new()
+        } else {
+            hex::encode(sha2::Sha256::digest(
+                data_root.as_os_str().as_encoded_bytes(),
+            ))[..6]
+                .to_string()
+        };
+        Names {
+            tag,
+            netns_dir: exec_root.join("netns"),
+        }
+    }
+
+    /// "berth0", or "berth-<tag>".
+    pub fn default_bridge(&self) -> String {
+        if self.tag.is_empty() {
+            "berth0".into()
+        } else {
+            format!("berth-{}", self.tag)
+        }
+    }
+
+    /// A user network's bridge, as dockerd names them: "br-" and 12 hex digits.
+    pub fn bridge_for(&self, network_id: &str) -> String {
+        format!("br-{}", &network_id[..12.min(network_id.len())])
+    }
+
+    /// The alias that marks this daemon's bridges (network-cleanup finds them by it).
+    pub fn alias(&self) -> String {
+        if self.tag.is_empty() {
+            "berth".into()
+        } else {
+            format!("berth-{}", self.tag)
+        }
+    }
+
+    /// The prefix of our iptables chains.
+    pub fn chain_prefix(&self) -> String {
+        if self.tag.is_empty() {
+            "BERTH".into()
+        } else {
+            format!("BERTH-{}", self.tag)
+        }
+    }
+
+    pub fn netns_path(&self, container_id: &str) -> PathBuf {
+        self.netns_dir
+            .join(&container_id[..12.min(container_id.len())])
+    }
+}
+
+/// The driver: names, a netlink handle of the host, the firewall.
+pub struct NetDriver {
+    pub names: Names,
+    pub firewall: Firewall,
+    handle: Handle,
+}
+
+impl NetDriver {
+    /// Call from within the daemon's runtime (the netlink connection is a task on it).
+    pub fn new(data_root: &Path, exec_root: &Path) -> Result<NetDriver> {
+        let names = Names::new(data_root, exec_root);
+        std::fs::create_dir_all(&names.netns_dir)
+            .context(format_args!("creating {}", names.netns_dir.display()))?;
+        Ok(NetDriver {
+            firewall: Firewall::new(&names.chain_prefix()),
+            names,
+            handle: netlink::connect()?,
+        })
+    }
+
+    /// Makes a bridge network's device (idempotent).
+    pub async fn ensure_bridge(&self, spec: &NetworkSpec) -> Result<()> {
+        let (subnet, gateway, _) = spec.addressing()?;
+        netlink::ensure_bridge(
+            &self.handle,
+            &spec.bridge,
+            &self.names.alias(),
+            Ipv4Addr::from(gateway),
+            subnet.prefix,
+        )
+        .await?;
+        if !spec.internal {
+            // Published ports answer on 127.0.0.1: DNAT sends such packets
+            // out of the bridge, which the kernel allows only with this.
+            let knob = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", spec.bridge);
+            std::fs::write(&knob, "1").context(format_args!("writing {knob}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn remove_bridge(&self, name: &str) -> Result<()> {
+        netlink::delete_link(&self.handle, name).await
+    }
+
+    /// Subnets a new network must not overlap: the host's routes.
+    pub async fn host_routes(&self) -> Result<Vec<Subnet>> {
+        netlink::route_subnets(&self.handle).await
+    }
+}
+
+/// Takes the host-wide network lock (released when the file is dropped).
+pub fn host_lock() -> Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(HOST_LOCK)
+        .context(format_args!("opening {HOST_LOCK}"))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .context(format_args!("locking {HOST_LOCK}"))?;
+    Ok(f)
+}
+
+/// A random host-side veth name, as dockerd's ("veth" and 7 hex digits).
+pub fn veth_name() -> Result<String> {
+    let mut b = [0u8; 4];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?,
+        &mut b,
+    )
+    .context("reading /dev/urandom")?;
+    Ok(format!("veth{}", &hex::encode(b)[..7]))
+}
+
+pub fn gateway_string(spec: &NetworkSpec) -> String {
+    spec.addressing()
+        .map(|(_, g, _)| ip_string(g))
+        .unwrap_or_default()
+}
+
+/// `berthd network-cleanup`: removes what the daemon of this data root made
+/// on the host's network (its bridges, chains and namespace mounts). For a
+/// stopped daemon: tests call it after killing theirs.
+pub fn cleanup(data_root: &Path, exec_root: &Path) -> Result<()> {
+    let names = Names::new(data_root, exec_root);
+    if let Ok(dir) = std::fs::read_dir(&names.netns_dir) {
+        for e in dir.flatten() {
+            netlink::remove_namespace(&e.path());
+        }
+    }
+    Firewall::new(&names.chain_prefix()).remove_all();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .context("starting a runtime")?;
+    rt.block_on(async {
+        let h = netlink::connect()?;
+        for b in netlink::bridges_with_alias(&h, &names.alias()).await? {
+            netlink::delete_link(&h, &b).await?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_instance_tag() {
+        let n = Names::new(Path::new(DEFAULT_DATA_ROOT), Path::new("/run/berth"));
+        assert_eq!(
+            (n.default_bridge(), n.chain_prefix()),
+            ("berth0".into(), "BERTH".into())
+        );
+        let t = Names::new(Path::new("/tmp/x/data"), Path::new("/tmp/x/exec"));
+        assert_eq!(t.tag.len(), 6);
+        assert!(t.default_bridge().len() <= 15);
+        assert_eq!(t.chain_prefix(), format!("BERTH-{}", t.tag));
+        assert_ne!(
+            t.tag,
+            Names::new(Path::new("/tmp/y/data"), Path::new("/e")).tag
+        );
+        assert_eq!(t.bridge_for("0123456789abcdef"), "br-0123456789ab");
+        assert_eq!(
+            t.netns_path("0123456789abcdef"),
+            Path::new("/tmp/x/exec/netns/0123456789ab")
+        );
+    }
+}

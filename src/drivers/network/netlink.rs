@@ -1,0 +1,382 @@
+//! The kernel's network objects through rtnetlink: bridges with their
+//! address, the host's routes (a new subnet must overlap none), and a
+//! container's interfaces, made inside its namespace from a thread of its own.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::error::{Context, Error, Result};
+use crate::networks::ipam::Subnet;
+
+fn nl<T>(what: impl std::fmt::Display, r: std::result::Result<T, rtnetlink::Error>) -> Result<T> {
+    r.map_err(|e| Error::internal(format!("{what}: {e}")))
+}
+
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.is_some_and(|c| c.get() == -errno),
+        _ => false,
+    }
+}
+
+/// A netlink connection of the namespace the calling thread is in, served by
+/// a task on the current runtime.
+pub fn connect() -> Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// The index of link `name`, if it exists.
+pub async fn link_index(h: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => Ok(Some(l.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+        Err(e) => Err(Error::internal(format!("looking up {name}: {e}"))),
+    }
+}
+
+async fn must_index(h: &Handle, name: &str) -> Result<u32> {
+    link_index(h, name)
+        .await?
+        .ok_or_else(|| Error::internal(format!("no link {name}")))
+}
+
+/// Makes bridge `name` (marked with `alias`) with `gateway/prefix` and brings
+/// it up; an existing one is kept and given the address again (idempotent).
+pub async fn ensure_bridge(
+    h: &Handle,
+    name: &str,
+    alias: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+) -> Result<()> {
+    if link_index(h, name).await?.is_none() {
+        match h.link().add(LinkBridge::new(name).build()).execute().await {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EEXIST) => {}
+            Err(e) => return Err(Error::internal(format!("creating bridge {name}: {e}"))),
+        }
+    }
+    let index = must_index(h, name).await?;
+    nl(
+        format_args!("marking bridge {name}"),
+        h.link()
+            .set(LinkUnspec::new_with_index(index).alias(alias).build())
+            .execute()
+            .await,
+    )?;
+    nl(
+        format_args!("addressing bridge {name}"),
+        h.address()
+            .add(index, IpAddr::V4(gateway), prefix)
+            .replace()
+            .execute()
+            .await,
+    )?;
+    nl(
+        format_args!("bringing {name} up"),
+        h.link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await,
+    )
+}
+
+/// Removes link `name` (gone already: fine).
+pub async fn delete_link(h: &Handle, name: &str) -> Result<()> {
+    let Some(index) = link_index(h, name).await? else {
+        return Ok(());
+    };
+    match h.link().del(index).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
+        Err(e) => Err(Error::internal(format!("removing {name}: {e}"))),
+    }
+}
+
+/// The bridges whose alias is `alias`.
+pub async fn bridges_with_alias(h: &Handle, alias: &str) -> Result<Vec<String>> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let mut out = Vec::new();
+    let mut links = h.link().get().execute();
+    while let Some(l) = nl("listing links", links.try_next().await)? {
+        let mut name = None;
+        let mut matches = false;
+        for a in &l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => name = Some(n.clone()),
+                LinkAttribute::IfAlias(a) if a == alias => matches = true,
+                _ => {}
+            }
+        }
+        if let (Some(n), true) = (name, matches) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// The subnets of the host's IPv4 routes (the default route aside).
+pub async fn route_subnets(h: &Handle) -> Result<Vec<Subnet>> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+    let mut out = Vec::new();
+    let mut routes = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(r) = nl("listing routes", routes.try_next().await)? {
+        let prefix = r.header.destination_prefix_length;
+        if prefix == 0 {
+            continue;
+        }
+        for a in &r.attributes {
+            if let RouteAttribute::Destination(RouteAddress::Inet(ip)) = a {
+                let m = if prefix >= 32 {
+                    u32::MAX
+                } else {
+                    !(u32::MAX >> prefix)
+                };
+                out.push(Subnet {
+                    base: u32::from(*ip) & m,
+                    prefix,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One interface to make in a container's namespace: `ifname` inside, its
+/// peer `host_ifname` on `bridge`.
+#[derive(Debug, Clone)]
+pub struct InterfacePlan {
+    pub ifname: String,
+    pub host_ifname: String,
+    pub bridge: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub mac: [u8; 6],
+    /// The default route goes through this interface's gateway.
+    pub default_gateway: Option<Ipv4Addr>,
+}
+
+/// The namespace to work in: a new one bind-mounted at the path, or one that
+/// is there already.
+pub enum Namespace {
+    New(PathBuf),
+    Existing(PathBuf),
+}
+
+/// Runs `f` in a thread of its own that is in `ns` (creating it), with a
+/// netlink handle of the host and one of the namespace. The thread ends with
+/// it: no other thread of the daemon ever changes namespace.
+fn in_namespace<F, Fut>(ns: Namespace, f: F) -> Result<()>
+where
+    F: FnOnce(Handle, Handle, std::fs::File) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let thread = std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || -> Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .context("starting the netns thread's runtime")?;
+            rt.block_on(async move {
+                // Opened before the thread leaves the host's namespace.
+                let host = connect()?;
+                let host_ns = std::fs::File::open("/proc/thread-self/ns/net")
+                    .context("opening the host's network namespace")?;
+                match &ns {
+                    Namespace::New(path) => {
+                        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                            .context("unshare(CLONE_NEWNET)")?;
+                        std::fs::File::create(path)
+                            .context(format_args!("creating {}", path.display()))?;
+                        nix::mount::mount(
+                            Some("/proc/thread-self/ns/net"),
+                            path,
+                            None::<&str>,
+                            nix::mount::MsFlags::MS_BIND,
+                            None::<&str>,
+                        )
+                        .context(format_args!(
+                            "bind-mounting the namespace at {}",
+                            path.display()
+                        ))?;
+                    }
+                    Namespace::Existing(path) => {
+                        let f = std::fs::File::open(path)
+                            .context(format_args!("opening {}", path.display()))?;
+                        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
+                            .context("setns(CLONE_NEWNET)")?;
+                    }
+                }
+                let inner = connect()?;
+                if let Namespace::New(_) = ns {
+                    let lo = must_index(&inner, "lo").await?;
+                    nl(
+                        "bringing lo up",
+                        inner
+                            .link()
+                            .set(LinkUnspec::new_with_index(lo).up().build())
+                            .execute()
+                            .await,
+                    )?;
+                }
+                f(host, inner, host_ns).await
+            })
+        })
+        .context("starting the netns thread")?;
+    thread
+        .join()
+        .map_err(|_| Error::internal("the netns thread panicked"))?
+}
+
+/// Makes the interfaces of `plans` in `ns` (a new namespace is made first).
+/// Blocking: call it from a blocking task.
+pub fn setup_interfaces(ns: Namespace, plans: Vec<InterfacePlan>) -> Result<()> {
+    in_namespace(ns, move |host, inner, host_ns| async move {
+        for p in &plans {
+            add_interface(&host, &inner, &host_ns, p).await?;
+        }
+        Ok(())
+    })
+}
+
+async fn add_interface(
+    host: &Handle,
+    inner: &Handle,
+    host_ns: &std::fs::File,
+    p: &InterfacePlan,
+) -> Result<()> {
+    let bridge = must_index(host, &p.bridge).await?;
+    nl(
+        format_args!("creating {} and {}", p.ifname, p.host_ifname),
+        inner
+            .link()
+            .add(LinkVeth::new(&p.ifname, &p.host_ifname).build())
+            .execute()
+            .await,
+    )?;
+    let peer = must_index(inner, &p.host_ifname).await?;
+    nl(
+        format_args!("moving {} to the host", p.host_ifname),
+        inner
+            .link()
+            .set(
+                LinkUnspec::new_with_index(peer)
+                    .setns_by_fd(host_ns.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await,
+    )?;
+    let index = must_index(inner, &p.ifname).await?;
+    nl(
+        format_args!("setting {}'s MAC", p.ifname),
+        inner
+            .link()
+            .set(
+                LinkUnspec::new_with_index(index)
+                    .address(p.mac.to_vec())
+                    .build(),
+            )
+            .execute()
+            .await,
+    )?;
+    nl(
+        format_args!("addressing {}", p.ifname),
+        inner
+            .address()
+            .add(index, IpAddr::V4(p.ip), p.prefix)
+            .execute()
+            .await,
+    )?;
+    nl(
+        format_args!("bringing {} up", p.ifname),
+        inner
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await,
+    )?;
+    if let Some(gw) = p.default_gateway {
+        nl(
+            "adding the default route",
+            inner
+                .route()
+                .add(
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .gateway(gw)
+                        .output_interface(index)
+                        .build(),
+                )
+                .execute()
+                .await,
+        )?;
+    }
+    let hidx = must_index(host, &p.host_ifname).await?;
+    nl(
+        format_args!("attaching {} to {}", p.host_ifname, p.bridge),
+        host.link()
+            .set(
+                LinkUnspec::new_with_index(hidx)
+                    .controller(bridge)
+                    .up()
+                    .build(),
+            )
+            .execute()
+            .await,
+    )
+}
+
+/// Removes interface `ifname` from the namespace at `path` (its peer goes with it).
+pub fn remove_interface(path: &Path, ifname: &str) -> Result<()> {
+    let ifname = ifname.to_string();
+    in_namespace(
+        Namespace::Existing(path.to_path_buf()),
+        move |_, inner, _| async move { delete_link(&inner, &ifname).await },
+    )
+}
+
+/// The names of the interfaces in the namespace at `path` ("eth0", ...), lo aside.
+pub fn interface_names(path: &Path) -> Result<Vec<String>> {
+    let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = std::sync::Arc::clone(&names);
+    in_namespace(
+        Namespace::Existing(path.to_path_buf()),
+        move |_, inner, _| async move {
+            use rtnetlink::packet_route::link::LinkAttribute;
+            let mut links = inner.link().get().execute();
+            while let Some(l) = nl("listing links", links.try_next().await)? {
+                for a in &l.attributes {
+                    if let LinkAttribute::IfName(n) = a {
+                        if n != "lo" {
+                            if let Ok(mut v) = out.lock() {
+                                v.push(n.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let v = names.lock().map(|v| v.clone()).unwrap_or_default();
+    Ok(v)
+}
+
+/// Unmounts and removes a namespace's bind mount: once its processes are
+/// gone too, the kernel removes it with its interfaces.
+pub fn remove_namespace(path: &Path) {
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(path);
+}
