@@ -120,6 +120,20 @@ async fn serve(config: Config) -> Result<()> {
     )
     .start();
     sweep_container_dirs(&config.data_root, &projection.current());
+    let network = crate::actors::network_controller::NetworkController::new(
+        events.clone(),
+        projection.clone(),
+        crate::drivers::network::NetDriver::new(&config.data_root, &config.exec_root)?,
+        &config.data_root,
+        config.bip.clone(),
+        &config.default_address_pools,
+    )?
+    .start();
+    network
+        .send(crate::actors::network_controller::Init)
+        .await
+        .map_err(|e| Error::internal(format!("setting up the networks: {e}")))?
+        .map_err(|e| e.context("setting up the networks"))?;
     let execs = crate::containers::exec::ExecRegistry::default();
     let containers = crate::actors::container_service::ContainerService::new(
         Arc::clone(&layers),
@@ -130,6 +144,7 @@ async fn serve(config: Config) -> Result<()> {
         &config.exec_root,
         crate::actors::container::RuntimeCommand::new(&config.exec_root, &config.runtimes)?,
         execs.clone(),
+        network.clone(),
     )
     .start();
     containers
@@ -143,6 +158,7 @@ async fn serve(config: Config) -> Result<()> {
         events: events.clone(),
         images,
         containers,
+        network,
         layers,
         host,
         layers_root,

@@ -14,5 +14,6 @@ pub mod events;
 pub mod hostinfo;
 pub mod images;
 pub mod logging;
+pub mod networks;
 pub mod registry;
 pub mod store;

@@ -14,6 +14,28 @@ fn main() -> ExitCode {
         let code = berth::drivers::exec::runtime::main(&args[2..]);
         return ExitCode::from(code as u8);
     }
+    // `berthd network-cleanup --data-root D --exec-root E`: removes the
+    // bridges, rules and namespace mounts a (stopped) daemon of D left.
+    if args.get(1).map(String::as_str) == Some("network-cleanup") {
+        let arg = |name: &str, default: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1).cloned())
+                .unwrap_or_else(|| default.to_string())
+        };
+        let data_root = arg("--data-root", berth::drivers::network::DEFAULT_DATA_ROOT);
+        let exec_root = arg("--exec-root", "/run/berth");
+        return match berth::drivers::network::cleanup(
+            std::path::Path::new(&data_root),
+            std::path::Path::new(&exec_root),
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berthd network-cleanup: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (flags, matches) = Flags::parse_with_sources();
     if flags.version {
         println!(

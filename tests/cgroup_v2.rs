@@ -52,6 +52,7 @@ fn resources_of(h: HostConfig) -> oci_spec::runtime::LinuxResources {
         user,
         cgroup_path: "/berth/x".into(),
         init_binary: Path::new("/bin/init"),
+        sandbox: &Default::default(),
     })
     .unwrap();
     serde_json::from_value(spec["linux"]["resources"].clone())

@@ -37,6 +37,7 @@ pub struct Runtime {
     pub containers_dir: PathBuf,
     pub command: RuntimeCommand,
     pub execs: ExecRegistry,
+    pub network: Addr<super::network_controller::NetworkController>,
 }
 
 /// How containers are run: the shim binary and the OCI runtimes it can drive.
@@ -340,25 +341,40 @@ impl ContainerActor {
             }
             let body = crate::containers::render::body(&c);
             let runtime = rt.command.of(&c)?.clone();
-            let prep = {
-                let (rt, id, body) = (rt.clone(), id.clone(), body.clone());
-                tokio::task::spawn_blocking(move || {
-                    bundle::prepare(
-                        &id,
-                        &body,
-                        &rt.layers,
-                        &rt.exec_root,
-                        &rt.containers_dir.join(&id),
-                        &runtime,
-                        &rt.command.shim,
-                    )
-                })
+            let sandbox = rt
+                .network
+                .send(super::network_controller::PrepareSandbox { id: id.clone() })
                 .await
-                .map_err(|e| Error::internal(format!("preparing the bundle: {e}")))?
+                .map_err(|e| Error::internal(format!("network controller: {e}")))
+                .and_then(|r| r);
+            let prep = match sandbox {
+                Ok(sandbox) => {
+                    let (rt, id, body) = (rt.clone(), id.clone(), body.clone());
+                    tokio::task::spawn_blocking(move || {
+                        bundle::prepare(
+                            &id,
+                            &body,
+                            &rt.layers,
+                            &rt.exec_root,
+                            &rt.containers_dir.join(&id),
+                            &runtime,
+                            &rt.command.shim,
+                            &sandbox,
+                        )
+                    })
+                    .await
+                    .map_err(|e| Error::internal(format!("preparing the bundle: {e}")))?
+                }
+                Err(e) if e.message().starts_with("Bind for") => Err(e.context(format_args!(
+                    "driver failed programming external connectivity on endpoint {} ({id})",
+                    c.name
+                ))),
+                Err(e) => Err(e),
             };
             let b = match prep {
                 Ok(b) => b,
                 Err(e) => {
+                    release_network(&rt, &id).await;
                     let _ = append(
                         &rt.events,
                         Event::ContainerExited {
@@ -431,6 +447,7 @@ impl ContainerActor {
 /// recorded with the code the docker CLI expects (127 for a missing binary,
 /// 126 for one that cannot be run), and the error is in runc's words.
 async fn start_failed(rt: &Runtime, id: &str, bundle_dir: &std::path::Path, e: &str) -> Error {
+    release_network(rt, id).await;
     rt.layers.unmount_rw(id);
     let _ = std::fs::remove_dir_all(bundle_dir);
     let msg = runtime_words(e);
@@ -453,6 +470,14 @@ async fn start_failed(rt: &Runtime, id: &str, bundle_dir: &std::path::Path, e: &
     )
     .await;
     Error::invalid(msg)
+}
+
+/// Lets the container's network go: its ports and its namespace.
+async fn release_network(rt: &Runtime, id: &str) {
+    let _ = rt
+        .network
+        .send(super::network_controller::ReleaseSandbox { id: id.to_string() })
+        .await;
 }
 
 /// A runtime's error in the words the docker CLI reads (it exits 127 for
@@ -554,6 +579,7 @@ impl ContainerActor {
                     oom_killed: false,
                     error: "the container's shim ended without an exit status".into(),
                 });
+            release_network(&rt, &id).await;
             rt.layers.unmount_rw(&id);
             let _ = std::fs::remove_dir_all(&dir);
             if let Err(e) = append(

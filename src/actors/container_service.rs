@@ -37,6 +37,7 @@ pub struct ContainerService {
     cpus: usize,
     command: RuntimeCommand,
     execs: crate::containers::exec::ExecRegistry,
+    network: Addr<super::network_controller::NetworkController>,
 }
 
 impl ContainerService {
@@ -49,6 +50,7 @@ impl ContainerService {
         exec_root: &std::path::Path,
         command: RuntimeCommand,
         execs: crate::containers::exec::ExecRegistry,
+        network: Addr<super::network_controller::NetworkController>,
     ) -> Self {
         ContainerService {
             actors: std::collections::HashMap::new(),
@@ -63,6 +65,7 @@ impl ContainerService {
                 .unwrap_or(1),
             command,
             execs,
+            network,
         }
     }
 }
@@ -134,7 +137,7 @@ impl Handler<CreateContainer> for ContainerService {
         let containers_dir = self.containers_dir.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let (id, name, image, image_name, body, top) = prepared?;
+                let (id, name, image, image_name, body, top, attachments) = prepared?;
                 let config = serde_json::to_string(&body)
                     .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
                 let dir = containers_dir.join(&id);
@@ -150,17 +153,23 @@ impl Handler<CreateContainer> for ContainerService {
                 .map_err(|e| Error::internal(format!("creating the container layer: {e}")))?;
                 let recorded = match made {
                     Ok(()) => {
-                        append(
-                            &events,
-                            Event::ContainerCreated {
-                                id: id.clone(),
-                                name: name.clone(),
-                                image,
-                                image_name,
-                                config,
-                            },
-                        )
-                        .await
+                        let mut list = vec![Event::ContainerCreated {
+                            id: id.clone(),
+                            name: name.clone(),
+                            image,
+                            image_name,
+                            config,
+                        }];
+                        for (network, settings) in attachments {
+                            list.push(Event::ContainerNetworkConnected {
+                                container: id.clone(),
+                                network,
+                                config: serde_json::to_string(&settings).map_err(|e| {
+                                    Error::internal(format!("recording the endpoint: {e}"))
+                                })?,
+                            });
+                        }
+                        super::event_log::append_all(&events, list).await
                     }
                     Err(e) => Err(e),
                 };
@@ -185,6 +194,7 @@ type Prepared = (
     String,
     ContainerCreateBody,
     Option<String>,
+    Vec<(String, bollard_stubs::models::EndpointSettings)>,
 );
 
 impl ContainerService {
@@ -247,8 +257,18 @@ impl ContainerService {
             .unwrap_or_default();
         let id = new_id(state)?;
         let merged = merge(body, &image_config, &id);
+        let attachments = super::network_controller::create_attachments(state, &merged)?;
+        crate::networks::ports::requests(&merged)?;
         let top = image.chain_ids.last().cloned();
-        Ok((id, name, image.id.clone(), image_name, merged, top))
+        Ok((
+            id,
+            name,
+            image.id.clone(),
+            image_name,
+            merged,
+            top,
+            attachments,
+        ))
     }
 }
 
@@ -351,6 +371,7 @@ impl ContainerService {
             containers_dir: self.containers_dir.clone(),
             command: self.command.clone(),
             execs: self.execs.clone(),
+            network: self.network.clone(),
         }
     }
 

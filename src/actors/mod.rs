@@ -5,3 +5,5 @@ pub mod container_exec;
 pub mod container_service;
 pub mod event_log;
 pub mod image_service;
+pub mod network;
+pub mod network_controller;

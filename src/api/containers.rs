@@ -8,9 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, Response, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use bollard_stubs::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, DriverData,
-};
+use bollard_stubs::models::{ContainerCreateBody, ContainerSummary, DriverData};
 
 use super::ApiContext;
 use crate::actors::container::{
@@ -580,14 +578,17 @@ async fn list(
     let now = crate::store::eventlog::now_ns();
     let found = render::list(&state, &opts, &image_matches)?;
     Ok(Json(
-        found.into_iter().map(|c| render::summary(c, now)).collect(),
+        found
+            .into_iter()
+            .map(|c| render::summary(&state, c, now))
+            .collect(),
     ))
 }
 
 async fn inspect(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-) -> Result<Json<ContainerInspectResponse>> {
+) -> Result<Json<serde_json::Value>> {
     let state = ctx.projection.current();
     let c = render::resolve(&state, &id)?;
     let paths = render::Paths {
@@ -598,7 +599,33 @@ async fn inspect(
         },
         driver: ctx.config.storage_driver.clone(),
     };
-    Ok(Json(render::inspect(c, paths)))
+    let mut v = serde_json::to_value(render::inspect(c, paths))
+        .map_err(|e| Error::internal(format!("rendering: {e}")))?;
+    let dir = ctx.config.data_root.join("containers").join(&c.id);
+    for (key, file) in [
+        ("HostsPath", "hosts"),
+        ("ResolvConfPath", "resolv.conf"),
+        ("HostnamePath", "hostname"),
+    ] {
+        let p = dir.join(file);
+        v[key] = if p.exists() {
+            p.display().to_string().into()
+        } else {
+            "".into()
+        };
+    }
+    let sandbox = ctx.config.exec_root.join("netns").join(&c.id[..12]);
+    v["NetworkSettings"] = crate::networks::render::network_settings(
+        &state,
+        c,
+        &render::body(c),
+        &if sandbox.exists() {
+            sandbox.display().to_string()
+        } else {
+            String::new()
+        },
+    );
+    Ok(Json(v))
 }
 
 async fn rename(
@@ -629,7 +656,7 @@ async fn remove(
 
 /// `until=` of prune filters: a Unix time, an RFC 3339 time, or a duration
 /// before now (`10m`, `24h`), as dockerd reads it. Returns nanoseconds.
-fn until_ns(v: &str, now_ns: u64) -> Result<u64> {
+pub(super) fn until_ns(v: &str, now_ns: u64) -> Result<u64> {
     let bad = || {
         Error::invalid(format!(
             "failed to parse value as time or duration: \"{v}\""

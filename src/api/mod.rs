@@ -8,6 +8,7 @@ pub mod error;
 pub mod exec;
 pub mod images;
 pub mod listen;
+pub mod networks;
 pub mod system;
 pub mod version;
 
@@ -36,6 +37,7 @@ pub struct ApiContext {
     pub events: Addr<EventLog>,
     pub images: Addr<ImageService>,
     pub containers: Addr<crate::actors::container_service::ContainerService>,
+    pub network: Addr<crate::actors::network_controller::NetworkController>,
     pub layers: Arc<crate::drivers::storage::LayerStore>,
     pub host: Arc<HostInfo>,
     /// Where the storage driver keeps layers (GraphDriver data in inspect).
@@ -73,6 +75,7 @@ impl Api {
             .merge(containers::routes())
             .merge(container_files::routes())
             .merge(exec::routes())
+            .merge(networks::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)
             .with_state(ctx);

@@ -90,7 +90,7 @@ pub fn status_text(c: &ContainerRecord, now_ns: u64) -> String {
     }
 }
 
-pub fn summary(c: &ContainerRecord, now_ns: u64) -> ContainerSummary {
+pub fn summary(state: &State, c: &ContainerRecord, now_ns: u64) -> ContainerSummary {
     let b = body(c);
     let (path, args) = path_and_args(&b);
     let command = std::iter::once(path)
@@ -109,7 +109,7 @@ pub fn summary(c: &ContainerRecord, now_ns: u64) -> ContainerSummary {
         image_id: Some(c.image.clone()),
         command: Some(command),
         created: Some((c.created_ns / 1_000_000_000) as i64),
-        ports: Some(vec![]),
+        ports: Some(crate::networks::render::port_summaries(&b, c)),
         labels: Some(b.labels.clone().unwrap_or_default()),
         state: Some(state_enum(c).0),
         status: Some(status_text(c, now_ns)),
@@ -118,7 +118,7 @@ pub fn summary(c: &ContainerRecord, now_ns: u64) -> ContainerSummary {
             annotations: None,
         }),
         network_settings: Some(ContainerSummaryNetworkSettings {
-            networks: Some(HashMap::new()),
+            networks: Some(crate::networks::render::networks_of(state, c)),
         }),
         mounts: Some(vec![]),
         ..Default::default()
@@ -197,7 +197,7 @@ pub struct ListOptions {
 }
 
 const FILTERS: &[&str] = &[
-    "id", "name", "label", "status", "ancestor", "exited", "before", "since",
+    "id", "name", "label", "status", "ancestor", "exited", "before", "since", "network",
 ];
 
 /// Containers to list, newest first, as dockerd filters them.
@@ -274,6 +274,16 @@ pub fn list<'a>(
         .filter(|c| {
             f("label").is_none_or(|ls| {
                 crate::images::query::labels_match(&body(c).labels.unwrap_or_default(), ls)
+            })
+        })
+        .filter(|c| {
+            f("network").is_none_or(|ns| {
+                ns.iter().any(|n| {
+                    c.networks.keys().any(|id| {
+                        id.starts_with(n.as_str())
+                            || state.networks.get(id).is_some_and(|r| r.name == *n)
+                    })
+                })
             })
         })
         .filter(|c| before.is_none_or(|b| c.created_ns < b))

@@ -62,6 +62,7 @@ pub fn prepare(
     container_dir: &Path,
     runtime: &[String],
     init_binary: &Path,
+    sandbox: &crate::networks::Sandbox,
 ) -> Result<Bundle> {
     let rootfs = layers.mount_rw(id)?;
     let made = write(
@@ -72,6 +73,7 @@ pub fn prepare(
         container_dir,
         runtime,
         init_binary,
+        sandbox,
     );
     if made.is_err() {
         layers.unmount_rw(id);
@@ -87,6 +89,7 @@ fn write(
     container_dir: &Path,
     runtime: &[String],
     init_binary: &Path,
+    sandbox: &crate::networks::Sandbox,
 ) -> Result<Bundle> {
     let group = read_in_root(rootfs, "etc/group");
     let mut user = spec::resolve_user(
@@ -113,6 +116,7 @@ fn write(
         user,
         cgroup_path: cgroup.clone(),
         init_binary,
+        sandbox,
     })?;
     if builtin_runtime(runtime) && uid == 0 {
         precompile_seccomp(&mut config, exec_root)?;

@@ -269,6 +269,8 @@ pub struct SpecInput<'a> {
     pub cgroup_path: String,
     /// The static binary that serves as docker-init (`--init`).
     pub init_binary: &'a std::path::Path,
+    /// The network namespace made for it, and its /etc files.
+    pub sandbox: &'a crate::networks::Sandbox,
 }
 
 /// Where `--init` puts the init, as dockerd does.
@@ -335,8 +337,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     }
     let mut namespaces = vec![json!({ "type": "mount" })];
     let mode = |m: &Option<String>| m.clone().unwrap_or_default();
-    if mode(&h.network_mode) != "host" {
-        namespaces.push(json!({ "type": "network" }));
+    match (&input.sandbox.netns, mode(&h.network_mode).as_str()) {
+        (Some(path), _) => namespaces.push(json!({ "type": "network", "path": path })),
+        (None, "host") => {}
+        (None, _) => namespaces.push(json!({ "type": "network" })),
     }
     if mode(&h.uts_mode) != "host" {
         namespaces.push(json!({ "type": "uts" }));
@@ -356,6 +360,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] }),
         json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
     ];
+    for (dest, source) in &input.sandbox.etc_files {
+        mounts.push(json!({ "destination": dest, "type": "bind", "source": source, "options": ["rbind", "rprivate"] }));
+    }
     if init {
         mounts.push(json!({ "destination": INIT_PATH, "type": "bind", "source": input.init_binary, "options": ["bind", "ro", "nosuid", "nodev"] }));
     }
@@ -548,6 +555,7 @@ mod tests {
             user,
             cgroup_path: "/berth/x".into(),
             init_binary: std::path::Path::new("/bin/init"),
+            sandbox: &Default::default(),
         })
         .unwrap();
         assert_eq!(s["process"]["args"], json!(["echo", "hi"]));

@@ -1,0 +1,253 @@
+//! The NetworkActor: one per network. It hands out the network's addresses
+//! (one join at a time, so two containers never get the same one) and runs
+//! the network's DNS server.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::warn;
+
+use super::event_log::{append, EventLog};
+use crate::drivers::network::netlink::InterfacePlan;
+use crate::error::{Error, Result};
+use crate::events::projection::{Projection, State};
+use crate::events::Event;
+use crate::networks::ipam::{self, Subnet};
+use crate::networks::spec::NetworkSpec;
+use crate::networks::{dns, files, render};
+
+pub struct NetworkActor {
+    id: String,
+    spec: NetworkSpec,
+    events: Addr<EventLog>,
+    projection: Projection,
+    dns: Option<tokio::task::AbortHandle>,
+}
+
+impl NetworkActor {
+    pub fn new(
+        id: String,
+        spec: NetworkSpec,
+        events: Addr<EventLog>,
+        projection: Projection,
+    ) -> Self {
+        NetworkActor {
+            id,
+            spec,
+            events,
+            projection,
+            dns: None,
+        }
+    }
+}
+
+impl Actor for NetworkActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        // User-defined bridge networks resolve their containers' names; the
+        // default bridge does not, as with dockerd.
+        if !(self.spec.is_bridge() && !self.spec.builtin) {
+            return;
+        }
+        let Ok((_, gateway, _)) = self.spec.addressing() else {
+            return;
+        };
+        let names = Arc::new(NetworkNames {
+            network: self.id.clone(),
+            projection: self.projection.clone(),
+        });
+        let id = self.id.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = dns::serve(Ipv4Addr::from(gateway), names).await {
+                warn!(network = %id, error = %e, "the network's DNS server stopped");
+            }
+        });
+        self.dns = Some(task.abort_handle());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(h) = self.dns.take() {
+            h.abort();
+        }
+    }
+}
+
+/// The names on one network, read from the projection at each query.
+struct NetworkNames {
+    network: String,
+    projection: Projection,
+}
+
+impl dns::Names for NetworkNames {
+    fn lookup(&self, name: &str) -> Vec<Ipv4Addr> {
+        let state = self.projection.current();
+        let mut out = Vec::new();
+        for c in state.containers.values() {
+            let Some(ep) = c.networks.get(&self.network).filter(|e| !e.ip.is_empty()) else {
+                continue;
+            };
+            let aliases = render::endpoint_config(ep).aliases.unwrap_or_default();
+            let hit = c.name.eq_ignore_ascii_case(name)
+                || (name.len() == 12 && c.id.starts_with(name))
+                || aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
+            if hit {
+                if let Ok(ip) = ep.ip.parse() {
+                    out.push(ip);
+                }
+            }
+        }
+        out
+    }
+
+    fn upstreams(&self, client: Ipv4Addr) -> Vec<String> {
+        let state = self.projection.current();
+        let client = client.to_string();
+        let dns = state
+            .containers
+            .values()
+            .find(|c| {
+                c.networks
+                    .get(&self.network)
+                    .is_some_and(|e| e.ip == client)
+            })
+            .and_then(|c| crate::containers::render::body(c).host_config)
+            .and_then(|h| h.dns);
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        files::upstreams(&host, dns.as_deref())
+    }
+}
+
+/// Addresses taken on `network` by running containers.
+fn used_addresses(state: &State, network: &str) -> BTreeSet<u32> {
+    state
+        .containers
+        .values()
+        .filter_map(|c| c.networks.get(network))
+        .filter_map(|e| ipam::parse_ip(&e.ip).ok())
+        .collect()
+}
+
+/// Give container `container` an address on this network, as interface
+/// `ifname` (the address is recorded before the interface is made: a start
+/// that fails records the exit, which gives it back).
+#[derive(Message)]
+#[rtype(result = "Result<InterfacePlan>")]
+pub struct Join {
+    pub container: String,
+    pub ifname: String,
+    pub host_ifname: String,
+    /// The default route goes through this network.
+    pub primary: bool,
+}
+
+impl Handler<Join> for NetworkActor {
+    type Result = AtomicResponse<Self, Result<InterfacePlan>>;
+
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let planned = self.plan(&state, &msg);
+        let (events, network) = (self.events.clone(), self.id.clone());
+        AtomicResponse::new(Box::pin(
+            async move {
+                let (plan, endpoint_id) = planned?;
+                append(
+                    &events,
+                    Event::EndpointUp {
+                        container: msg.container,
+                        network,
+                        endpoint_id,
+                        ip: plan.ip.to_string(),
+                        mac: crate::networks::ipam::mac_for(u32::from(plan.ip)),
+                        ifname: plan.ifname.clone(),
+                    },
+                )
+                .await?;
+                Ok(plan)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl NetworkActor {
+    fn plan(&self, state: &State, msg: &Join) -> Result<(InterfacePlan, String)> {
+        let (subnet, gateway, range): (Subnet, u32, Option<Subnet>) = self.spec.addressing()?;
+        let used = used_addresses(state, &self.id);
+        let requested = state
+            .containers
+            .get(&msg.container)
+            .and_then(|c| c.networks.get(&self.id))
+            .and_then(|e| render::endpoint_config(e).ipam_config)
+            .and_then(|i| i.ipv4_address)
+            .filter(|a| !a.is_empty());
+        let ip = match requested {
+            Some(a) => {
+                let ip = ipam::parse_ip(&a)?;
+                if !subnet.is_host(ip) || ip == gateway {
+                    return Err(Error::invalid(format!(
+                        "no configured subnet or ip-range contain the IP address {a}"
+                    )));
+                }
+                if used.contains(&ip) {
+                    return Err(Error::forbidden(format!("Address already in use: {a}")));
+                }
+                ip
+            }
+            None => ipam::next_address(subnet, range, gateway, &used).ok_or_else(|| {
+                Error::unavailable(format!(
+                    "no available IPv4 addresses on this network's address pools: {} ({})",
+                    state
+                        .networks
+                        .get(&self.id)
+                        .map(|n| n.name.as_str())
+                        .unwrap_or(""),
+                    self.id
+                ))
+            })?,
+        };
+        let plan = InterfacePlan {
+            ifname: msg.ifname.clone(),
+            host_ifname: msg.host_ifname.clone(),
+            bridge: self.spec.bridge.clone(),
+            ip: Ipv4Addr::from(ip),
+            prefix: subnet.prefix,
+            mac: {
+                let b = ip.to_be_bytes();
+                [0x02, 0x42, b[0], b[1], b[2], b[3]]
+            },
+            default_gateway: (msg.primary && !self.spec.internal).then(|| Ipv4Addr::from(gateway)),
+        };
+        Ok((plan, random_hex64()?))
+    }
+}
+
+/// 64 random hex digits (endpoint and network IDs).
+pub fn random_hex64() -> Result<String> {
+    let mut b = [0u8; 32];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom")
+            .map_err(|e| Error::internal(format!("opening /dev/urandom: {e}")))?,
+        &mut b,
+    )
+    .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))?;
+    Ok(hex::encode(b))
+}
+
+/// Stop serving (the network is being removed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for NetworkActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        if let Some(h) = self.dns.take() {
+            h.abort();
+        }
+        ctx.stop();
+    }
+}

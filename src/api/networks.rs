@@ -1,0 +1,184 @@
+//! Network routes: decode, ask the NetworkController (writes) or read the
+//! projection (list, inspect), render.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Response, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bollard_stubs::models::{
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
+use serde_json::Value;
+
+use super::ApiContext;
+use crate::actors::network_controller::{
+    Connect, CreateNetwork, Disconnect, NetworkController, PruneNetworks, RemoveNetwork,
+};
+use crate::error::{Error, Result};
+use crate::networks::render;
+use crate::networks::spec::{self, NetworkSpec};
+
+pub fn routes() -> Router<ApiContext> {
+    Router::new()
+        .route("/networks", get(list))
+        .route("/networks/create", post(create))
+        .route("/networks/prune", post(prune))
+        .route("/networks/{id}", get(inspect))
+        .route("/networks/{id}", delete(remove))
+        .route("/networks/{id}/connect", post(connect))
+        .route("/networks/{id}/disconnect", post(disconnect))
+}
+
+async fn ask<M>(ctx: &ApiContext, msg: M) -> Result<M::Result>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    NetworkController: actix::Handler<M>,
+{
+    ctx.network
+        .send(msg)
+        .await
+        .map_err(|e| Error::unavailable(format!("network controller: {e}")))
+}
+
+fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))
+}
+
+const FILTERS: &[&str] = &["name", "id", "driver", "label", "type", "scope", "dangling"];
+
+async fn list(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<Value>>> {
+    let filters = super::images::parse_filters(q.get("filters"))?;
+    if let Some(k) = filters.keys().find(|k| !FILTERS.contains(&k.as_str())) {
+        return Err(Error::invalid(format!("Invalid filter '{k}'")));
+    }
+    for t in filters.get("type").into_iter().flatten() {
+        if t != "custom" && t != "builtin" {
+            return Err(Error::invalid(format!("invalid filter: 'type'='{t}'")));
+        }
+    }
+    let state = ctx.projection.current();
+    let f = |k: &str| filters.get(k).filter(|v| !v.is_empty());
+    let mut out: Vec<Value> = state
+        .networks
+        .values()
+        .filter(|n| {
+            let s = NetworkSpec::of(n);
+            f("name").is_none_or(|v| v.iter().any(|x| n.name.contains(x.as_str())))
+                && f("id").is_none_or(|v| v.iter().any(|x| n.id.starts_with(x.as_str())))
+                && f("driver").is_none_or(|v| v.iter().any(|x| *x == s.driver))
+                && f("scope").is_none_or(|v| v.iter().any(|x| x == "local"))
+                && f("type").is_none_or(|v| v.iter().any(|t| (t == "builtin") == s.builtin))
+                && f("label").is_none_or(|ls| {
+                    crate::images::query::labels_match(&s.labels.clone().into_iter().collect(), ls)
+                })
+                && f("dangling").is_none_or(|v| {
+                    let used = state
+                        .containers
+                        .values()
+                        .any(|c| c.networks.contains_key(&n.id));
+                    v.iter()
+                        .any(|d| (d == "true" || d == "1") == (!used && !s.builtin))
+                })
+        })
+        .map(|n| render::network(&state, n, false))
+        .collect();
+    out.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
+    Ok(Json(out))
+}
+
+async fn inspect(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Result<Json<Value>> {
+    let state = ctx.projection.current();
+    let n = spec::resolve(&state, &id)?;
+    Ok(Json(render::network(&state, n, true)))
+}
+
+async fn create(State(ctx): State<ApiContext>, body: axum::body::Bytes) -> Result<Response<Body>> {
+    let req: NetworkCreateRequest = json_body(&body)?;
+    let id = ask(&ctx, CreateNetwork(req)).await??;
+    let reply = serde_json::json!({ "Id": id, "Warning": "" }).to_string();
+    Ok(Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(reply))
+        .unwrap_or_default())
+}
+
+async fn remove(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Result<StatusCode> {
+    ask(&ctx, RemoveNetwork(id)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn connect(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode> {
+    let req: NetworkConnectRequest = json_body(&body)?;
+    ask(
+        &ctx,
+        Connect {
+            network: id,
+            container: req.container,
+            config: req.endpoint_config.unwrap_or_default(),
+        },
+    )
+    .await??;
+    Ok(StatusCode::OK)
+}
+
+async fn disconnect(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode> {
+    let req: NetworkDisconnectRequest = json_body(&body)?;
+    ask(
+        &ctx,
+        Disconnect {
+            network: id,
+            container: req.container,
+            force: req.force.unwrap_or(false),
+        },
+    )
+    .await??;
+    Ok(StatusCode::OK)
+}
+
+async fn prune(
+    State(ctx): State<ApiContext>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    let filters = super::images::parse_filters(q.get("filters"))?;
+    if let Some(k) = filters
+        .keys()
+        .find(|k| !["until", "label"].contains(&k.as_str()))
+    {
+        return Err(Error::invalid(format!("invalid filter '{k}'")));
+    }
+    let until_ns = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|v| super::containers::until_ns(v, crate::store::eventlog::now_ns()))
+        .transpose()?;
+    let removed = ask(
+        &ctx,
+        PruneNetworks {
+            labels: filters.get("label").cloned().unwrap_or_default(),
+            until_ns,
+        },
+    )
+    .await??;
+    Ok(Json(serde_json::json!({
+        "NetworksDeleted": if removed.is_empty() { Value::Null } else { removed.into() },
+    })))
+}
