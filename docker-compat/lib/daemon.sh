@@ -6,6 +6,7 @@ start_berthd() {
   local name=$1; shift
   local dir=$WORK/$name
   mkdir -p "$dir"
+  rm -f "$dir/net-cleaned"
   [ -f "$dir/daemon.json" ] || echo '{}' > "$dir/daemon.json"
   "$BERTHD" -H "unix://$dir/berth.sock" --data-root "$dir/data" --exec-root "$dir/exec" \
     --config-file "$dir/daemon.json" --log-level debug "$@" >>"$dir/berthd.log" 2>&1 &

@@ -187,6 +187,24 @@ impl Drop for TestDaemon {
             let _ = child.wait();
         }
         self.stop_containers();
+        self.network_cleanup();
+    }
+}
+
+impl TestDaemon {
+    /// Removes the bridges, firewall chains and namespace mounts this
+    /// daemon made on the host (they outlive it, as dockerd's do).
+    pub fn network_cleanup(&self) {
+        let _ = Command::new(BERTHD)
+            .arg("network-cleanup")
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--exec-root")
+            .arg(self.exec_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
