@@ -45,10 +45,11 @@ fn clean_stop_exits_zero_and_identity_survives() {
     );
     d.spawn();
     assert_eq!(engine_id(&d.socket()), id);
-    // Initialized, started, stopped (acknowledged before exit), started again.
+    // Initialized, started, the three built-in networks (one batch), stopped
+    // (acknowledged before exit), started again.
     assert!(
-        d.log().contains("events=3"),
-        "replay should find the 3 events of the first run:\n{}",
+        d.log().contains("events=6"),
+        "replay should find the 6 events of the first run:\n{}",
         d.log()
     );
     let status = d.stop_with(libc::SIGINT);
@@ -253,6 +254,7 @@ fn socket_activation_with_fd() {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
     let status = child.wait().expect("wait");
+    common::network_cleanup(&dir.path().join("data"), &dir.path().join("exec"));
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
     assert!(ok, "berthd did not serve the activated socket; log:\n{log}");
     assert_eq!(status.code(), Some(0), "log:\n{log}");

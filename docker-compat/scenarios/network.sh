@@ -61,6 +61,11 @@ scenario_net_user_network_create_ls_inspect_rm() {
   expect_eq "$(d nu network inspect --format '{{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}} {{.Labels.team}}' front)" \
     "$subnet ${subnet%.0/24}.1 web"
   ip -4 addr show "bt-$$" | grep -q "inet ${subnet%.0/24}.1/24" || fail "bridge bt-$$ not set up"
+  # A static address on a network with a subnet of the user's.
+  local want="${subnet%.0/24}.77"
+  expect_eq "$(d nu run --rm --network front --ip "$want" busybox sh -c "ip -4 -o addr show eth0 | awk '{print \$4}'")" "$want/24"
+  if out=$(d nu run --rm --ip 172.30.9.9 busybox true 2>&1); then fail "--ip on the default bridge was accepted"; fi
+  expect_contains "$out" "user specified IP address is supported"
   # An automatic subnet, from the pools, overlapping nothing on the host.
   d nu network create back >/dev/null
   local auto; auto=$(d nu network inspect --format '{{(index .IPAM.Config 0).Subnet}}' back)
@@ -196,4 +201,45 @@ scenario_net_restarts_duplicate_nothing() {
   expect_eq "$(iptables -S FORWARD | grep -c "BERTH-$tag")" "1"
   expect_eq "$(curl -s --max-time 2 "http://127.0.0.1:$port/")" "up"
   expect_eq "$(d nk port web)" "80/tcp -> 127.0.0.1:$port"
+}
+
+scenario_net_networks_are_isolated_from_each_other() {
+  start_with_busybox ni
+  d ni network create left >/dev/null
+  d ni network create right >/dev/null
+  d ni run -d --name ll --network left busybox sleep 300 >/dev/null
+  d ni run -d --name rr --network right busybox sleep 300 >/dev/null
+  d ni run -d --name dd busybox sleep 300 >/dev/null
+  local rip dip
+  rip=$(d ni inspect --format '{{.NetworkSettings.Networks.right.IPAddress}}' rr)
+  dip=$(d ni inspect --format '{{.NetworkSettings.Networks.bridge.IPAddress}}' dd)
+  if d ni exec ll ping -c 1 -W 1 "$rip" >/dev/null 2>&1; then fail "left reached right"; fi
+  if d ni exec ll ping -c 1 -W 1 "$dip" >/dev/null 2>&1; then fail "left reached the default bridge"; fi
+  # On both networks, it reaches both.
+  d ni network connect right ll
+  d ni exec ll ping -c 1 -W 2 "$rip" | grep -q "1 packets received" || fail "ll cannot reach rr once on right"
+  # An internal network reaches nothing beyond its bridge.
+  d ni network create --internal inner >/dev/null
+  d ni run -d --name in1 --network inner busybox sleep 300 >/dev/null
+  if d ni exec in1 ping -c 1 -W 1 "$dip" >/dev/null 2>&1; then fail "an internal network reached another bridge"; fi
+  expect_eq "$(d ni exec in1 ip route | grep -c default)" "0"
+}
+
+scenario_net_bip_and_address_pools_from_the_config() {
+  local bip_net pool
+  bip_net=$(free_subnet)
+  mkdir -p "$WORK/np2"
+  # A pool of its own for user networks, from daemon.json.
+  pool="10.214.$((RANDOM % 200 + 20)).0/24"
+  echo "{\"default-address-pools\":[{\"base\":\"$pool\",\"size\":26}]}" > "$WORK/np2/daemon.json"
+  start_berthd np2 --bip "${bip_net%.0/24}.1/24"
+  expect_eq "$(d np2 network inspect bridge --format '{{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}}')" \
+    "$bip_net ${bip_net%.0/24}.1"
+  d np2 network create p1 >/dev/null
+  d np2 network create p2 >/dev/null
+  local s1 s2
+  s1=$(d np2 network inspect p1 --format '{{(index .IPAM.Config 0).Subnet}}')
+  s2=$(d np2 network inspect p2 --format '{{(index .IPAM.Config 0).Subnet}}')
+  expect_eq "$s1" "${pool%.0/24}.0/26"
+  expect_eq "$s2" "${pool%.0/24}.64/26"
 }

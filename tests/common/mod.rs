@@ -195,17 +195,22 @@ impl TestDaemon {
     /// Removes the bridges, firewall chains and namespace mounts this
     /// daemon made on the host (they outlive it, as dockerd's do).
     pub fn network_cleanup(&self) {
-        let _ = Command::new(BERTHD)
-            .arg("network-cleanup")
-            .arg("--data-root")
-            .arg(self.data_root())
-            .arg("--exec-root")
-            .arg(self.exec_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        network_cleanup(&self.data_root(), &self.exec_root());
     }
+}
+
+/// `berthd network-cleanup` for a daemon (stopped) of `data_root`.
+pub fn network_cleanup(data_root: &Path, exec_root: &Path) {
+    let _ = Command::new(BERTHD)
+        .arg("network-cleanup")
+        .arg("--data-root")
+        .arg(data_root)
+        .arg("--exec-root")
+        .arg(exec_root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// A bollard client of `d` (60 s timeout).
@@ -303,9 +308,9 @@ pub fn run_berthd_expect_exit(args: &[&str], timeout: Duration) -> (Option<i32>,
         .spawn()
         .expect("spawn");
     let deadline = Instant::now() + timeout;
-    loop {
+    let result = loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return (
+            break (
                 status.code(),
                 std::fs::read_to_string(&errf).unwrap_or_default(),
             );
@@ -313,10 +318,21 @@ pub fn run_berthd_expect_exit(args: &[&str], timeout: Duration) -> (Option<i32>,
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return (None, std::fs::read_to_string(&errf).unwrap_or_default());
+            break (None, std::fs::read_to_string(&errf).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    // A daemon that got as far as its networks left them on the host.
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| *a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from)
+    };
+    if let (Some(data), Some(exec)) = (arg("--data-root"), arg("--exec-root")) {
+        network_cleanup(&data, &exec);
     }
+    result
 }
 
 /// The reply lines of `docker` (the real CLI) against this daemon.

@@ -221,6 +221,15 @@ where
                 }
                 let inner = connect()?;
                 if let Namespace::New(_) = ns {
+                    // As dockerd on a network without IPv6: no IPv6 at all
+                    // (no ::1 on lo, no link-local address on eth0). This
+                    // thread is in the new namespace, so /proc/sys/net is its.
+                    for knob in ["all", "default"] {
+                        let _ = std::fs::write(
+                            format!("/proc/sys/net/ipv6/conf/{knob}/disable_ipv6"),
+                            "1",
+                        );
+                    }
                     let lo = must_index(&inner, "lo").await?;
                     nl(
                         "bringing lo up",
