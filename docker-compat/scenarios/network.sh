@@ -136,6 +136,8 @@ scenario_net_published_ports_answer_on_the_host() {
   expect_eq "$(ls "$WORK/np/exec/netns" | wc -l)" "$netns_before"
   # Stopping the container takes its rules away.
   d np rm -f web any clash >/dev/null
+  # (written in the background, right after the exit)
+  for _ in $(seq 40); do iptables-save -t nat | grep -q -- "--dport $port " || break; sleep 0.05; done
   if iptables-save -t nat | grep -q -- "--dport $port "; then fail "the DNAT rule for $port stayed"; fi
   expect_eq "$(ls "$WORK/np/exec/netns" | wc -l)" "0"
 }

@@ -341,12 +341,14 @@ impl ContainerActor {
             }
             let body = crate::containers::render::body(&c);
             let runtime = rt.command.of(&c)?.clone();
+            let sandbox_at = std::time::Instant::now();
             let sandbox = rt
                 .network
                 .send(super::network_controller::PrepareSandbox { id: id.clone() })
                 .await
                 .map_err(|e| Error::internal(format!("network controller: {e}")))
                 .and_then(|r| r);
+            tracing::debug!(container = %id, sandbox_us = sandbox_at.elapsed().as_micros() as u64, "sandbox");
             let prep = match sandbox {
                 Ok(sandbox) => {
                     let (rt, id, body) = (rt.clone(), id.clone(), body.clone());

@@ -5,7 +5,7 @@
 //! own actor; every decision is an event, so a restarted daemon rebuilds the
 //! bridges and rules from the log, idempotently.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -39,8 +39,9 @@ pub struct NetworkController {
     /// Sockets that hold each running container's published host ports, so
     /// nothing else takes them (and a port in use is found before a start).
     reservations: HashMap<String, Vec<OwnedFd>>,
-    /// One firewall write at a time, each from the newest state.
-    firewall_lock: Arc<Mutex<()>>,
+    /// One firewall write at a time, each from the newest state; it guards
+    /// the containers whose port rules are in the chains.
+    firewall_lock: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl NetworkController {
@@ -74,7 +75,7 @@ impl NetworkController {
             bip,
             networks: HashMap::new(),
             reservations: HashMap::new(),
-            firewall_lock: Arc::new(Mutex::new(())),
+            firewall_lock: Arc::new(Mutex::new(BTreeSet::new())),
         })
     }
 
@@ -104,7 +105,7 @@ impl Actor for NetworkController {
 }
 
 /// The rules the state asks for.
-fn firewall_rules(state: &State) -> (Vec<BridgeRules>, Vec<PortRule>) {
+fn firewall_rules(state: &State) -> (Vec<BridgeRules>, Vec<PortRule>, BTreeSet<String>) {
     let mut bridges = Vec::new();
     for n in state.networks.values() {
         let s = NetworkSpec::of(n);
@@ -117,24 +118,32 @@ fn firewall_rules(state: &State) -> (Vec<BridgeRules>, Vec<PortRule>) {
         }
     }
     let mut rules = Vec::new();
+    let mut ids = BTreeSet::new();
     // Ports are recorded from the sandbox's making (before the process runs)
     // to its release.
     for c in state.containers.values().filter(|c| !c.ports.is_empty()) {
-        let Some((net, ip)) = primary_endpoint(state, c) else {
-            continue;
-        };
-        for p in &c.ports {
-            rules.push(PortRule {
-                bridge: net.bridge.clone(),
-                container_ip: ip.clone(),
-                proto: p.proto.clone(),
-                container_port: p.container_port,
-                host_ip: p.host_ip.clone(),
-                host_port: p.host_port,
-            });
-        }
+        rules.extend(port_rules(state, c));
+        ids.insert(c.id.clone());
     }
-    (bridges, rules)
+    (bridges, rules, ids)
+}
+
+/// The rules of one container's published ports.
+fn port_rules(state: &State, c: &ContainerRecord) -> Vec<PortRule> {
+    let Some((net, ip)) = primary_endpoint(state, c) else {
+        return Vec::new();
+    };
+    c.ports
+        .iter()
+        .map(|p| PortRule {
+            bridge: net.bridge.clone(),
+            container_ip: ip.clone(),
+            proto: p.proto.clone(),
+            container_port: p.container_port,
+            host_ip: p.host_ip.clone(),
+            host_port: p.host_port,
+        })
+        .collect()
 }
 
 /// The network a container's ports and default route go through: its
@@ -168,9 +177,38 @@ impl NetworkController {
         );
         async move {
             tokio::task::spawn_blocking(move || {
-                let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
-                let (bridges, rules) = firewall_rules(&projection.current());
-                driver.firewall.apply(&bridges, &rules)
+                let mut installed = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let (bridges, rules, ids) = firewall_rules(&projection.current());
+                driver.firewall.apply(&bridges, &rules)?;
+                *installed = ids;
+                Ok(())
+            })
+            .await
+            .map_err(|e| Error::internal(format!("writing the firewall: {e}")))?
+        }
+    }
+
+    /// Adds the port rules of container `id` (recorded already) unless a
+    /// full write has put them in meanwhile.
+    fn publish_ports(&self, id: String) -> impl std::future::Future<Output = Result<()>> + 'static {
+        let (lock, projection, driver) = (
+            Arc::clone(&self.firewall_lock),
+            self.projection.clone(),
+            Arc::clone(&self.driver),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut installed = lock.lock().unwrap_or_else(|p| p.into_inner());
+                if installed.contains(&id) {
+                    return Ok(());
+                }
+                let state = projection.current();
+                let Some(c) = state.containers.get(&id) else {
+                    return Ok(());
+                };
+                driver.firewall.add_ports(&port_rules(&state, c))?;
+                installed.insert(id);
+                Ok(())
             })
             .await
             .map_err(|e| Error::internal(format!("writing the firewall: {e}")))?
@@ -194,6 +232,7 @@ impl Handler<Init> for NetworkController {
             Arc::clone(&self.driver),
         );
         let (pools, bip) = (self.pools.clone(), self.bip.clone());
+        let fw_lock = Arc::clone(&self.firewall_lock);
         let fut = async move {
             ensure_builtin(&events, &projection, &driver, &pools, bip.as_deref()).await?;
             let state = projection.current();
@@ -220,9 +259,13 @@ impl Handler<Init> for NetworkController {
                 }
             }
             let d = Arc::clone(&driver);
+            let lock = Arc::clone(&fw_lock);
             tokio::task::spawn_blocking(move || {
-                let (bridges, rules) = firewall_rules(&state);
-                d.firewall.init(&bridges, &rules)
+                let mut installed = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let (bridges, rules, ids) = firewall_rules(&state);
+                d.firewall.init(&bridges, &rules)?;
+                *installed = ids;
+                Ok::<_, Error>(())
             })
             .await
             .map_err(|e| Error::internal(format!("setting up the firewall: {e}")))??;
@@ -685,7 +728,7 @@ impl Handler<PrepareSandbox> for NetworkController {
             Arc::clone(&self.driver),
             self.containers_dir.join(&id),
         );
-        let sync = self.sync_firewall();
+        let publish = self.publish_ports(msg.id.clone());
         let fut = async move {
             let (c, kind, joins, reserved) = planned?;
             let body = crate::containers::render::body(&c);
@@ -723,6 +766,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                         plans.push(plan);
                     }
                     let own = plans.first().map(|p| p.ip.to_string());
+                    let joined_at = std::time::Instant::now();
                     let made = {
                         let path = path.clone();
                         tokio::task::spawn_blocking(move || {
@@ -735,6 +779,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                         netlink::remove_namespace(&path);
                         return Err(e.context("setting up the container's network"));
                     }
+                    tracing::debug!(container = %id, interfaces_us = joined_at.elapsed().as_micros() as u64, "sandbox interfaces");
                     sandbox.netns = Some(path);
                     (own, nameserver)
                 }
@@ -751,7 +796,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                     },
                 )
                 .await?;
-                sync.await?;
+                publish.await?;
             }
             Ok((sandbox, socks))
         };
@@ -900,9 +945,13 @@ impl Handler<ReleaseSandbox> for NetworkController {
                     {
                         warn!(container = %id, error = %e, "recording the ports' release");
                     }
-                    if let Err(e) = sync.await {
-                        warn!(container = %id, error = %e, "removing the published ports' rules");
-                    }
+                    // In the background: the exit need not wait for it, and
+                    // the next write (any) starts from the newest state.
+                    actix::spawn(async move {
+                        if let Err(e) = sync.await {
+                            warn!(container = %id, error = %e, "removing the published ports' rules");
+                        }
+                    });
                 }
                 netlink::remove_namespace(&path);
             }

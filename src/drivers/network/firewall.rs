@@ -86,16 +86,11 @@ impl Firewall {
                 f += &format!("-A {fwd} -i {br} ! -o {br} -j DROP\n-A {fwd} -o {br} ! -i {br} -j DROP\n-A {fwd} -i {br} -o {br} -j ACCEPT\n");
                 continue;
             }
-            for p in ports.iter().filter(|p| p.bridge == *br) {
-                f += &format!(
-                    "-A {fwd} -d {}/32 ! -i {br} -o {br} -p {proto} -m {proto} --dport {} -j ACCEPT\n",
-                    p.container_ip,
-                    p.container_port,
-                    proto = p.proto
-                );
-            }
+            // Connections our DNAT rules sent to the bridge (published
+            // ports) are let in by one rule: a port's start or end then
+            // changes the nat table alone.
             f += &format!(
-                "-A {fwd} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A {fwd} -i {br} -j ACCEPT\n-A {fwd} -o {br} -j DROP\n"
+                "-A {fwd} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A {fwd} -o {br} -m conntrack --ctstate DNAT -j ACCEPT\n-A {fwd} -i {br} -j ACCEPT\n-A {fwd} -o {br} -j DROP\n"
             );
         }
         f += &format!("-A {iso1} -j RETURN\n-A {iso2} -j RETURN\nCOMMIT\n");
@@ -111,28 +106,46 @@ impl Firewall {
             if bridges.iter().any(|b| b.bridge == p.bridge && b.internal) {
                 continue;
             }
-            let dst = if p.host_ip.is_empty() || p.host_ip == "0.0.0.0" {
-                String::new()
-            } else {
-                format!("-d {}/32 ", p.host_ip)
-            };
-            n += &format!(
-                "-A {dnat} {dst}-p {proto} -m {proto} --dport {} -j DNAT --to-destination {}:{}\n",
-                p.host_port,
-                p.container_ip,
-                p.container_port,
-                proto = p.proto
-            );
-            // Hairpin: a container reaching its own published port.
-            n += &format!(
-                "-A {post} -s {ip}/32 -d {ip}/32 -p {proto} -m {proto} --dport {} -j MASQUERADE\n",
-                p.container_port,
-                ip = p.container_ip,
-                proto = p.proto
-            );
+            n += &self.port_lines(p);
         }
         n += "COMMIT\n";
         f + &n
+    }
+
+    /// The nat rules of one published port: DNAT, and hairpin masquerade (a
+    /// container reaching its own published port).
+    fn port_lines(&self, p: &PortRule) -> String {
+        let (dnat, post) = (self.chain("DNAT"), self.chain("POSTROUTING"));
+        let dst = if p.host_ip.is_empty() || p.host_ip == "0.0.0.0" {
+            String::new()
+        } else {
+            format!("-d {}/32 ", p.host_ip)
+        };
+        format!(
+            "-A {dnat} {dst}-p {proto} -m {proto} --dport {} -j DNAT --to-destination {}:{}\n-A {post} -s {ip}/32 -d {ip}/32 -p {proto} -m {proto} --dport {} -j MASQUERADE\n",
+            p.host_port,
+            p.container_ip,
+            p.container_port,
+            p.container_port,
+            ip = p.container_ip,
+            proto = p.proto
+        )
+    }
+
+    /// Appends the rules of newly published ports, leaving every other rule
+    /// as it is. A start pays for this alone: rewriting chains that hold
+    /// rules makes the kernel wait for a grace period (about 25 ms here),
+    /// only adding does not (about 2 ms).
+    pub fn add_ports(&self, ports: &[PortRule]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let mut n = "*nat\n".to_string();
+        for p in ports {
+            n += &self.port_lines(p);
+        }
+        n += "COMMIT\n";
+        restore(&n)
     }
 
     /// Writes our chains' rules.
