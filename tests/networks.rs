@@ -44,6 +44,16 @@ async fn create_net(
         .map(|r| r.id)
 }
 
+async fn inspect(docker: &Docker, id: &str) -> bollard::models::ContainerInspectResponse {
+    docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .expect("inspect container")
+}
+
 fn in_subnet(ip: &str, subnet: &str) -> bool {
     let (base, prefix) = subnet.split_once('/').expect("cidr");
     let p: u32 = prefix.parse().expect("prefix");
@@ -156,13 +166,7 @@ async fn networks_api_as_dockerd_answers_it() {
         )
         .await
         .expect("start");
-    let c = docker
-        .inspect_container(
-            &cid,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-        .expect("inspect container");
+    let c = inspect(&docker, &cid).await;
     let nets = c
         .network_settings
         .and_then(|n| n.networks)
@@ -211,13 +215,7 @@ async fn networks_api_as_dockerd_answers_it() {
     let count = |c: bollard::models::ContainerInspectResponse| {
         c.network_settings.and_then(|n| n.networks).map(|n| n.len())
     };
-    let c = docker
-        .inspect_container(
-            &cid,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-        .expect("inspect");
+    let c = inspect(&docker, &cid).await;
     assert_eq!(count(c), Some(2));
     let e = docker
         .connect_network(
@@ -240,13 +238,7 @@ async fn networks_api_as_dockerd_answers_it() {
         )
         .await
         .expect("disconnect");
-    let c = docker
-        .inspect_container(
-            &cid,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-        .expect("inspect");
+    let c = inspect(&docker, &cid).await;
     assert_eq!(count(c), Some(1));
 
     // Gone with the container, then pruned.
