@@ -46,6 +46,10 @@ scenario_net_default_bridge_addresses_and_reach() {
   # --network none: only lo. --add-host lands in /etc/hosts.
   expect_eq "$(d nb run --rm --network none busybox sh -c "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")" "lo"
   expect_contains "$(d nb run --rm --add-host db.test:10.1.2.3 busybox cat /etc/hosts)" "$(printf '10.1.2.3\tdb.test')"
+  expect_eq "$(d nb run --rm --dns 10.9.9.9 --dns-search corp.test busybox cat /etc/resolv.conf)" \
+    "$(printf 'nameserver 10.9.9.9\nsearch corp.test')"
+  # --network container:aa shares aa's namespace (its address).
+  expect_contains "$(d nb run --rm --network container:aa busybox ip -4 -o addr show eth0)" "inet $ip/"
   # --network host: the host's interfaces.
   expect_contains "$(d nb run --rm --network host busybox cat /proc/net/dev)" "berth-$tag"
 }
@@ -126,6 +130,11 @@ scenario_net_published_ports_answer_on_the_host() {
   expect_eq "${mapped%:*}" "0.0.0.0"
   for _ in $(seq 50); do out=$(curl -s --max-time 2 "http://127.0.0.1:$hp/") && [ -n "$out" ] && break; sleep 0.1; done
   expect_eq "$out" "any"
+  # udp, on a port the host picks.
+  d np run -d --name dns -p 127.0.0.1::53/udp busybox sleep 300 >/dev/null
+  mapped=$(d np port dns 53/udp)
+  expect_eq "${mapped%:*}" "127.0.0.1"
+  iptables-save -t nat | grep "BERTH-$(net_tag np)-DNAT" | grep -q -- "-p udp -m udp --dport ${mapped##*:} " || fail "no udp DNAT rule"
   # A host port in use: a clear error, nothing started, nothing left behind.
   rules=$(our_rules np)
   local netns_before; netns_before=$(ls "$WORK/np/exec/netns" | wc -l)
@@ -135,7 +144,7 @@ scenario_net_published_ports_answer_on_the_host() {
   expect_eq "$(our_rules np)" "$rules"
   expect_eq "$(ls "$WORK/np/exec/netns" | wc -l)" "$netns_before"
   # Stopping the container takes its rules away.
-  d np rm -f web any clash >/dev/null
+  d np rm -f web any clash dns >/dev/null
   # (written in the background, right after the exit)
   for _ in $(seq 40); do iptables-save -t nat | grep -q -- "--dport $port " || break; sleep 0.05; done
   if iptables-save -t nat | grep -q -- "--dport $port "; then fail "the DNAT rule for $port stayed"; fi
