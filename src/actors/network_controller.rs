@@ -345,7 +345,7 @@ async fn ensure_builtin(
         (None, _) => false,
     };
     if !keep {
-        let _lock = host_lock()?;
+        let _lock = take_host_lock().await?;
         if let Some((_, old)) = &existing {
             driver.remove_bridge(&old.bridge).await?;
         }
@@ -386,6 +386,14 @@ async fn ensure_builtin(
         append_all(events, new).await?;
     }
     Ok(())
+}
+
+/// The host-wide network lock, waited for off the actors' thread (another
+/// berthd may hold it while it makes a bridge).
+async fn take_host_lock() -> Result<std::fs::File> {
+    tokio::task::spawn_blocking(host_lock)
+        .await
+        .map_err(|e| Error::internal(format!("taking the network lock: {e}")))?
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -447,7 +455,7 @@ impl Handler<CreateNetwork> for NetworkController {
                 if state.networks.values().any(|n| NetworkSpec::of(n).bridge == s.bridge) {
                     return Err(Error::conflict(format!("bridge name {} is in use by another network", s.bridge)));
                 }
-                let lock = host_lock()?;
+                let lock = take_host_lock().await?;
                 let subnet = match req.subnet {
                     Some(x) => x,
                     None => {
