@@ -344,7 +344,10 @@ impl ContainerActor {
             let sandbox_at = std::time::Instant::now();
             let sandbox = rt
                 .network
-                .send(super::network_controller::PrepareSandbox { id: id.clone() })
+                .send(super::network_controller::PrepareSandbox {
+                    id: id.clone(),
+                    body: body.clone(),
+                })
                 .await
                 .map_err(|e| Error::internal(format!("network controller: {e}")))
                 .and_then(|r| r);

@@ -257,7 +257,7 @@ impl ContainerService {
             .unwrap_or_default();
         let id = new_id(state)?;
         let merged = merge(body, &image_config, &id);
-        let attachments = super::network_controller::create_attachments(state, &merged)?;
+        let attachments = crate::networks::spec::create_attachments(state, &merged)?;
         crate::networks::ports::requests(&merged)?;
         let top = image.chain_ids.last().cloned();
         Ok((

@@ -20,7 +20,7 @@ use crate::config::AddressPool;
 use crate::drivers::network::firewall::{BridgeRules, PortRule};
 use crate::drivers::network::netlink::{self, InterfacePlan, Namespace};
 use crate::drivers::network::{host_lock, veth_name, NetDriver};
-use crate::error::{Context as _, Error, ErrorKind, Result};
+use crate::error::{Context as _, Error, Result};
 use crate::events::projection::{ContainerRecord, ContainerStatus, Projection, State};
 use crate::events::v1::PublishedPort;
 use crate::events::Event;
@@ -722,6 +722,8 @@ fn reserve_requests(requests: &[ports::PortRequest]) -> Result<(Vec<PublishedPor
 #[rtype(result = "Result<Sandbox>")]
 pub struct PrepareSandbox {
     pub id: String,
+    /// The container's create body (parsed once, by its actor).
+    pub body: bollard_stubs::models::ContainerCreateBody,
 }
 
 impl Handler<PrepareSandbox> for NetworkController {
@@ -730,7 +732,8 @@ impl Handler<PrepareSandbox> for NetworkController {
     fn handle(&mut self, msg: PrepareSandbox, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
         let id = msg.id.clone();
-        let planned = self.plan_sandbox(&state, &id);
+        let planned = self.plan_sandbox(&state, &id, &msg.body);
+        let body = msg.body;
         let (events, driver, dir) = (
             self.events.clone(),
             Arc::clone(&self.driver),
@@ -738,8 +741,7 @@ impl Handler<PrepareSandbox> for NetworkController {
         );
         let publish = self.publish_ports(msg.id.clone());
         let fut = async move {
-            let (c, kind, joins, reserved) = planned?;
-            let body = crate::containers::render::body(&c);
+            let (kind, joins, reserved) = planned?;
             let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let (published, socks) = reserved;
             let mut sandbox = Sandbox::default();
@@ -774,7 +776,6 @@ impl Handler<PrepareSandbox> for NetworkController {
                         plans.push(plan);
                     }
                     let own = plans.first().map(|p| p.ip.to_string());
-                    let joined_at = std::time::Instant::now();
                     let made = {
                         let path = path.clone();
                         tokio::task::spawn_blocking(move || {
@@ -787,7 +788,6 @@ impl Handler<PrepareSandbox> for NetworkController {
                         netlink::remove_namespace(&path);
                         return Err(e.context("setting up the container's network"));
                     }
-                    tracing::debug!(container = %id, interfaces_us = joined_at.elapsed().as_micros() as u64, "sandbox interfaces");
                     sandbox.netns = Some(path);
                     (own, nameserver)
                 }
@@ -846,7 +846,6 @@ enum Kind {
 }
 
 type Planned = (
-    ContainerRecord,
     Kind,
     Vec<(Addr<NetworkActor>, bool, String)>,
     (Vec<PublishedPort>, Vec<OwnedFd>),
@@ -855,13 +854,16 @@ type Planned = (
 impl NetworkController {
     /// The sync part of a sandbox: what kind it is, the networks to join (the
     /// mode's first), and the host ports held.
-    fn plan_sandbox(&mut self, state: &State, id: &str) -> Result<Planned> {
+    fn plan_sandbox(
+        &mut self,
+        state: &State,
+        id: &str,
+        body: &bollard_stubs::models::ContainerCreateBody,
+    ) -> Result<Planned> {
         let c = state
             .containers
             .get(id)
-            .ok_or_else(|| Error::not_found(format!("No such container: {id}")))?
-            .clone();
-        let body = crate::containers::render::body(&c);
+            .ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
         let mode = body
             .host_config
             .as_ref()
@@ -869,10 +871,10 @@ impl NetworkController {
             .unwrap_or_default();
         let none = (Vec::new(), Vec::new());
         if mode == HOST {
-            return Ok((c, Kind::Host, Vec::new(), none));
+            return Ok((Kind::Host, Vec::new(), none));
         }
         if mode == NONE {
-            return Ok((c, Kind::None, Vec::new(), none));
+            return Ok((Kind::None, Vec::new(), none));
         }
         if let Some(other) = mode.strip_prefix("container:") {
             let o = crate::containers::render::resolve(state, other)?;
@@ -887,7 +889,7 @@ impl NetworkController {
                     "cannot join network of container {other}: it has no network namespace of berthd's"
                 )));
             }
-            return Ok((c, Kind::Container(path), Vec::new(), none));
+            return Ok((Kind::Container(path), Vec::new(), none));
         }
         let mode_net = spec::resolve(state, spec::mode_network(&mode))?.id.clone();
         let mut ids: Vec<&String> = c.networks.keys().collect();
@@ -912,8 +914,8 @@ impl NetworkController {
         if joins.is_empty() {
             return Err(Error::not_found(format!("network {mode} not found")));
         }
-        let reserved = reserve_requests(&ports::requests(&body)?)?;
-        Ok((c, Kind::Bridge, joins, reserved))
+        let reserved = reserve_requests(&ports::requests(body)?)?;
+        Ok((Kind::Bridge, joins, reserved))
     }
 }
 
@@ -1068,38 +1070,8 @@ fn check_connect(
             c.name, n.name
         )));
     }
-    check_endpoint_config(&s, &msg.config)?;
+    spec::check_endpoint_config(&s, &msg.config)?;
     Ok((c, n.id.clone(), msg.config.clone()))
-}
-
-/// dockerd's checks of an endpoint's settings on a network.
-pub fn check_endpoint_config(s: &NetworkSpec, config: &EndpointSettings) -> Result<()> {
-    let user_net = s.is_bridge() && !s.builtin;
-    if config.aliases.as_ref().is_some_and(|a| !a.is_empty()) && !user_net {
-        return Err(Error::invalid(
-            "network-scoped alias is supported only for containers in user defined networks",
-        ));
-    }
-    if let Some(ip) = config
-        .ipam_config
-        .as_ref()
-        .and_then(|i| i.ipv4_address.clone())
-        .filter(|a| !a.is_empty())
-    {
-        if !user_net || !s.ipam_config_given {
-            return Err(Error::invalid(
-                "user specified IP address is supported only when connecting to networks with user configured subnets",
-            ));
-        }
-        let ipn = ipam::parse_ip(&ip)?;
-        let (subnet, _, _) = s.addressing()?;
-        if !subnet.is_host(ipn) {
-            return Err(Error::invalid(format!(
-                "no configured subnet or ip-range contain the IP address {ip}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// POST /networks/{id}/disconnect.
@@ -1160,56 +1132,4 @@ impl Handler<Disconnect> for NetworkController {
         };
         Box::pin(fut.into_actor(self))
     }
-}
-
-/// The attachments a create asks for: (network ID, EndpointSettings), the
-/// NetworkMode's network first; checked as dockerd checks them.
-pub fn create_attachments(
-    state: &State,
-    body: &bollard_stubs::models::ContainerCreateBody,
-) -> Result<Vec<(String, EndpointSettings)>> {
-    let mode = body
-        .host_config
-        .as_ref()
-        .and_then(|h| h.network_mode.clone())
-        .unwrap_or_default();
-    let configs: HashMap<String, EndpointSettings> = body
-        .networking_config
-        .as_ref()
-        .and_then(|n| n.endpoints_config.clone())
-        .unwrap_or_default();
-    if let Some(other) = mode.strip_prefix("container:") {
-        crate::containers::render::resolve(state, other)?;
-        if !configs.is_empty() {
-            return Err(Error::invalid(
-                "conflicting options: container type network can't be used with other networks",
-            ));
-        }
-        return Ok(Vec::new());
-    }
-    let mode_net = spec::resolve(state, spec::mode_network(&mode)).map_err(|e| match e.kind() {
-        ErrorKind::NotFound => Error::not_found(format!("network {mode} not found")),
-        _ => e,
-    })?;
-    let mut out = vec![(mode_net.id.clone(), EndpointSettings::default())];
-    let mut names: Vec<&String> = configs.keys().collect();
-    names.sort();
-    for name in names {
-        // The CLI names the mode's network as the mode says ("default").
-        let n = spec::resolve(state, spec::mode_network(name))?;
-        let s = NetworkSpec::of(n);
-        let cfg = configs[name].clone();
-        check_endpoint_config(&s, &cfg)?;
-        if n.id == mode_net.id {
-            out[0].1 = cfg;
-        } else {
-            if !s.is_bridge() || [HOST, NONE].contains(&mode.as_str()) {
-                return Err(Error::invalid(
-                    "container sharing network namespace with another container or host cannot be connected to any other network",
-                ));
-            }
-            out.push((n.id.clone(), cfg));
-        }
-    }
-    Ok(out)
 }

@@ -599,33 +599,10 @@ async fn inspect(
         },
         driver: ctx.config.storage_driver.clone(),
     };
-    let mut v = serde_json::to_value(render::inspect(c, paths))
-        .map_err(|e| Error::internal(format!("rendering: {e}")))?;
     let dir = ctx.config.data_root.join("containers").join(&c.id);
-    for (key, file) in [
-        ("HostsPath", "hosts"),
-        ("ResolvConfPath", "resolv.conf"),
-        ("HostnamePath", "hostname"),
-    ] {
-        let p = dir.join(file);
-        v[key] = if p.exists() {
-            p.display().to_string().into()
-        } else {
-            "".into()
-        };
-    }
-    let sandbox = ctx.config.exec_root.join("netns").join(&c.id[..12]);
-    v["NetworkSettings"] = crate::networks::render::network_settings(
-        &state,
-        c,
-        &render::body(c),
-        &if sandbox.exists() {
-            sandbox.display().to_string()
-        } else {
-            String::new()
-        },
-    );
-    Ok(Json(v))
+    let netns = crate::drivers::network::Names::new(&ctx.config.data_root, &ctx.config.exec_root)
+        .netns_path(&c.id);
+    Ok(Json(render::inspect_json(&state, c, paths, &dir, &netns)))
 }
 
 async fn rename(

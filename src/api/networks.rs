@@ -19,7 +19,7 @@ use crate::actors::network_controller::{
 };
 use crate::error::{Error, Result};
 use crate::networks::render;
-use crate::networks::spec::{self, NetworkSpec};
+use crate::networks::spec;
 
 pub fn routes() -> Router<ApiContext> {
     Router::new()
@@ -51,49 +51,12 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T>
     serde_json::from_slice(body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))
 }
 
-const FILTERS: &[&str] = &["name", "id", "driver", "label", "type", "scope", "dangling"];
-
 async fn list(
     State(ctx): State<ApiContext>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<Value>>> {
     let filters = super::images::parse_filters(q.get("filters"))?;
-    if let Some(k) = filters.keys().find(|k| !FILTERS.contains(&k.as_str())) {
-        return Err(Error::invalid(format!("Invalid filter '{k}'")));
-    }
-    for t in filters.get("type").into_iter().flatten() {
-        if t != "custom" && t != "builtin" {
-            return Err(Error::invalid(format!("invalid filter: 'type'='{t}'")));
-        }
-    }
-    let state = ctx.projection.current();
-    let f = |k: &str| filters.get(k).filter(|v| !v.is_empty());
-    let mut out: Vec<Value> = state
-        .networks
-        .values()
-        .filter(|n| {
-            let s = NetworkSpec::of(n);
-            f("name").is_none_or(|v| v.iter().any(|x| n.name.contains(x.as_str())))
-                && f("id").is_none_or(|v| v.iter().any(|x| n.id.starts_with(x.as_str())))
-                && f("driver").is_none_or(|v| v.iter().any(|x| *x == s.driver))
-                && f("scope").is_none_or(|v| v.iter().any(|x| x == "local"))
-                && f("type").is_none_or(|v| v.iter().any(|t| (t == "builtin") == s.builtin))
-                && f("label").is_none_or(|ls| {
-                    crate::images::query::labels_match(&s.labels.clone().into_iter().collect(), ls)
-                })
-                && f("dangling").is_none_or(|v| {
-                    let used = state
-                        .containers
-                        .values()
-                        .any(|c| c.networks.contains_key(&n.id));
-                    v.iter()
-                        .any(|d| (d == "true" || d == "1") == (!used && !s.builtin))
-                })
-        })
-        .map(|n| render::network(&state, n, false))
-        .collect();
-    out.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
-    Ok(Json(out))
+    Ok(Json(render::list(&ctx.projection.current(), &filters)?))
 }
 
 async fn inspect(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Result<Json<Value>> {

@@ -188,6 +188,40 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
     }
 }
 
+/// inspect as dockerd 20.10 renders it: with the paths of the container's
+/// /etc files (in `etc_dir`, once written) and NetworkSettings with its
+/// top-level fields (`netns`: its namespace's bind mount, once made).
+pub fn inspect_json(
+    state: &State,
+    c: &ContainerRecord,
+    paths: Paths,
+    etc_dir: &std::path::Path,
+    netns: &std::path::Path,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(inspect(c, paths)).unwrap_or_default();
+    for (key, file) in [
+        ("HostsPath", "hosts"),
+        ("ResolvConfPath", "resolv.conf"),
+        ("HostnamePath", "hostname"),
+    ] {
+        let p = etc_dir.join(file);
+        v[key] = if p.exists() {
+            p.display().to_string()
+        } else {
+            String::new()
+        }
+        .into();
+    }
+    let sandbox_key = if netns.exists() {
+        netns.display().to_string()
+    } else {
+        String::new()
+    };
+    v["NetworkSettings"] =
+        crate::networks::render::network_settings(state, c, &body(c), &sandbox_key);
+    v
+}
+
 /// `docker ps` filters and options.
 #[derive(Debug, Default)]
 pub struct ListOptions {

@@ -85,6 +85,51 @@ pub fn network(state: &State, n: &NetworkRecord, with_containers: bool) -> Value
     })
 }
 
+const FILTERS: &[&str] = &["name", "id", "driver", "label", "type", "scope", "dangling"];
+
+/// GET /networks: the networks `filters` select, by name, as dockerd lists them.
+pub fn list(
+    state: &State,
+    filters: &HashMap<String, Vec<String>>,
+) -> crate::error::Result<Vec<Value>> {
+    use crate::error::Error;
+    if let Some(k) = filters.keys().find(|k| !FILTERS.contains(&k.as_str())) {
+        return Err(Error::invalid(format!("Invalid filter '{k}'")));
+    }
+    for t in filters.get("type").into_iter().flatten() {
+        if t != "custom" && t != "builtin" {
+            return Err(Error::invalid(format!("invalid filter: 'type'='{t}'")));
+        }
+    }
+    let f = |k: &str| filters.get(k).filter(|v| !v.is_empty());
+    let mut out: Vec<Value> = state
+        .networks
+        .values()
+        .filter(|n| {
+            let s = NetworkSpec::of(n);
+            f("name").is_none_or(|v| v.iter().any(|x| n.name.contains(x.as_str())))
+                && f("id").is_none_or(|v| v.iter().any(|x| n.id.starts_with(x.as_str())))
+                && f("driver").is_none_or(|v| v.iter().any(|x| *x == s.driver))
+                && f("scope").is_none_or(|v| v.iter().any(|x| x == "local"))
+                && f("type").is_none_or(|v| v.iter().any(|t| (t == "builtin") == s.builtin))
+                && f("label").is_none_or(|ls| {
+                    crate::images::query::labels_match(&s.labels.clone().into_iter().collect(), ls)
+                })
+                && f("dangling").is_none_or(|v| {
+                    let used = state
+                        .containers
+                        .values()
+                        .any(|c| c.networks.contains_key(&n.id));
+                    v.iter()
+                        .any(|d| (d == "true" || d == "1") == (!used && !s.builtin))
+                })
+        })
+        .map(|n| network(state, n, false))
+        .collect();
+    out.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
+    Ok(out)
+}
+
 /// The user's EndpointSettings for an attachment (aliases, IPAMConfig).
 pub fn endpoint_config(ep: &EndpointRecord) -> EndpointSettings {
     serde_json::from_str(&ep.config).unwrap_or_default()

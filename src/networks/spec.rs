@@ -8,7 +8,11 @@ use bollard_stubs::models::NetworkCreateRequest;
 use serde::{Deserialize, Serialize};
 
 use super::ipam::{self, Subnet};
-use crate::error::{Error, Result};
+use std::collections::HashMap;
+
+use bollard_stubs::models::{ContainerCreateBody, EndpointSettings};
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::events::projection::{NetworkRecord, State};
 
 pub const BRIDGE: &str = "bridge";
@@ -218,6 +222,88 @@ pub fn mode_network(mode: &str) -> &str {
         "" | "default" => BRIDGE,
         m => m,
     }
+}
+
+/// dockerd's checks of an endpoint's settings on a network.
+pub fn check_endpoint_config(s: &NetworkSpec, config: &EndpointSettings) -> Result<()> {
+    let user_net = s.is_bridge() && !s.builtin;
+    if config.aliases.as_ref().is_some_and(|a| !a.is_empty()) && !user_net {
+        return Err(Error::invalid(
+            "network-scoped alias is supported only for containers in user defined networks",
+        ));
+    }
+    if let Some(ip) = config
+        .ipam_config
+        .as_ref()
+        .and_then(|i| i.ipv4_address.clone())
+        .filter(|a| !a.is_empty())
+    {
+        if !user_net || !s.ipam_config_given {
+            return Err(Error::invalid(
+                "user specified IP address is supported only when connecting to networks with user configured subnets",
+            ));
+        }
+        let ipn = ipam::parse_ip(&ip)?;
+        let (subnet, _, _) = s.addressing()?;
+        if !subnet.is_host(ipn) {
+            return Err(Error::invalid(format!(
+                "no configured subnet or ip-range contain the IP address {ip}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The attachments a create asks for: (network ID, EndpointSettings), the
+/// NetworkMode's network first; checked as dockerd checks them.
+pub fn create_attachments(
+    state: &State,
+    body: &ContainerCreateBody,
+) -> Result<Vec<(String, EndpointSettings)>> {
+    let mode = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.clone())
+        .unwrap_or_default();
+    let configs: HashMap<String, EndpointSettings> = body
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.clone())
+        .unwrap_or_default();
+    if let Some(other) = mode.strip_prefix("container:") {
+        crate::containers::render::resolve(state, other)?;
+        if !configs.is_empty() {
+            return Err(Error::invalid(
+                "conflicting options: container type network can't be used with other networks",
+            ));
+        }
+        return Ok(Vec::new());
+    }
+    let mode_net = resolve(state, mode_network(&mode)).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => Error::not_found(format!("network {mode} not found")),
+        _ => e,
+    })?;
+    let mut out = vec![(mode_net.id.clone(), EndpointSettings::default())];
+    let mut names: Vec<&String> = configs.keys().collect();
+    names.sort();
+    for name in names {
+        // The CLI names the mode's network as the mode says ("default").
+        let n = resolve(state, mode_network(name))?;
+        let s = NetworkSpec::of(n);
+        let cfg = configs[name].clone();
+        check_endpoint_config(&s, &cfg)?;
+        if n.id == mode_net.id {
+            out[0].1 = cfg;
+        } else {
+            if !s.is_bridge() || [HOST, NONE].contains(&mode.as_str()) {
+                return Err(Error::invalid(
+                    "container sharing network namespace with another container or host cannot be connected to any other network",
+                ));
+            }
+            out.push((n.id.clone(), cfg));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rtnetlink::Handle;
 
 use crate::error::{Context, Result};
-use crate::networks::ipam::{ip_string, Subnet};
+use crate::networks::ipam::Subnet;
 use crate::networks::spec::NetworkSpec;
 use firewall::Firewall;
 
@@ -158,12 +158,6 @@ pub fn veth_name() -> Result<String> {
     )
     .context("reading /dev/urandom")?;
     Ok(format!("veth{}", &hex::encode(b)[..7]))
-}
-
-pub fn gateway_string(spec: &NetworkSpec) -> String {
-    spec.addressing()
-        .map(|(_, g, _)| ip_string(g))
-        .unwrap_or_default()
 }
 
 /// `berthd network-cleanup`: removes what the daemon of this data root made

@@ -360,33 +360,6 @@ pub fn remove_interface(path: &Path, ifname: &str) -> Result<()> {
     )
 }
 
-/// The names of the interfaces in the namespace at `path` ("eth0", ...), lo aside.
-pub fn interface_names(path: &Path) -> Result<Vec<String>> {
-    let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let out = std::sync::Arc::clone(&names);
-    in_namespace(
-        Namespace::Existing(path.to_path_buf()),
-        move |_, inner, _| async move {
-            use rtnetlink::packet_route::link::LinkAttribute;
-            let mut links = inner.link().get().execute();
-            while let Some(l) = nl("listing links", links.try_next().await)? {
-                for a in &l.attributes {
-                    if let LinkAttribute::IfName(n) = a {
-                        if n != "lo" {
-                            if let Ok(mut v) = out.lock() {
-                                v.push(n.clone());
-                            }
-                        }
-                    }
-                }
-            }
-            Ok(())
-        },
-    )?;
-    let v = names.lock().map(|v| v.clone()).unwrap_or_default();
-    Ok(v)
-}
-
 /// Unmounts and removes a namespace's bind mount: once its processes are
 /// gone too, the kernel removes it with its interfaces.
 pub fn remove_namespace(path: &Path) {
