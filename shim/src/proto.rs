@@ -35,6 +35,13 @@ pub struct ShimConfig {
     /// The tty's size at start, `[height, width]` (HostConfig.ConsoleSize).
     #[serde(default)]
     pub console_size: Option<[u16; 2]>,
+    /// Execs are done by the shim itself (`exec`), not by the runtime: for
+    /// the built-in runtime, whose containers are plain OCI ones.
+    #[serde(default)]
+    pub direct_exec: bool,
+    /// The container's seccomp filter compiled to BPF, which direct execs get.
+    #[serde(default)]
+    pub seccomp_program: Option<PathBuf>,
 }
 
 /// The JSON line the shim writes on its stdout once: the container is created

@@ -1116,6 +1116,9 @@ impl Shim {
         let process_file = dir.join(format!("{exec_id}.json"));
         let pid_file = dir.join(format!("{exec_id}.pid"));
         let console_rel = format!("{EXEC_DIR}/{exec_id}.tty");
+        if self.config.direct_exec {
+            return self.exec_direct(exec_id, process, tty, stdin);
+        }
         std::fs::write(
             &process_file,
             serde_json::to_vec(process).map_err(|e| e.to_string())?,
@@ -1133,14 +1136,56 @@ impl Shim {
         let _ = std::fs::remove_file(&pid_file);
         let started = started?;
         let pid = started.pid;
-        let mut proc = Proc::new(Some(exec_id.to_string()), tty, started, true);
+        let proc = Proc::new(Some(exec_id.to_string()), tty, started, true);
+        Ok((self.add_exec(proc), pid))
+    }
+
+    fn add_exec(&mut self, mut proc: Proc) -> u64 {
         // It may have ended before we knew its pid.
-        proc.exit = self.reaped.remove(&pid);
+        proc.exit = self.reaped.remove(&proc.pid);
         proc.exited_at = proc.exit.map(|_| Instant::now());
         let key = self.next_key;
         self.next_key += 1;
         self.procs.insert(key, proc);
-        Ok((key, pid))
+        key
+    }
+
+    /// An exec the shim does itself (see `exec`): it joins the init's
+    /// namespaces and cgroups.
+    fn exec_direct(
+        &mut self,
+        exec_id: &str,
+        process: &serde_json::Value,
+        tty: bool,
+        stdin: bool,
+    ) -> Result<(u64, i32), String> {
+        let spec: crate::exec::Process =
+            serde_json::from_value(process.clone()).map_err(|e| format!("the exec's process: {e}"))?;
+        let init = self.procs.get(&MAIN).map_or(0, |p| p.pid);
+        let seccomp = match &self.config.seccomp_program {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let (how, stdin_fd, outs) = if tty {
+            (crate::exec::Stdio::Tty, None, Vec::new())
+        } else {
+            let stdio = make_stdio(false, stdin)?;
+            (crate::exec::Stdio::Fds(stdio.theirs), stdio.stdin, stdio.outs)
+        };
+        let spawned = crate::exec::spawn(init, &spec, how, seccomp.as_deref())?;
+        if let Some(m) = &spawned.master {
+            set_nonblocking(m);
+        }
+        let started = Started {
+            pid: spawned.pid,
+            master: spawned.master,
+            stdin: stdin_fd,
+            outs,
+        };
+        let proc = Proc::new(Some(exec_id.to_string()), tty, started, true);
+        Ok((self.add_exec(proc), spawned.pid))
     }
 
     /// A process that has exited and whose output is read (or whose grace is

@@ -118,8 +118,18 @@ fn write(
         init_binary,
         sandbox,
     })?;
-    if builtin_runtime(runtime) && uid == 0 {
-        precompile_seccomp(&mut config, exec_root)?;
+    let builtin = builtin_runtime(runtime);
+    let seccomp_program = if builtin {
+        compile_seccomp(&config, exec_root)?
+    } else {
+        None
+    };
+    if let (Some(program), true) = (&seccomp_program, uid == 0) {
+        // The init of a root container installs the compiled program too.
+        if let Some(linux) = config["linux"].as_object_mut() {
+            linux.remove("seccomp");
+        }
+        config["annotations"][SECCOMP_PROGRAM] = serde_json::json!(program);
     }
     let dir = exec_root.join("containers").join(id);
     // A bundle left from an earlier start is stale.
@@ -155,6 +165,8 @@ fn write(
                 ]),
                 _ => None,
             }),
+        direct_exec: builtin,
+        seccomp_program,
     };
     let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
         let bytes =
@@ -179,17 +191,20 @@ fn builtin_runtime(runtime: &[String]) -> bool {
 /// again in every container's init).
 pub const SECCOMP_PROGRAM: &str = "berth.seccomp.program";
 
-/// For a root container on the built-in runtime: the filter is compiled once
-/// per distinct profile into `<exec-root>/seccomp/<sha256>.bpf` and named by
-/// an annotation; libcontainer's own compile (20-30 ms of each start) is
-/// skipped. The program is installed just before the container's command
-/// runs, with no_new_privs (capabilities are dropped by then), which changes
-/// nothing for root: a setuid root binary gives root nothing new. Containers
-/// of other users keep libcontainer's path and dockerd's exact semantics.
-fn precompile_seccomp(config: &mut serde_json::Value, exec_root: &Path) -> Result<()> {
+/// The container's seccomp filter compiled once per distinct profile into
+/// `<exec-root>/seccomp/<sha256>.bpf` (libseccomp takes 20-30 ms for dockerd's
+/// profile). Every direct exec installs it (as runc applies the filter to
+/// each exec). A root container's init installs it too, named by an
+/// annotation in place of `linux.seccomp`, so libcontainer does not compile
+/// it again in every start; the program then goes in just before the
+/// command runs, with no_new_privs (capabilities are dropped by then), which
+/// changes nothing for root: a setuid root binary gives root nothing new.
+/// Containers of other users keep libcontainer's path and dockerd's exact
+/// semantics for their init.
+fn compile_seccomp(config: &serde_json::Value, exec_root: &Path) -> Result<Option<PathBuf>> {
     use sha2::Digest;
     let Some(filter) = config["linux"].get("seccomp").cloned() else {
-        return Ok(());
+        return Ok(None);
     };
     let text = filter.to_string();
     let dir = exec_root.join("seccomp");
@@ -203,9 +218,5 @@ fn precompile_seccomp(config: &mut serde_json::Value, exec_root: &Path) -> Resul
             .map_err(|e| Error::invalid(format!("the seccomp profile: {e}")))?;
         super::seccomp_bpf::cached(&parsed, &path).map_err(Error::internal)?;
     }
-    if let Some(linux) = config["linux"].as_object_mut() {
-        linux.remove("seccomp");
-    }
-    config["annotations"][SECCOMP_PROGRAM] = serde_json::json!(path);
-    Ok(())
+    Ok(Some(path))
 }

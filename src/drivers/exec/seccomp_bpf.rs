@@ -113,50 +113,8 @@ pub fn compile(s: &LinuxSeccomp, out: &std::fs::File) -> Result<(), String> {
     ctx.export_bpf(out).map_err(e("export"))
 }
 
-/// Installs a compiled program in this process. Without CAP_SYS_ADMIN the
-/// kernel takes it only with no_new_privs, which is then set.
-pub fn install(bpf: &[u8]) -> Result<(), String> {
-    if bpf.is_empty() || bpf.len() % 8 != 0 {
-        return Err(format!("a seccomp program of {} bytes", bpf.len()));
-    }
-    let filters: Vec<libc::sock_filter> = bpf
-        .chunks_exact(8)
-        .map(|c| libc::sock_filter {
-            code: u16::from_ne_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect();
-    let prog = libc::sock_fprog {
-        len: filters.len() as u16,
-        filter: filters.as_ptr() as *mut libc::sock_filter,
-    };
-    let load = || {
-        // SAFETY: prog points at `filters`, alive for the call.
-        unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &prog as *const _,
-            )
-        }
-    };
-    if load() == 0 {
-        return Ok(());
-    }
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if load() == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "loading the seccomp program: {}",
-            std::io::Error::last_os_error()
-        ))
-    }
-}
+/// Hands the kernel a compiled program (the shim's installer: one copy).
+pub use berth_shim::exec::install_seccomp as install;
 
 /// The compiled program for `s`, from `cache` or compiled into it.
 pub fn cached(s: &LinuxSeccomp, cache: &Path) -> Result<Vec<u8>, String> {

@@ -167,6 +167,7 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
             }
         }
     };
+    let explicit_group = g.is_some_and(|g| !g.is_empty());
     if let Some(g) = g.filter(|g| !g.is_empty()) {
         gid = match groups
             .iter()
@@ -180,12 +181,20 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
             })?,
         };
     }
-    let additional_gids = groups
-        .iter()
-        .filter(|e| !name.is_empty() && e.get(3).is_some_and(|m| m.split(',').any(|x| x == name)))
-        .filter_map(|e| e.get(2).and_then(|x| x.parse().ok()))
-        .filter(|g| *g != gid)
-        .collect();
+    // As runc: the primary group first, then (only when no group was named)
+    // the groups that list the user as a member.
+    let mut additional_gids = vec![gid];
+    if !explicit_group {
+        additional_gids.extend(
+            groups
+                .iter()
+                .filter(|e| {
+                    !name.is_empty() && e.get(3).is_some_and(|m| m.split(',').any(|x| x == name))
+                })
+                .filter_map(|e| e.get(2).and_then(|x| x.parse::<u32>().ok()))
+                .filter(|g| *g != gid),
+        );
+    }
     Ok(ResolvedUser {
         uid,
         gid,
@@ -522,10 +531,11 @@ mod tests {
         let r = resolve_user("postgres", PASSWD, GROUP).unwrap();
         assert_eq!(
             (r.uid, r.gid, r.additional_gids.clone()),
-            (70, 70, vec![10])
+            (70, 70, vec![70, 10])
         );
+        // A named group: that group alone, as runc (dockerd shows "Groups: 0").
         let r = resolve_user("nobody:root", PASSWD, GROUP).unwrap();
-        assert_eq!((r.uid, r.gid), (65534, 0));
+        assert_eq!((r.uid, r.gid, r.additional_gids), (65534, 0, vec![0]));
         let r = resolve_user("1234:5678", PASSWD, GROUP).unwrap();
         assert_eq!((r.uid, r.gid), (1234, 5678));
         assert!(resolve_user("nosuch", PASSWD, GROUP).is_err());
