@@ -28,6 +28,17 @@ scenario_exec_output_exit_codes_user_dir_env() {
   expect_eq "$(d ex exec box cat /proc/1/cmdline | tr '\0' ' ')" "sleep 300 "
   expect_eq "$(echo piped | d ex exec -i box cat)" "piped"
   expect_eq "$(d ex exec -t box tty | tr -d '\r')" "/dev/pts/0"
+  # runc's identity and confinement: the primary group among the groups
+  # (dockerd: "0" for root in this image, the named group alone for user:group), the
+  # container's seccomp filter, no no_new_privs, its cgroup, a pty owned by
+  # the user.
+  local status; status=$(d ex exec box grep -E '^(Groups|NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\t ' ' ')
+  expect_eq "$status" "$(printf 'Groups: 0 \nNoNewPrivs: 0\nSeccomp: 2')"
+  expect_eq "$(d ex run --rm busybox grep Groups /proc/self/status | tr -s '\t ' ' ')" "Groups: 0 "
+  expect_eq "$(d ex exec -u 1000:1000 box grep Groups /proc/self/status | tr -s '\t ' ' ')" "Groups: 1000 "
+  expect_eq "$(d ex exec box sh -c 'cat /proc/self/cgroup' | grep -c "/berth")" \
+    "$(d ex exec box sh -c 'cat /proc/1/cgroup' | grep -c "/berth")"
+  expect_eq "$(d ex exec -t -u 1000 box sh -c 'stat -c %u $(tty)' | tr -d '\r')" "1000"
   local out; code=0
   out=$(d ex exec box nosuchbinary 2>&1) || code=$?
   expect_eq "$code" "126"
