@@ -82,6 +82,10 @@ pub struct Flags {
     /// Group that owns the unix socket
     #[arg(short = 'G', long = "group", value_name = "GROUP")]
     pub group: Option<String>,
+    /// Run containers in a user namespace mapped to this user's /etc/subuid
+    /// and /etc/subgid ranges ("default": the dockremap user, made when missing)
+    #[arg(long = "userns-remap", value_name = "USER[:GROUP]")]
+    pub userns_remap: Option<String>,
     /// Print version information and exit
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -131,6 +135,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub pidfile: Option<PathBuf>,
     pub group: Option<String>,
+    /// `userns-remap` as given (resolved to ranges at start: `drivers::userns`).
+    pub userns_remap: Option<String>,
     /// None: registry-1.docker.io.
     pub docker_hub_endpoint: Option<String>,
 }
@@ -159,6 +165,7 @@ struct FileConfig {
     tlskey: Option<PathBuf>,
     pidfile: Option<PathBuf>,
     group: Option<String>,
+    userns_remap: Option<String>,
 }
 
 /// daemon.json keys and the flag (clap id) each one shares a value with.
@@ -183,6 +190,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("tlskey", Some("tlskey")),
     ("pidfile", Some("pidfile")),
     ("group", Some("group")),
+    ("userns-remap", Some("userns_remap")),
 ];
 
 /// dockerd keys berthd accepts without acting on them yet (a warning says so), so
@@ -212,7 +220,6 @@ const ACCEPTED_IGNORED: &[&str] = &[
     "shutdown-timeout",
     "init",
     "no-new-privileges",
-    "userns-remap",
     "storage-opts",
     "default-shm-size",
     "cgroup-parent",
@@ -356,6 +363,10 @@ impl Config {
             tls,
             pidfile: flags.pidfile.or(file.pidfile),
             group: flags.group.or(file.group),
+            userns_remap: flags
+                .userns_remap
+                .or(file.userns_remap)
+                .filter(|u| !u.is_empty()),
             docker_hub_endpoint: flags.docker_hub_endpoint,
         })
     }

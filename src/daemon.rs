@@ -108,7 +108,18 @@ async fn serve(config: Config) -> Result<()> {
     } else {
         Driver::Overlay2
     };
-    let layers = Arc::new(LayerStore::open(&layers_root, driver)?);
+    let remap = match &config.userns_remap {
+        Some(spec) => {
+            // The remapped root walks through both roots to its rootfs and
+            // /etc files (dockerd chmods its root 0711 too).
+            for dir in [&config.data_root, &config.exec_root] {
+                crate::drivers::userns::allow_traversal(dir)?;
+            }
+            Some(Arc::new(crate::drivers::userns::setup(spec)?))
+        }
+        None => None,
+    };
+    let layers = Arc::new(LayerStore::open(&layers_root, driver)?.with_remap(remap)?);
     let blobs = Arc::new(BlobStore::open(&config.data_root)?);
     let settings = RegistrySettings::from_config(&config);
     let images = ImageService::new(

@@ -14,6 +14,10 @@ fn main() -> ExitCode {
         let code = berth::drivers::exec::runtime::main(&args[2..]);
         return ExitCode::from(code as u8);
     }
+    // `berthd userns-hold`: holds a user namespace while the daemon maps it.
+    if args.get(1).map(String::as_str) == Some("userns-hold") {
+        return ExitCode::from(berth::drivers::userns::hold_main(&args[2..]) as u8);
+    }
     // `berthd network-cleanup --data-root D --exec-root E`: removes the
     // bridges, rules and namespace mounts a (stopped) daemon of D left.
     if args.get(1).map(String::as_str) == Some("network-cleanup") {

@@ -1,9 +1,9 @@
 # Container scenarios: the docker CLI creating, running and removing containers
 # built from the fixture busybox image (pulled through $REG as a mirror).
 
-# start_with_busybox NAME: a berthd whose docker.io mirror is $REG, with busybox pulled.
+# start_with_busybox NAME [berthd args]: a berthd whose docker.io mirror is $REG, with busybox pulled.
 start_with_busybox() {
-  start_berthd "$1" --registry-mirror "http://$REG"
+  start_berthd "$1" --registry-mirror "http://$REG" "${@:2}"
   d "$1" pull -q busybox >/dev/null
 }
 

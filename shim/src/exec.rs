@@ -557,13 +557,21 @@ fn process_main(
             }
         }
         // Nothing of the shim's beyond stdio reaches the process.
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         for (res, soft, hard) in &plan.rlimits {
             let lim = libc::rlimit {
                 rlim_cur: *soft,
                 rlim_max: *hard,
             };
-            check(libc::setrlimit(*res, &lim) as libc::c_long, "setting rlimits")?;
+            check(
+                libc::setrlimit(*res, &lim) as libc::c_long,
+                "setting rlimits",
+            )?;
         }
         if let Some(adj) = p.oom_score_adj {
             let _ = std::fs::write("/proc/self/oom_score_adj", adj.to_string());
@@ -637,8 +645,14 @@ fn set_identity(plan: &Plan, p: &Process) -> Result<(), String> {
             libc::setgroups(u.additional_gids.len(), u.additional_gids.as_ptr()) as libc::c_long,
             "setgroups",
         )?;
-        check(libc::setresgid(u.gid, u.gid, u.gid) as libc::c_long, "setgid")?;
-        check(libc::setresuid(u.uid, u.uid, u.uid) as libc::c_long, "setuid")?;
+        check(
+            libc::setresgid(u.gid, u.gid, u.gid) as libc::c_long,
+            "setgid",
+        )?;
+        check(
+            libc::setresuid(u.uid, u.uid, u.uid) as libc::c_long,
+            "setuid",
+        )?;
         check(
             libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) as libc::c_long,
             "keepcaps",
@@ -673,13 +687,7 @@ fn set_identity(plan: &Plan, p: &Process) -> Result<(), String> {
             for cap in 0..=plan.last_cap {
                 if ambient & (1 << cap) != 0 {
                     // As runc: a cap the kernel refuses to raise is skipped.
-                    libc::prctl(
-                        libc::PR_CAP_AMBIENT,
-                        libc::PR_CAP_AMBIENT_RAISE,
-                        cap,
-                        0,
-                        0,
-                    );
+                    libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap, 0, 0);
                 }
             }
         }
@@ -715,7 +723,9 @@ fn look_path(name: &str, path: &[String]) -> Result<CString, String> {
             return cstring(&candidate);
         }
     }
-    Err(format!("exec: {name:?}: executable file not found in $PATH"))
+    Err(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    ))
 }
 
 /// Hands the kernel a compiled seccomp program (`struct sock_filter`s). A

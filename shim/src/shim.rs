@@ -1159,20 +1159,24 @@ impl Shim {
         tty: bool,
         stdin: bool,
     ) -> Result<(u64, i32), String> {
-        let spec: crate::exec::Process =
-            serde_json::from_value(process.clone()).map_err(|e| format!("the exec's process: {e}"))?;
+        let spec: crate::exec::Process = serde_json::from_value(process.clone())
+            .map_err(|e| format!("the exec's process: {e}"))?;
         let init = self.procs.get(&MAIN).map_or(0, |p| p.pid);
         let seccomp = match &self.config.seccomp_program {
-            Some(path) => Some(
-                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
-            ),
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
+            }
             None => None,
         };
         let (how, stdin_fd, outs) = if tty {
             (crate::exec::Stdio::Tty, None, Vec::new())
         } else {
             let stdio = make_stdio(false, stdin)?;
-            (crate::exec::Stdio::Fds(stdio.theirs), stdio.stdin, stdio.outs)
+            (
+                crate::exec::Stdio::Fds(stdio.theirs),
+                stdio.stdin,
+                stdio.outs,
+            )
         };
         let spawned = crate::exec::spawn(init, &spec, how, seccomp.as_deref())?;
         if let Some(m) = &spawned.master {

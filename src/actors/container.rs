@@ -342,15 +342,20 @@ impl ContainerActor {
             let body = crate::containers::render::body(&c);
             let runtime = rt.command.of(&c)?.clone();
             let sandbox_at = std::time::Instant::now();
-            let sandbox = rt
-                .network
-                .send(super::network_controller::PrepareSandbox {
-                    id: id.clone(),
-                    body: body.clone(),
-                })
-                .await
-                .map_err(|e| Error::internal(format!("network controller: {e}")))
-                .and_then(|r| r);
+            let userns = make_userns(&rt, &id, &body).await;
+            let sandbox = match userns {
+                Ok(userns) => rt
+                    .network
+                    .send(super::network_controller::PrepareSandbox {
+                        id: id.clone(),
+                        body: body.clone(),
+                        userns,
+                    })
+                    .await
+                    .map_err(|e| Error::internal(format!("network controller: {e}")))
+                    .and_then(|r| r),
+                Err(e) => Err(e),
+            };
             tracing::debug!(container = %id, sandbox_us = sandbox_at.elapsed().as_micros() as u64, "sandbox");
             let prep = match sandbox {
                 Ok(sandbox) => {
@@ -454,6 +459,7 @@ impl ContainerActor {
 async fn start_failed(rt: &Runtime, id: &str, bundle_dir: &std::path::Path, e: &str) -> Error {
     release_network(rt, id).await;
     rt.layers.unmount_rw(id);
+    crate::drivers::userns::release(&rt.exec_root, id);
     let _ = std::fs::remove_dir_all(bundle_dir);
     let msg = runtime_words(e);
     let code =
@@ -475,6 +481,30 @@ async fn start_failed(rt: &Runtime, id: &str, bundle_dir: &std::path::Path, e: &
     )
     .await;
     Error::invalid(msg)
+}
+
+/// A remapped container's own user namespace (userns-remap), made before
+/// its network namespace, which is made inside it.
+async fn make_userns(
+    rt: &Runtime,
+    id: &str,
+    body: &bollard_stubs::models::ContainerCreateBody,
+) -> Result<Option<std::path::PathBuf>> {
+    let Some(remap) = rt
+        .layers
+        .remap()
+        .filter(|_| crate::drivers::userns::private(body.host_config.as_ref()))
+        .cloned()
+    else {
+        return Ok(None);
+    };
+    let (exec_root, cid) = (rt.exec_root.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || {
+        crate::drivers::userns::make_container_userns(&remap, &exec_root, &cid)
+            .map(|()| Some(crate::drivers::userns::userns_path(&exec_root, &cid)))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("making the user namespace: {e}")))?
 }
 
 /// Lets the container's network go: its ports and its namespace.
@@ -586,6 +616,7 @@ impl ContainerActor {
                 });
             release_network(&rt, &id).await;
             rt.layers.unmount_rw(&id);
+            crate::drivers::userns::release(&rt.exec_root, &id);
             let _ = std::fs::remove_dir_all(&dir);
             if let Err(e) = append(
                 &rt.events,
@@ -707,6 +738,7 @@ pub async fn remove_container(rt: &Runtime, id: &str) -> Result<()> {
     append(&rt.events, Event::ContainerRemoved { id: id.to_string() }).await?;
     rt.execs.forget_container(id);
     rt.layers.unmount_rw(id);
+    crate::drivers::userns::release(&rt.exec_root, id);
     if let Err(e) = rt.layers.remove_rw(id) {
         warn!(container = %id, error = %e, "removing the container layer");
     }

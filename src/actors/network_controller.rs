@@ -724,6 +724,9 @@ pub struct PrepareSandbox {
     pub id: String,
     /// The container's create body (parsed once, by its actor).
     pub body: bollard_stubs::models::ContainerCreateBody,
+    /// Its user namespace (userns-remap), in which its network namespace is
+    /// made, so that its root owns it.
+    pub userns: Option<std::path::PathBuf>,
 }
 
 impl Handler<PrepareSandbox> for NetworkController {
@@ -734,6 +737,7 @@ impl Handler<PrepareSandbox> for NetworkController {
         let id = msg.id.clone();
         let planned = self.plan_sandbox(&state, &id, &msg.body);
         let body = msg.body;
+        let userns = msg.userns;
         let (events, driver, dir) = (
             self.events.clone(),
             Arc::clone(&self.driver),
@@ -779,7 +783,14 @@ impl Handler<PrepareSandbox> for NetworkController {
                     let made = {
                         let path = path.clone();
                         tokio::task::spawn_blocking(move || {
-                            netlink::setup_interfaces(Namespace::New(path), plans)
+                            let ns = match userns {
+                                Some(userns) => {
+                                    crate::drivers::userns::make_netns_in(&userns, &path)?;
+                                    Namespace::Made(path)
+                                }
+                                None => Namespace::New(path),
+                            };
+                            netlink::setup_interfaces(ns, plans)
                         })
                         .await
                         .map_err(|e| Error::internal(format!("network setup: {e}")))?

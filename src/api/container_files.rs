@@ -37,14 +37,17 @@ struct Root {
     fd: OwnedFd,
     readonly: bool,
     user: String,
+    /// A remapped container's ids (userns-remap).
+    ids: Option<crate::drivers::userns::IdShift>,
 }
 
 fn open_root(ctx: &ApiContext, name: &str) -> Result<Root> {
     let state = ctx.projection.current();
     let c = render::resolve(&state, name)?;
     let running = c.status == ContainerStatus::Running;
-    let fd = ctx.layers.open_rootfs(&c.id, running)?;
     let body = render::body(c);
+    let remapped = remap_of(ctx, &body).is_some();
+    let fd = ctx.layers.open_rootfs(&c.id, running, remapped)?;
     Ok(Root {
         fd,
         readonly: body
@@ -53,7 +56,19 @@ fn open_root(ctx: &ApiContext, name: &str) -> Result<Root> {
             .and_then(|h| h.readonly_rootfs)
             .unwrap_or(false),
         user: body.user.clone().unwrap_or_default(),
+        ids: remap_of(&ctx, &body),
     })
+}
+
+/// How a container's file owners map to the host's, when it is remapped.
+fn remap_of(
+    ctx: &ApiContext,
+    body: &bollard_stubs::models::ContainerCreateBody,
+) -> Option<crate::drivers::userns::IdShift> {
+    ctx.layers
+        .remap()
+        .filter(|_| crate::drivers::userns::private(body.host_config.as_ref()))
+        .map(|r| r.shift())
 }
 
 fn path_param(q: &HashMap<String, String>) -> Result<String> {
@@ -102,8 +117,9 @@ async fn get_archive(
 ) -> Result<Response<Body>> {
     let path = path_param(&q)?;
     let (root, stat) = path_stat(&ctx, &name, path.clone()).await?;
-    let stream =
-        crate::chan::blocking_body(move |w| archive::write_tar(root.fd.as_fd(), &path, &name, w));
+    let stream = crate::chan::blocking_body(move |w| {
+        archive::write_tar(root.fd.as_fd(), &path, &name, root.ids.clone(), w)
+    });
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
         .header(STAT_HEADER, stat)
@@ -137,7 +153,15 @@ async fn put_archive(
         } else {
             None
         };
-        archive::extract_to(root.fd.as_fd(), &path, &name, input, owner, no_overwrite)
+        archive::extract_to(
+            root.fd.as_fd(),
+            &path,
+            &name,
+            input,
+            owner,
+            root.ids.clone(),
+            no_overwrite,
+        )
     })
     .await?;
     Ok(StatusCode::OK)
@@ -146,7 +170,8 @@ async fn put_archive(
 /// GET /containers/{id}/export: the root filesystem as a tar.
 async fn export(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Result<Response<Body>> {
     let root = open_root(&ctx, &name)?;
-    let stream = crate::chan::blocking_body(move |w| archive::export(root.fd.as_fd(), w));
+    let stream =
+        crate::chan::blocking_body(move |w| archive::export(root.fd.as_fd(), root.ids.clone(), w));
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
         .body(Body::from_stream(stream))
@@ -265,6 +290,7 @@ async fn commit(
         crate::store::eventlog::now_ns()
     ));
     let upper = ctx.layers.rw_diff_dir(&c.id);
+    let ids = remap_of(&ctx, &render::body(&c));
     let written = {
         let spool = spool.clone();
         blocking(move || {
@@ -272,7 +298,7 @@ async fn commit(
                 .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
             let file = std::fs::File::create(&spool)
                 .map_err(|e| Error::internal(format!("spooling the layer: {e}")))?;
-            archive::layer_tar(&upper, std::io::BufWriter::new(file))
+            archive::layer_tar(&upper, ids, std::io::BufWriter::new(file))
         })
         .await
     };

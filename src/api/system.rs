@@ -167,6 +167,9 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
     if host.seccomp {
         security_options.push("name=seccomp,profile=builtin".to_string());
     }
+    if ctx.layers.remap().is_some() {
+        security_options.push("name=userns".to_string());
+    }
     if host.cgroup_version == "2" {
         security_options.push("name=cgroupns".to_string());
     }

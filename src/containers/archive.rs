@@ -18,6 +18,7 @@ use rustix::io::Errno;
 use serde::Serialize;
 
 use crate::drivers::storage::extract::{self, Apply, Scope, Whiteouts};
+use crate::drivers::userns::IdShift;
 use crate::error::{Error, Result};
 
 /// Symlinks followed in one resolution before giving up (as the kernel's 40).
@@ -245,6 +246,7 @@ pub fn write_tar<W: Write>(
     root: BorrowedFd<'_>,
     path: &str,
     container: &str,
+    ids: Option<IdShift>,
     out: W,
 ) -> Result<()> {
     let r = resolve(root, path)?;
@@ -257,7 +259,7 @@ pub fn write_tar<W: Write>(
         "/" => PathBuf::from("."),
         b => PathBuf::from(b),
     };
-    let mut tar = TarWriter::new(out);
+    let mut tar = TarWriter::new(out, ids);
     match parts.split_last() {
         None => tar.dir_entry(root, &name, true)?,
         Some((last, dir)) => {
@@ -271,22 +273,22 @@ pub fn write_tar<W: Write>(
 
 /// GET /containers/{id}/export: the whole root filesystem, entries named
 /// relative to it (`bin/`, `bin/sh`, ...), as dockerd's export.
-pub fn export<W: Write>(root: BorrowedFd<'_>, out: W) -> Result<()> {
-    let mut tar = TarWriter::new(out);
+pub fn export<W: Write>(root: BorrowedFd<'_>, ids: Option<IdShift>, out: W) -> Result<()> {
+    let mut tar = TarWriter::new(out, ids);
     tar.children(root, Path::new(""))?;
     tar.finish()
 }
 
 /// A container's read-write layer (an overlay upper directory) as a layer
 /// tar, whiteouts as `.wh.` entries: what `docker commit` stores.
-pub fn layer_tar<W: Write>(upper: &Path, out: W) -> Result<()> {
+pub fn layer_tar<W: Write>(upper: &Path, ids: Option<IdShift>, out: W) -> Result<()> {
     let fd = rustix::fs::open(
         upper,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| io_err(upper, e))?;
-    let mut tar = TarWriter::new(out);
+    let mut tar = TarWriter::new(out, ids);
     tar.layer = true;
     tar.children(fd.as_fd(), Path::new(""))?;
     tar.finish()
@@ -294,13 +296,14 @@ pub fn layer_tar<W: Write>(upper: &Path, out: W) -> Result<()> {
 
 /// PUT /containers/{id}/archive: extracts the tar in `input` into the
 /// directory `path` (its last element followed). `owner` replaces the
-/// entries' own (copyUIDGID).
+/// entries' own (copyUIDGID); a remapped container's are shifted by `ids`.
 pub fn extract_to(
     root: BorrowedFd<'_>,
     path: &str,
     container: &str,
     input: impl Read,
     owner: Option<(u32, u32)>,
+    ids: Option<IdShift>,
     no_overwrite_dir_non_dir: bool,
 ) -> Result<()> {
     let abs = absolute(path);
@@ -317,6 +320,7 @@ pub fn extract_to(
         scope: Scope::InRoot,
         under: dir.iter().map(PathBuf::from).collect(),
         owner,
+        ids,
         no_overwrite_dir_non_dir,
     };
     let input = decompressed(input)?;
@@ -346,6 +350,8 @@ struct TarWriter<W: Write> {
     /// Reading an overlay upper directory for a layer: its whiteouts (0:0
     /// character devices, opaque directories) become `.wh.` entries.
     layer: bool,
+    /// A remapped container's ids: owners are written as the container's.
+    ids: Option<IdShift>,
 }
 
 fn io_err(what: &Path, e: impl std::fmt::Display) -> Error {
@@ -353,13 +359,14 @@ fn io_err(what: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 impl<W: Write> TarWriter<W> {
-    fn new(out: W) -> Self {
+    fn new(out: W, ids: Option<IdShift>) -> Self {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
         TarWriter {
             tar,
             links: HashMap::new(),
             layer: false,
+            ids,
         }
     }
 
@@ -370,12 +377,16 @@ impl<W: Write> TarWriter<W> {
             .map_err(|e| Error::internal(format!("writing the archive: {e}")))
     }
 
-    fn header(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
+    fn header(&self, st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(st.st_uid as u64);
-        h.set_gid(st.st_gid as u64);
+        let (uid, gid) = match &self.ids {
+            Some(ids) => ids.to_container(st.st_uid, st.st_gid),
+            None => (st.st_uid, st.st_gid),
+        };
+        h.set_uid(uid as u64);
+        h.set_gid(gid as u64);
         h.set_mtime(st.st_mtime.max(0) as u64);
         h.set_size(0);
         h
@@ -400,7 +411,7 @@ impl<W: Write> TarWriter<W> {
                 if st.st_nlink > 1 {
                     let key = (st.st_dev, st.st_ino);
                     if let Some(first) = self.links.get(&key).cloned() {
-                        let mut h = Self::header(&st, tar::EntryType::Link);
+                        let mut h = self.header(&st, tar::EntryType::Link);
                         return self
                             .tar
                             .append_link(&mut h, as_name, first)
@@ -415,7 +426,7 @@ impl<W: Write> TarWriter<W> {
                     Mode::empty(),
                 )
                 .map_err(|e| io_err(as_name, e))?;
-                let mut h = Self::header(&st, tar::EntryType::Regular);
+                let mut h = self.header(&st, tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
                 // A file that shrinks meanwhile must not make a short entry.
                 let data = std::fs::File::from(f).take(st.st_size as u64);
@@ -430,7 +441,7 @@ impl<W: Write> TarWriter<W> {
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(dir, name, Vec::new())
                     .map_err(|e| io_err(as_name, e))?;
-                let mut h = Self::header(&st, tar::EntryType::Symlink);
+                let mut h = self.header(&st, tar::EntryType::Symlink);
                 self.tar
                     .append_link(&mut h, as_name, OsStr::from_bytes(target.as_bytes()))
                     .map_err(|e| io_err(as_name, e))
@@ -440,7 +451,7 @@ impl<W: Write> TarWriter<W> {
                 let mut wh = OsString::from(".wh.");
                 wh.push(OsStr::from_bytes(hidden));
                 let wh_name = as_name.with_file_name(wh);
-                let mut h = Self::header(&st, tar::EntryType::Regular);
+                let mut h = self.header(&st, tar::EntryType::Regular);
                 h.set_mode(0o644);
                 self.tar
                     .append_data(&mut h, &wh_name, std::io::empty())
@@ -452,7 +463,7 @@ impl<W: Write> TarWriter<W> {
                     FileType::BlockDevice => tar::EntryType::Block,
                     _ => tar::EntryType::Fifo,
                 };
-                let mut h = Self::header(&st, kind);
+                let mut h = self.header(&st, kind);
                 if kind != tar::EntryType::Fifo {
                     let _ = h.set_device_major(rustix::fs::major(st.st_rdev));
                     let _ = h.set_device_minor(rustix::fs::minor(st.st_rdev));
@@ -470,7 +481,7 @@ impl<W: Write> TarWriter<W> {
     fn dir_entry(&mut self, dir: BorrowedFd<'_>, as_name: &Path, skip_self: bool) -> Result<()> {
         if !skip_self || as_name != Path::new(".") {
             let st = rustix::fs::fstat(dir).map_err(|e| io_err(as_name, e))?;
-            let mut h = Self::header(&st, tar::EntryType::Directory);
+            let mut h = self.header(&st, tar::EntryType::Directory);
             self.tar
                 .append_data(&mut h, as_name, std::io::empty())
                 .map_err(|e| io_err(as_name, e))?;
@@ -479,7 +490,7 @@ impl<W: Write> TarWriter<W> {
                 && rustix::fs::fgetxattr(dir, "trusted.overlay.opaque", &mut opaque).ok() == Some(1)
                 && opaque[0] == b'y'
             {
-                let mut h = Self::header(&st, tar::EntryType::Regular);
+                let mut h = self.header(&st, tar::EntryType::Regular);
                 h.set_mode(0o644);
                 self.tar
                     .append_data(&mut h, as_name.join(".wh..wh..opq"), std::io::empty())

@@ -3,3 +3,4 @@
 pub mod exec;
 pub mod network;
 pub mod storage;
+pub mod userns;

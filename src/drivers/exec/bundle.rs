@@ -64,7 +64,11 @@ pub fn prepare(
     init_binary: &Path,
     sandbox: &crate::networks::Sandbox,
 ) -> Result<Bundle> {
-    let rootfs = layers.mount_rw(id)?;
+    let remap = layers
+        .remap()
+        .filter(|_| crate::drivers::userns::private(body.host_config.as_ref()))
+        .cloned();
+    let rootfs = layers.mount_rw(id, remap.is_some())?;
     let made = write(
         id,
         body,
@@ -74,6 +78,7 @@ pub fn prepare(
         runtime,
         init_binary,
         sandbox,
+        remap.as_deref(),
     );
     if made.is_err() {
         layers.unmount_rw(id);
@@ -90,6 +95,7 @@ fn write(
     runtime: &[String],
     init_binary: &Path,
     sandbox: &crate::networks::Sandbox,
+    remap: Option<&crate::drivers::userns::Remap>,
 ) -> Result<Bundle> {
     let group = read_in_root(rootfs, "etc/group");
     let mut user = spec::resolve_user(
@@ -117,7 +123,16 @@ fn write(
         cgroup_path: cgroup.clone(),
         init_binary,
         sandbox,
+        remap: remap.map(|r| (r, crate::drivers::userns::userns_path(exec_root, id))),
     })?;
+    if let Some(r) = remap {
+        // As dockerd: the remapped root owns its /etc files.
+        let (uid, gid) = r.root();
+        for (_, source) in &sandbox.etc_files {
+            std::os::unix::fs::chown(source, Some(uid), Some(gid))
+                .context(format_args!("chown {}", source.display()))?;
+        }
+    }
     let builtin = builtin_runtime(runtime);
     let seccomp_program = if builtin {
         compile_seccomp(&config, exec_root)?

@@ -280,6 +280,9 @@ pub struct SpecInput<'a> {
     pub init_binary: &'a std::path::Path,
     /// The network namespace made for it, and its /etc files.
     pub sandbox: &'a crate::networks::Sandbox,
+    /// userns-remap: the container's user namespace (bound at the path,
+    /// made with these mappings).
+    pub remap: Option<(&'a crate::drivers::userns::Remap, std::path::PathBuf)>,
 }
 
 /// Where `--init` puts the init, as dockerd does.
@@ -449,6 +452,14 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         "cgroupsPath": input.cgroup_path,
         "namespaces": namespaces,
     });
+    if let Some((remap, path)) = &input.remap {
+        if let Some(ns) = linux["namespaces"].as_array_mut() {
+            ns.push(json!({ "type": "user", "path": path }));
+        }
+        let (uids, gids) = remap.spec_mappings();
+        linux["uidMappings"] = uids;
+        linux["gidMappings"] = gids;
+    }
     if !privileged {
         linux["maskedPaths"] = json!(h
             .masked_paths
@@ -566,6 +577,7 @@ mod tests {
             cgroup_path: "/berth/x".into(),
             init_binary: std::path::Path::new("/bin/init"),
             sandbox: &Default::default(),
+            remap: None,
         })
         .unwrap();
         assert_eq!(s["process"]["args"], json!(["echo", "hi"]));

@@ -171,6 +171,9 @@ pub struct InterfacePlan {
 /// is there already.
 pub enum Namespace {
     New(PathBuf),
+    /// A new one that another process made and bound at the path (one owned
+    /// by a remapped container's user namespace): set up as a new one.
+    Made(PathBuf),
     Existing(PathBuf),
 }
 
@@ -213,7 +216,7 @@ where
                             path.display()
                         ))?;
                     }
-                    Namespace::Existing(path) => {
+                    Namespace::Existing(path) | Namespace::Made(path) => {
                         let f = std::fs::File::open(path)
                             .context(format_args!("opening {}", path.display()))?;
                         nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)
@@ -222,7 +225,7 @@ where
                 }
                 let t1 = t0.elapsed().as_micros() as u64;
                 let inner = connect()?;
-                if let Namespace::New(_) = ns {
+                if let Namespace::New(_) | Namespace::Made(_) = ns {
                     // As dockerd on a network without IPv6: no IPv6 at all
                     // (no ::1 on lo, no link-local address on eth0). This
                     // thread is in the new namespace, so /proc/sys/net is its.

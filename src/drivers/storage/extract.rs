@@ -66,6 +66,8 @@ pub struct Apply {
     pub under: Vec<PathBuf>,
     /// Owner of everything written, instead of the entries' own.
     pub owner: Option<(u32, u32)>,
+    /// A remapped container's ids: owners are written as the host's.
+    pub ids: Option<crate::drivers::userns::IdShift>,
     /// Refuse to replace a directory by a non-directory, or the other way.
     pub no_overwrite_dir_non_dir: bool,
 }
@@ -194,6 +196,7 @@ pub fn apply_tar<R: Read>(root: &Path, reader: R, whiteouts: Whiteouts) -> Resul
         scope: Scope::Beneath,
         under: Vec::new(),
         owner: None,
+        ids: None,
         no_overwrite_dir_non_dir: false,
     };
     apply_tar_at(root_fd.as_fd(), reader, &opts)
@@ -284,6 +287,10 @@ pub fn apply_tar_at<R: Read>(root_fd: BorrowedFd<'_>, reader: R, opts: &Apply) -
             header.uid().unwrap_or(0) as u32,
             header.gid().unwrap_or(0) as u32,
         ));
+        let (uid, gid) = match &opts.ids {
+            Some(ids) => ids.to_host(uid, gid),
+            None => (uid, gid),
+        };
         let mtime = header.mtime().unwrap_or(0);
         let owner = (
             Some(rustix::fs::Uid::from_raw(uid)),

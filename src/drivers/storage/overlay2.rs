@@ -12,9 +12,11 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::drivers::userns::Remap;
 use crate::error::{Context, Error, Result};
 
 const STAGING_PREFIX: &str = ".staging-";
@@ -39,6 +41,7 @@ impl Driver {
 pub struct LayerStore {
     root: PathBuf,
     driver: Driver,
+    remap: Option<Arc<Remap>>,
 }
 
 /// A layer being extracted; dropped without `commit`, it is removed.
@@ -101,7 +104,25 @@ impl LayerStore {
         Ok(LayerStore {
             root: root.to_path_buf(),
             driver,
+            remap: None,
         })
+    }
+
+    /// Containers run with userns-remap see their layers idmapped through it.
+    pub fn with_remap(mut self, remap: Option<Arc<Remap>>) -> Result<LayerStore> {
+        if remap.is_some() && self.driver == Driver::Vfs {
+            return Err(Error::invalid(
+                "userns-remap needs the overlay2 storage driver (berthd idmaps the image layers)",
+            ));
+        }
+        self.remap = remap;
+        Ok(self)
+    }
+
+    /// The daemon's remapping, for a container that is remapped (`remapped`:
+    /// remapping is on and its UsernsMode is not "host").
+    pub fn remap(&self) -> Option<&Arc<Remap>> {
+        self.remap.as_ref()
     }
 
     pub fn root(&self) -> &Path {
@@ -235,13 +256,13 @@ impl LayerStore {
 
     /// Mounts a container's root filesystem (image layers under its read-write
     /// layer) and returns where; vfs needs no mount.
-    pub fn mount_rw(&self, cid: &str) -> Result<PathBuf> {
+    pub fn mount_rw(&self, cid: &str, remapped: bool) -> Result<PathBuf> {
         use rustix::mount::*;
         if self.driver == Driver::Vfs {
             return Ok(self.root.join("dir").join(cid));
         }
         let merged = self.root.join(cid).join("merged");
-        let mnt = self.overlay(cid)?;
+        let mnt = self.overlay(cid, remapped)?;
         move_mount(
             &mnt,
             "",
@@ -257,7 +278,12 @@ impl LayerStore {
     /// from the host (docker cp, diff, export, commit). `mounted`: it runs,
     /// so its `merged` mount is there; otherwise a detached overlay mount
     /// that is nowhere in the tree and goes away with the fd.
-    pub fn open_rootfs(&self, cid: &str, mounted: bool) -> Result<std::os::fd::OwnedFd> {
+    pub fn open_rootfs(
+        &self,
+        cid: &str,
+        mounted: bool,
+        remapped: bool,
+    ) -> Result<std::os::fd::OwnedFd> {
         use rustix::fs::{Mode, OFlags};
         let dir = match self.driver {
             Driver::Vfs => self.root.join("dir").join(cid),
@@ -265,7 +291,7 @@ impl LayerStore {
             Driver::Overlay2 => {
                 // fsmount gives an O_PATH fd: open the mount's root for real
                 // (the mount lives as long as any fd of it).
-                let mnt = self.overlay(cid)?;
+                let mnt = self.overlay(cid, remapped)?;
                 return rustix::fs::openat(
                     &mnt,
                     ".",
@@ -306,15 +332,50 @@ impl LayerStore {
             .collect()
     }
 
-    /// A new, unattached overlay mount of container `cid`'s layers.
-    fn overlay(&self, cid: &str) -> Result<std::os::fd::OwnedFd> {
+    /// A new, unattached overlay mount of container `cid`'s layers. For a
+    /// remapped container each image layer is an idmapped clone of its
+    /// directory (given to overlayfs as a descriptor, Linux 6.13+), and the
+    /// top of its own layer belongs to the remapped root.
+    fn overlay(&self, cid: &str, remapped: bool) -> Result<std::os::fd::OwnedFd> {
         use rustix::mount::*;
         let dir = self.root.join(cid);
         let lower = std::fs::read_to_string(dir.join("lower")).unwrap_or_default();
         let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).context("fsopen overlay")?;
-        for l in lower.split(':').filter(|s| !s.is_empty()) {
-            fsconfig_set_string(&fs, "lowerdir+", self.root.join(l).as_path())
+        let remap = self.remap.as_ref().filter(|_| remapped);
+        // overlayfs takes only layers that are mounted in our namespace: the
+        // idmapped clones are attached under the container's directory while
+        // the overlay is made (it keeps private clones), then detached.
+        static STAGINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STAGINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut staging = Staging(dir.join(format!("idmapped-{n}")), Vec::new());
+        for (i, l) in lower.split(':').filter(|s| !s.is_empty()).enumerate() {
+            let mut path = self.root.join(l);
+            if let Some(r) = remap {
+                let idmapped = idmapped_clone(&path, r)?;
+                let at = staging.0.join(i.to_string());
+                std::fs::create_dir_all(&at).context(format_args!("creating {}", at.display()))?;
+                move_mount(
+                    &idmapped,
+                    "",
+                    rustix::fs::CWD,
+                    &at,
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                )
+                .context(format_args!(
+                    "attaching the idmapped layer at {}",
+                    at.display()
+                ))?;
+                staging.1.push(at.clone());
+                path = at;
+            }
+            fsconfig_set_string(&fs, "lowerdir+", path.as_path())
                 .context(format_args!("overlay lowerdir+ {l}"))?;
+        }
+        if let Some(r) = remap {
+            let (uid, gid) = r.root();
+            let upper = dir.join("diff");
+            std::os::unix::fs::chown(&upper, Some(uid), Some(gid))
+                .context(format_args!("chown {}", upper.display()))?;
         }
         fsconfig_set_string(&fs, "upperdir", dir.join("diff").as_path())
             .context("overlay upperdir")?;
@@ -495,4 +556,65 @@ impl LayerStore {
         )
         .context(format_args!("mounting at {}", target.display()))
     }
+}
+
+/// Idmapped layers attached while an overlay is made: detached and their
+/// mount points removed when it goes.
+struct Staging(PathBuf, Vec<PathBuf>);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        for at in &self.1 {
+            let _ = rustix::mount::unmount(at, rustix::mount::UnmountFlags::DETACH);
+        }
+        if !self.1.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A detached clone of the mount at `path`, idmapped through the remap's
+/// user namespace: what is root's on disk is the remapped root's there.
+fn idmapped_clone(path: &Path, remap: &Remap) -> Result<std::os::fd::OwnedFd> {
+    use rustix::mount::{open_tree, OpenTreeFlags};
+    use std::os::fd::AsRawFd;
+    let tree = open_tree(
+        rustix::fs::CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .context(format_args!("open_tree {}", path.display()))?;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: remap.userns.as_raw_fd() as u64,
+    };
+    // SAFETY: mount_setattr on a descriptor we own, with a properly sized attr.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::internal(format!(
+            "idmapping {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(tree)
 }
