@@ -53,6 +53,7 @@ fn resources_of(h: HostConfig) -> oci_spec::runtime::LinuxResources {
         cgroup_path: "/berth/x".into(),
         init_binary: Path::new("/bin/init"),
         sandbox: &Default::default(),
+        remap: None,
     })
     .unwrap();
     serde_json::from_value(spec["linux"]["resources"].clone())

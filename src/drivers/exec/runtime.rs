@@ -5,14 +5,14 @@
 //! ```text
 //! berthd runtime --root R [--log F] create --bundle B --pid-file P [--console-socket S] ID
 //! berthd runtime --root R [--log F] start ID
-//! berthd runtime --root R [--log F] exec --process P.json --detach --pid-file P [--console-socket S] ID
 //! berthd runtime --root R [--log F] kill ID SIGNAL
 //! berthd runtime --root R [--log F] pause|resume ID
 //! berthd runtime --root R [--log F] delete [--force] ID
 //! ```
 //!
 //! Each call is a short-lived process: libcontainer forks, so it never runs in
-//! the daemon. The container's stdio is this process's stdio (as with runc), so
+//! the daemon. There is no `exec`: the shim does a built-in container's execs
+//! itself (`berth_shim::exec`). The container's stdio is this process's stdio (as with runc), so
 //! errors go to the `--log` file, never to stderr.
 
 use std::path::PathBuf;
@@ -30,7 +30,6 @@ struct Args {
     bundle: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     console_socket: Option<PathBuf>,
-    process: Option<PathBuf>,
     force: bool,
     positional: Vec<String>,
 }
@@ -61,7 +60,6 @@ fn parse(argv: &[String]) -> Result<Args, String> {
             "--bundle" | "-b" => a.bundle = Some(value()?.into()),
             "--pid-file" => a.pid_file = Some(value()?.into()),
             "--console-socket" => a.console_socket = Some(value()?.into()),
-            "--process" | "-p" => a.process = Some(value()?.into()),
             "--detach" | "-d" => {}
             "--force" | "-f" => a.force = true,
             f if f.starts_with('-') => return Err(format!("unknown flag {f}")),
@@ -113,7 +111,7 @@ fn load(a: &Args) -> Result<Container, String> {
     Container::load(a.root.join(&id)).map_err(|e| format!("loading container {id}: {e}"))
 }
 
-/// What create and exec share: the state root, the pid file, the console socket.
+/// The state root, the pid file, the console socket.
 fn builder(a: &Args) -> Result<ContainerBuilder, String> {
     ContainerBuilder::new(id_of(a)?, SyscallType::default())
         .with_root_path(&a.root)
@@ -140,18 +138,6 @@ fn run(a: &Args) -> Result<(), String> {
             Ok(())
         }
         "start" => load(a)?.start().map_err(err),
-        "exec" => {
-            let process = a.process.clone().ok_or("exec: --process is required")?;
-            let bpf = container_seccomp(a, &load(a)?);
-            builder(a)?
-                .with_executor(SeccompExecutor { bpf })
-                .as_tenant()
-                .with_process(Some(process))
-                .with_detach(true)
-                .build()
-                .map_err(err)?;
-            Ok(())
-        }
         "kill" => {
             let sig = a.positional.get(1).map(String::as_str).unwrap_or("SIGTERM");
             let signal = Signal::try_from(sig).map_err(|e| format!("signal {sig}: {e}"))?;
@@ -196,31 +182,11 @@ mod tests {
     }
 }
 
-/// The container's seccomp filter compiled for its execs: the program kept
-/// in the runtime's state directory of the container, compiled at the first
-/// exec from its bundle's config.json (see `seccomp_bpf`).
-fn container_seccomp(a: &Args, c: &Container) -> Option<Vec<u8>> {
-    let spec = oci_spec::runtime::Spec::load(c.bundle().join("config.json")).ok()?;
-    if let Some(bpf) = compiled_program(&spec) {
-        return Some(bpf);
-    }
-    let filter = spec.linux().as_ref()?.seccomp().clone()?;
-    let cache = a.root.join(c.id()).join("seccomp.bpf");
-    match super::seccomp_bpf::cached(&filter, &cache) {
-        Ok(bpf) => Some(bpf),
-        Err(e) => {
-            tracing::warn!(error = %e, "compiling the seccomp filter");
-            None
-        }
-    }
-}
-
-/// libcontainer builds an exec's spec without the container's seccomp filter
-/// (runc applies it to every exec): this executor installs it just before the
-/// exec. Capabilities are dropped by then, so when the process lacks
-/// CAP_SYS_ADMIN the kernel takes a filter only with no_new_privs set: an
-/// exec then also gets no_new_privs (stricter than runc, which loads the
-/// filter earlier).
+/// Installs the compiled program the daemon named (bundle::SECCOMP_PROGRAM)
+/// just before the container's command, so that libcontainer's init does not
+/// compile the profile again at every start. Capabilities are dropped by
+/// then, so when the process lacks CAP_SYS_ADMIN the kernel takes a filter
+/// only with no_new_privs set (a no-op for root, the only user it is for).
 #[derive(Clone)]
 struct SeccompExecutor {
     bpf: Option<Vec<u8>>,
