@@ -25,7 +25,7 @@ use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -109,8 +109,9 @@ pub struct Spawned {
     pub master: Option<OwnedFd>,
 }
 
-/// The capability names, by number (linux/capability.h).
-const CAPS: [&str; 41] = [
+/// The capability names, by number (linux/capability.h); the daemon's spec
+/// uses the same table.
+pub const CAPS: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -439,7 +440,7 @@ pub fn spawn(
     let master = match pty {
         Some((ours, theirs)) => {
             drop(theirs);
-            Some(receive_fd(&ours)?)
+            Some(receive_fd(ours.as_fd())?)
         }
         None => None,
     };
@@ -810,7 +811,8 @@ fn send_fd(sock: RawFd, fd: RawFd) -> Result<(), String> {
     .map_err(|e| format!("sending the pty: {e}"))
 }
 
-fn receive_fd(sock: &OwnedFd) -> Result<OwnedFd, String> {
+/// A descriptor sent over a unix socket (SCM_RIGHTS): a pty's master.
+pub(crate) fn receive_fd(sock: BorrowedFd<'_>) -> Result<OwnedFd, String> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 16];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];

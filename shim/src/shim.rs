@@ -419,8 +419,6 @@ fn make_stdio(tty: bool, stdin: bool) -> Result<Stdio3, String> {
 
 /// Receives the pty master the runtime sends over a console socket.
 fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::FromRawFd;
     listener
         .set_nonblocking(false)
         .map_err(|e| format!("console socket: {e}"))?;
@@ -428,25 +426,7 @@ fn receive_master(listener: &UnixListener) -> Result<OwnedFd, String> {
         .accept()
         .map_err(|e| format!("console socket: {e}"))?;
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut buf = [0u8; 4096];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| format!("receiving the pty: {e}"))?;
-    for cmsg in msg.cmsgs().map_err(|e| format!("receiving the pty: {e}"))? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(fd) = fds.first() {
-                // SAFETY: the kernel just gave us this descriptor; we own it.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err("the runtime sent no pty".into())
+    crate::exec::receive_fd(conn.as_fd())
 }
 
 fn read_pid(path: &Path) -> Result<i32, String> {

@@ -12,8 +12,8 @@
 //!
 //! Each call is a short-lived process: libcontainer forks, so it never runs in
 //! the daemon. There is no `exec`: the shim does a built-in container's execs
-//! itself (`berth_shim::exec`). The container's stdio is this process's stdio (as with runc), so
-//! errors go to the `--log` file, never to stderr.
+//! itself (`berth_shim::exec`). The container's stdio is this process's stdio
+//! (as with runc), so errors go to the `--log` file, never to stderr.
 
 use std::path::PathBuf;
 

@@ -1,9 +1,10 @@
-//! A container's seccomp filter as a compiled BPF program, for its execs.
-//! libseccomp takes tens of milliseconds to build dockerd's profile (350
-//! syscalls on three architectures); the program it builds is the same for
-//! every exec of a container, so `berthd runtime exec` compiles it once,
-//! keeps it beside the runtime's state, and afterwards only hands the kernel
-//! the program (one seccomp(2) call).
+//! A container's seccomp filter as a compiled BPF program. libseccomp takes
+//! tens of milliseconds to build dockerd's profile (350 syscalls on three
+//! architectures); the program it builds is the same for every container of
+//! that profile and every exec, so the daemon compiles it once
+//! (`bundle::compile_seccomp`), and afterwards the shim (for execs) and the
+//! runtime (for a root container's command) only hand the kernel the
+//! program (one seccomp(2) call).
 
 use std::collections::HashSet;
 use std::path::Path;
