@@ -55,7 +55,17 @@ scenario_userns_remap_runs_root_as_a_subordinate_range() {
   expect_contains "$out" "cannot share the host's network namespace when user namespaces are enabled"
   d un run --rm --privileged --userns=host busybox true
 
-  d un rm -f box >/dev/null
+  # A start that fails after its user namespace was made leaves none behind
+  # (the host port is box's).
+  local port; port=$(free_port)
+  d un run -d --name web -p "127.0.0.1:$port:80" busybox sleep 300 >/dev/null
+  if out=$(d un run -d --name clash -p "127.0.0.1:$port:80" busybox sleep 300 2>&1); then
+    fail "a port in use was published twice"
+  fi
+  expect_contains "$out" "port is already allocated"
+  expect_eq "$(ls "$WORK/un/exec/userns" | wc -l)" "2"
+
+  d un rm -f box web clash >/dev/null
   d un rmi made:1 >/dev/null
   # Nothing of its user namespace stays mounted.
   expect_eq "$(grep -c "$WORK/un/exec/userns" /proc/self/mountinfo)" "0"

@@ -385,6 +385,7 @@ impl ContainerActor {
                 Ok(b) => b,
                 Err(e) => {
                     release_network(&rt, &id).await;
+                    crate::drivers::userns::release(&rt.exec_root, &id);
                     let _ = append(
                         &rt.events,
                         Event::ContainerExited {
