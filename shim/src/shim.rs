@@ -352,6 +352,8 @@ struct Shim {
     main_done_at: Option<Instant>,
     /// Requests served so far.
     served: u64,
+    /// The compiled seccomp program direct execs install, once read.
+    seccomp: Option<Vec<u8>>,
 }
 
 const MAIN: u64 = 0;
@@ -578,6 +580,7 @@ impl Shim {
             reaped: HashMap::new(),
             main_done_at: None,
             served: 0,
+            seccomp: None,
         };
         let (tty, open_stdin) = (shim.config.tty, shim.config.open_stdin);
         let bundle_s = shim.bundle.display().to_string();
@@ -1142,12 +1145,13 @@ impl Shim {
         let spec: crate::exec::Process = serde_json::from_value(process.clone())
             .map_err(|e| format!("the exec's process: {e}"))?;
         let init = self.procs.get(&MAIN).map_or(0, |p| p.pid);
-        let seccomp = match &self.config.seccomp_program {
-            Some(path) => {
-                Some(std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)
+        // Read once: the program does not change while the container runs.
+        if self.seccomp.is_none() {
+            if let Some(path) = &self.config.seccomp_program {
+                let bpf = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                self.seccomp = Some(bpf);
             }
-            None => None,
-        };
+        }
         let (how, stdin_fd, outs) = if tty {
             (crate::exec::Stdio::Tty, None, Vec::new())
         } else {
@@ -1158,7 +1162,7 @@ impl Shim {
                 stdio.outs,
             )
         };
-        let spawned = crate::exec::spawn(init, &spec, how, seccomp.as_deref())?;
+        let spawned = crate::exec::spawn(init, &spec, how, self.seccomp.as_deref())?;
         if let Some(m) = &spawned.master {
             set_nonblocking(m);
         }

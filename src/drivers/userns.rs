@@ -146,17 +146,22 @@ const DEFAULT_USER: &str = "dockremap";
 /// Resolves `userns-remap` (user, uid, user:group, uid:gid, or "default") to
 /// ranges and the namespace that maps them.
 pub fn setup(spec: &str) -> Result<Remap> {
-    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
-    let group = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
+    let read = || -> Result<(String, String)> {
+        Ok((
+            std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?,
+            std::fs::read_to_string("/etc/group").context("reading /etc/group")?,
+        ))
+    };
+    let (mut passwd, mut group) = read()?;
     let (user, grp) = match resolve_names(spec, &passwd, &group) {
         Ok(names) => names,
         Err(_) if spec == DEFAULT_SPECIFIER => {
             add_default_user()?;
+            (passwd, group) = read()?;
             (DEFAULT_USER.to_string(), DEFAULT_USER.to_string())
         }
         Err(e) => return Err(e),
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
     let uid = entry_id(&passwd, &user).unwrap_or_default();
     let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
     let subgid = std::fs::read_to_string("/etc/subgid").unwrap_or_default();
@@ -166,11 +171,7 @@ pub fn setup(spec: &str) -> Result<Remap> {
             "no subuid ranges found for user {user:?}"
         )));
     }
-    let gid = entry_id(
-        &std::fs::read_to_string("/etc/group").unwrap_or_default(),
-        &grp,
-    )
-    .unwrap_or_default();
+    let gid = entry_id(&group, &grp).unwrap_or_default();
     let gids = ranges(&subgid, &grp, gid);
     if gids.is_empty() {
         return Err(Error::invalid(format!(
@@ -220,39 +221,32 @@ fn resolve_names(spec: &str, passwd: &str, group: &str) -> Result<(String, Strin
     } else {
         u
     };
-    let user = match lookup.parse::<u32>() {
-        Ok(id) => entry_name(passwd, id)
-            .ok_or_else(|| Error::invalid(format!("Uid {id} has no entry in /etc/passwd")))?,
-        Err(_) if entry_id(passwd, lookup).is_some() => lookup.to_string(),
-        Err(_) => {
-            return Err(Error::invalid(format!(
-                "Error during uid lookup for {lookup:?}: no such user"
-            )))
-        }
-    };
+    let user = name_in(passwd, lookup, "Uid", "/etc/passwd", "uid lookup", "user")?;
     let grp = match g {
-        Some(g) => match g.parse::<u32>() {
-            Ok(id) => entry_name(group, id)
-                .ok_or_else(|| Error::invalid(format!("Gid {id} has no entry in /etc/group")))?,
-            Err(_) if entry_id(group, g).is_some() => g.to_string(),
-            Err(_) => {
-                return Err(Error::invalid(format!(
-                    "Error during groupname lookup for {g:?}: no such group"
-                )))
-            }
-        },
-        None => match lookup.parse::<u32>() {
-            Ok(id) => entry_name(group, id)
-                .ok_or_else(|| Error::invalid(format!("Gid {id} has no entry in /etc/group")))?,
-            Err(_) if entry_id(group, lookup).is_some() => lookup.to_string(),
-            Err(_) => {
-                return Err(Error::invalid(format!(
-                    "Error during gid lookup for {lookup:?}: no such group"
-                )))
-            }
-        },
+        Some(g) => name_in(group, g, "Gid", "/etc/group", "groupname lookup", "group")?,
+        None => name_in(group, lookup, "Gid", "/etc/group", "gid lookup", "group")?,
     };
     Ok((user, grp))
+}
+
+/// The name `key` (a name or an id) stands for in an /etc/passwd or
+/// /etc/group text, or dockerd's words for why there is none.
+fn name_in(
+    file: &str,
+    key: &str,
+    id_word: &str,
+    path: &str,
+    what: &str,
+    kind: &str,
+) -> Result<String> {
+    match key.parse::<u32>() {
+        Ok(id) => entry_name(file, id)
+            .ok_or_else(|| Error::invalid(format!("{id_word} {id} has no entry in {path}"))),
+        Err(_) if entry_id(file, key).is_some() => Ok(key.to_string()),
+        Err(_) => Err(Error::invalid(format!(
+            "Error during {what} for {key:?}: no such {kind}"
+        ))),
+    }
 }
 
 /// The ranges of `name` (or its id) in an /etc/subuid or /etc/subgid text,
