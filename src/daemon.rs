@@ -121,6 +121,7 @@ async fn serve(config: Config) -> Result<()> {
     };
     let layers = Arc::new(LayerStore::open(&layers_root, driver)?.with_remap(remap)?);
     let blobs = Arc::new(BlobStore::open(&config.data_root)?);
+    let layers_files = Arc::clone(&layers);
     let settings = RegistrySettings::from_config(&config);
     let images = ImageService::new(
         settings,
@@ -156,6 +157,7 @@ async fn serve(config: Config) -> Result<()> {
         crate::actors::container::RuntimeCommand::new(&config.exec_root, &config.runtimes)?,
         execs.clone(),
         network.clone(),
+        images.clone(),
     )
     .start();
     containers
@@ -170,10 +172,13 @@ async fn serve(config: Config) -> Result<()> {
         images,
         containers,
         network,
-        layers,
+        storage: Arc::new(crate::containers::storage::ContainerStorage::new(
+            layers,
+            &config.data_root,
+            &config.exec_root,
+        )),
+        image_files: Arc::new(crate::images::files::ImageFiles::new(blobs, layers_files)),
         host,
-        layers_root,
-        blobs,
         execs,
         config: Arc::new(config),
     });

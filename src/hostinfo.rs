@@ -167,3 +167,14 @@ pub fn threads() -> i64 {
         })
         .unwrap_or(0)
 }
+
+/// Go's names for the architecture, as clients expect in /version.
+pub fn go_arch(machine: &str) -> &str {
+    match machine {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "armv7l" | "armv6l" => "arm",
+        "i686" | "i386" => "386",
+        other => other,
+    }
+}

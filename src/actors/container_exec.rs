@@ -96,7 +96,10 @@ impl Handler<StartExec> for ContainerActor {
                         Ok(stream) => {
                             // As for attach: the keys end a tty's stream only.
                             let detach = (rec.tty && rec.attach_stdin)
-                                .then(|| client::parse_detach_keys(&rec.detach_keys).ok())
+                                .then(|| {
+                                    crate::containers::exec::parse_detach_keys(&rec.detach_keys)
+                                        .ok()
+                                })
                                 .flatten();
                             let io = Some((io, detach));
                             finish(rt, rec.container_id.clone(), rec.id, stream, io).await

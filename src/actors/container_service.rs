@@ -15,7 +15,6 @@ use super::container::{remove_container, ContainerActor, Runtime, RuntimeCommand
 use super::event_log::{append, EventLog};
 use crate::containers::config::{merge, valid_name, validate_host_config};
 use crate::containers::names::random_name;
-use crate::containers::render::resolve;
 use crate::drivers::storage::LayerStore;
 use crate::error::{Context as _, Error, Result};
 use crate::events::projection::{ContainerStatus, Projection, State};
@@ -38,6 +37,7 @@ pub struct ContainerService {
     command: RuntimeCommand,
     execs: crate::containers::exec::ExecRegistry,
     network: Addr<super::network_controller::NetworkController>,
+    images: Addr<super::image_service::ImageService>,
 }
 
 impl ContainerService {
@@ -51,6 +51,7 @@ impl ContainerService {
         command: RuntimeCommand,
         execs: crate::containers::exec::ExecRegistry,
         network: Addr<super::network_controller::NetworkController>,
+        images: Addr<super::image_service::ImageService>,
     ) -> Self {
         ContainerService {
             actors: std::collections::HashMap::new(),
@@ -66,6 +67,7 @@ impl ContainerService {
             command,
             execs,
             network,
+            images,
         }
     }
 }
@@ -289,7 +291,7 @@ impl Handler<RenameContainer> for ContainerService {
         let events = self.events.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let c = resolve(&state, &msg.name)?;
+                let c = state.container(&msg.name)?;
                 let new = valid_name(&msg.new_name)?;
                 if new == c.name {
                     return Err(Error::invalid(format!(
@@ -326,7 +328,7 @@ impl Handler<RemoveContainer> for ContainerService {
     fn handle(&mut self, msg: RemoveContainer, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
         let rt = self.runtime();
-        let found = resolve(&state, &msg.name).map(|c| c.clone());
+        let found = state.container(&msg.name).map(|c| c.clone());
         let actor = found.as_ref().ok().map(|c| self.actor(&c.id));
         AtomicResponse::new(Box::pin(
             async move {
@@ -373,6 +375,7 @@ impl ContainerService {
             command: self.command.clone(),
             execs: self.execs.clone(),
             network: self.network.clone(),
+            images: self.images.clone(),
         }
     }
 
@@ -398,9 +401,35 @@ impl Handler<GetActor> for ContainerService {
 
     fn handle(&mut self, msg: GetActor, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
-        let id = resolve(&state, &msg.name)?.id.clone();
+        let id = state.container(&msg.name)?.id.clone();
         let actor = self.actor(&id);
         Ok((id, actor))
+    }
+}
+
+/// `docker commit` of the container `name` names: done by its own actor.
+#[derive(Message)]
+#[rtype(result = "Result<String>")]
+pub struct CommitContainer {
+    pub name: String,
+    pub request: crate::images::commit::CommitRequest,
+}
+
+impl Handler<CommitContainer> for ContainerService {
+    type Result = ResponseFuture<Result<String>>;
+
+    fn handle(&mut self, msg: CommitContainer, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let actor = state
+            .container(&msg.name)
+            .map(|c| c.id.clone())
+            .map(|id| self.actor(&id));
+        Box::pin(async move {
+            actor?
+                .send(super::container::Commit(msg.request))
+                .await
+                .map_err(|e| Error::unavailable(format!("container actor: {e}")))?
+        })
     }
 }
 

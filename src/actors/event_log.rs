@@ -13,11 +13,12 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::events::projection::{Projection, State};
 use crate::events::{self, Event};
 use crate::store::envelope::Envelope;
-use crate::store::eventlog::{now_ns, EventStore, Replayed};
+use crate::store::eventlog::{EventStore, Replayed};
 
 /// The most events one write takes.
 const MAX_BATCH: usize = 1024;

@@ -1,4 +1,7 @@
 //! The engine's actors. Each owns its state; messages are the only way in.
+//! An actor's file (or folder) holds its messages and their handlers; the work
+//! they call lives in the domain modules (containers, images, networks,
+//! registry) and the drivers below them. Actors never import the facade.
 
 pub mod container;
 pub mod container_exec;

@@ -14,6 +14,7 @@ use crate::drivers::network::netlink::InterfacePlan;
 use crate::error::{Error, Result};
 use crate::events::projection::{Projection, State};
 use crate::events::Event;
+use crate::networks::index::EndpointIndex;
 use crate::networks::ipam::{self, Subnet};
 use crate::networks::spec::NetworkSpec;
 use crate::networks::{dns, files, render};
@@ -58,6 +59,7 @@ impl Actor for NetworkActor {
         let names = Arc::new(NetworkNames {
             network: self.id.clone(),
             projection: self.projection.clone(),
+            index: Default::default(),
         });
         let id = self.id.clone();
         let task = tokio::spawn(async move {
@@ -75,48 +77,34 @@ impl Actor for NetworkActor {
     }
 }
 
-/// The names on one network, read from the projection at each query.
+/// The names on one network, from an index rebuilt only when the
+/// projection has moved since the last query.
 struct NetworkNames {
     network: String,
     projection: Projection,
+    index: std::sync::Mutex<Arc<EndpointIndex>>,
+}
+
+impl NetworkNames {
+    fn index(&self) -> Arc<EndpointIndex> {
+        let state = self.projection.current();
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if !index.is_current(&state) {
+            *index = Arc::new(EndpointIndex::build(&state, &self.network));
+        }
+        Arc::clone(&index)
+    }
 }
 
 impl dns::Names for NetworkNames {
     fn lookup(&self, name: &str) -> Vec<Ipv4Addr> {
-        let state = self.projection.current();
-        let mut out = Vec::new();
-        for c in state.containers.values() {
-            let Some(ep) = c.networks.get(&self.network).filter(|e| !e.ip.is_empty()) else {
-                continue;
-            };
-            let aliases = render::endpoint_config(ep).aliases.unwrap_or_default();
-            let hit = c.name.eq_ignore_ascii_case(name)
-                || (name.len() == 12 && c.id.starts_with(name))
-                || aliases.iter().any(|a| a.eq_ignore_ascii_case(name));
-            if hit {
-                if let Ok(ip) = ep.ip.parse() {
-                    out.push(ip);
-                }
-            }
-        }
-        out
+        self.index().lookup(name)
     }
 
     fn upstreams(&self, client: Ipv4Addr) -> Vec<String> {
-        let state = self.projection.current();
-        let client = client.to_string();
-        let dns = state
-            .containers
-            .values()
-            .find(|c| {
-                c.networks
-                    .get(&self.network)
-                    .is_some_and(|e| e.ip == client)
-            })
-            .and_then(|c| crate::containers::render::body(c).host_config)
-            .and_then(|h| h.dns);
+        let index = self.index();
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        files::upstreams(&host, dns.as_deref())
+        files::upstreams(&host, index.dns_of(client))
     }
 }
 
@@ -185,12 +173,7 @@ impl NetworkActor {
             .filter(|a| !a.is_empty());
         let ip = match requested {
             Some(a) => {
-                let ip = ipam::parse_ip(&a)?;
-                if !subnet.is_host(ip) || ip == gateway {
-                    return Err(Error::invalid(format!(
-                        "no configured subnet or ip-range contain the IP address {a}"
-                    )));
-                }
+                let ip = self.spec.static_address_for_join(&a)?;
                 if used.contains(&ip) {
                     return Err(Error::forbidden(format!("Address already in use: {a}")));
                 }

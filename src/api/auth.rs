@@ -6,7 +6,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::ApiContext;
+use super::context::ApiContext;
 use crate::error::{Error, Result};
 use crate::registry::RegistrySettings;
 

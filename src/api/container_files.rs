@@ -4,7 +4,7 @@
 //! container's root filesystem as a directory fd.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -13,10 +13,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::containers::flag;
-use super::ApiContext;
-use crate::containers::{archive, diff, render};
+use super::context::ApiContext;
+use crate::containers::archive;
+use crate::containers::storage::Root;
 use crate::error::{Error, Result};
-use crate::events::projection::ContainerStatus;
 
 const STAT_HEADER: &str = "X-Docker-Container-Path-Stat";
 
@@ -31,44 +31,8 @@ pub fn routes() -> Router<ApiContext> {
         .route("/commit", axum::routing::post(commit))
 }
 
-/// The container and its root filesystem: the mounted one while it runs,
-/// else a private mount of its layers.
-struct Root {
-    fd: OwnedFd,
-    readonly: bool,
-    user: String,
-    /// A remapped container's ids (userns-remap).
-    ids: Option<crate::drivers::userns::IdShift>,
-}
-
 fn open_root(ctx: &ApiContext, name: &str) -> Result<Root> {
-    let state = ctx.projection.current();
-    let c = render::resolve(&state, name)?;
-    let running = c.status == ContainerStatus::Running;
-    let body = render::body(c);
-    let remapped = remap_of(ctx, &body).is_some();
-    let fd = ctx.layers.open_rootfs(&c.id, running, remapped)?;
-    Ok(Root {
-        fd,
-        readonly: body
-            .host_config
-            .as_ref()
-            .and_then(|h| h.readonly_rootfs)
-            .unwrap_or(false),
-        user: body.user.clone().unwrap_or_default(),
-        ids: remap_of(&ctx, &body),
-    })
-}
-
-/// How a container's file owners map to the host's, when it is remapped.
-fn remap_of(
-    ctx: &ApiContext,
-    body: &bollard_stubs::models::ContainerCreateBody,
-) -> Option<crate::drivers::userns::IdShift> {
-    ctx.layers
-        .remap()
-        .filter(|_| crate::drivers::userns::private(body.host_config.as_ref()))
-        .map(|r| r.shift())
+    ctx.storage.open_root(&ctx.projection.current(), name)
 }
 
 fn path_param(q: &HashMap<String, String>) -> Result<String> {
@@ -145,11 +109,7 @@ async fn put_archive(
     let input = crate::chan::ChannelReader::new(crate::chan::forward_body(body));
     blocking(move || {
         let owner = if copy_owner {
-            let fd = root.fd.as_fd();
-            let passwd = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/passwd");
-            let group = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/group");
-            let u = crate::drivers::exec::spec::resolve_user(&root.user, &passwd, &group)?;
-            Some((u.uid, u.gid))
+            Some(root.user_ids()?)
         } else {
             None
         };
@@ -184,14 +144,9 @@ async fn changes(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>> {
     let state = ctx.projection.current();
-    let id = render::resolve(&state, &name)?.id.clone();
-    if ctx.layers.driver() == crate::drivers::storage::Driver::Vfs {
-        return Err(Error::not_implemented(
-            "docker diff is not supported with the vfs storage driver yet",
-        ));
-    }
-    let (upper, lowers) = (ctx.layers.rw_diff_dir(&id), ctx.layers.rw_lower_dirs(&id));
-    let changes = blocking(move || diff::changes(&upper, &lowers)).await?;
+    let id = state.container(&name)?.id.clone();
+    let storage = std::sync::Arc::clone(&ctx.storage);
+    let changes = blocking(move || storage.changes(&id)).await?;
     let list: Vec<serde_json::Value> = changes
         .into_iter()
         .map(|c| serde_json::json!({ "Path": c.path, "Kind": c.kind as u8 }))
@@ -205,14 +160,14 @@ async fn changes(
 }
 
 /// POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=: the
-/// container's changes become a new image on top of its own. A running
-/// container is frozen meanwhile (pause=false: not), as dockerd does it.
+/// container's changes become a new image on top of its own (its actor
+/// freezes it meanwhile unless pause=false).
 async fn commit(
     State(ctx): State<ApiContext>,
     Query(q): Query<Vec<(String, String)>>,
     body: bytes::Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>)> {
-    use crate::actors::container::Pause;
+    use crate::images::commit::CommitRequest;
     use crate::registry::reference::Reference;
     let get = |k: &str| {
         q.iter()
@@ -221,13 +176,8 @@ async fn commit(
             .unwrap_or_default()
     };
     let name = get("container");
-    let state = ctx.projection.current();
-    let c = render::resolve(&state, &name)?.clone();
-    if ctx.layers.driver() == crate::drivers::storage::Driver::Vfs {
-        return Err(Error::not_implemented(
-            "docker commit is not supported with the vfs storage driver yet",
-        ));
-    }
+    ctx.projection.current().container(&name)?;
+    ctx.storage.require_diff("commit")?;
     let tag = match get("repo") {
         r if r.is_empty() => None,
         repo => {
@@ -251,13 +201,8 @@ async fn commit(
                 .map_err(|e| Error::invalid(format!("invalid commit config: {e}")))?
                 .unwrap_or_default()
         };
-    let parent = state
-        .images
-        .get(&c.image)
-        .ok_or_else(|| Error::not_found(format!("No such image: {}", c.image)))?;
-    let spec = crate::images::commit::CommitSpec {
-        container_id: c.id.clone(),
-        container_config: render::inspect_config(&render::body(&c)),
+    let request = CommitRequest {
+        tag,
         user_config,
         changes: q
             .iter()
@@ -266,59 +211,12 @@ async fn commit(
             .collect(),
         author: get("author"),
         comment: get("comment"),
-        parent_id: c.image.clone(),
-        parent_config: ctx.blobs.get(&c.image)?,
-        parent_chain: parent.chain_ids.clone(),
-        created: crate::api::system::rfc3339_now(),
+        pause: !matches!(get("pause").as_str(), "0" | "false" | "False"),
     };
-    // Bad changes are refused before anything is frozen or written.
-    crate::images::commit::new_config(&spec)?;
-
-    let pause = !matches!(get("pause").as_str(), "0" | "false" | "False");
-    let freeze = pause && c.status == ContainerStatus::Running && !c.paused;
-    let actor = if freeze {
-        let (_, a) = super::containers::actor(&ctx, &c.id).await?;
-        super::containers::send(&a, Pause(true)).await??;
-        Some(a)
-    } else {
-        None
-    };
-    let dir = ctx.config.data_root.join("tmp");
-    let spool = dir.join(format!(
-        "commit-{}-{}",
-        &c.id[..12],
-        crate::store::eventlog::now_ns()
-    ));
-    let upper = ctx.layers.rw_diff_dir(&c.id);
-    let ids = remap_of(&ctx, &render::body(&c));
-    let written = {
-        let spool = spool.clone();
-        blocking(move || {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
-            let file = std::fs::File::create(&spool)
-                .map_err(|e| Error::internal(format!("spooling the layer: {e}")))?;
-            archive::layer_tar(&upper, ids, std::io::BufWriter::new(file))
-        })
+    let id = ctx
+        .containers
+        .send(crate::actors::container_service::CommitContainer { name, request })
         .await
-    };
-    if let Some(a) = actor {
-        super::containers::send(&a, Pause(false)).await??;
-    }
-    let result = match written {
-        Ok(()) => ctx
-            .images
-            .send(crate::actors::image_service::CommitImage {
-                layer_tar: spool.clone(),
-                spec,
-                tag,
-            })
-            .await
-            .map_err(|e| Error::unavailable(format!("image service: {e}")))
-            .and_then(|r| r),
-        Err(e) => Err(e),
-    };
-    let _ = tokio::fs::remove_file(&spool).await;
-    let id = result?;
+        .map_err(|e| Error::unavailable(format!("container service: {e}")))??;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "Id": id }))))
 }

@@ -8,9 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, Response, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use bollard_stubs::models::{ContainerCreateBody, ContainerSummary, DriverData};
+use bollard_stubs::models::{ContainerCreateBody, ContainerSummary};
 
-use super::ApiContext;
+use super::context::ApiContext;
 use crate::actors::container::{
     Attach, ContainerActor, Kill, Pause, Resize, Start, Stop, Subscribe, Wait, WaitCondition,
 };
@@ -227,7 +227,7 @@ async fn attach(
     let (id, a) = actor(&ctx, &id).await?;
     let exits = send(&a, Subscribe).await?;
     let tty = tty_of(&ctx, &id);
-    let path = ctx.runtime_log_path(&id);
+    let path = ctx.storage.log_path(&id);
     let offset = if flag(&q, "logs") {
         0
     } else {
@@ -242,7 +242,7 @@ async fn attach(
     };
     // As dockerd: the keys are looked for only in a tty's input.
     let detach_keys = if tty && flag(&q, "stdin") {
-        Some(crate::drivers::exec::client::parse_detach_keys(
+        Some(crate::containers::exec::parse_detach_keys(
             q.get("detachKeys").map(String::as_str).unwrap_or(""),
         )?)
     } else {
@@ -296,7 +296,7 @@ async fn attach(
 /// The ID of the container `name` names, if it runs (else dockerd's 409).
 fn running_id(ctx: &ApiContext, name: &str) -> Result<String> {
     let state = ctx.projection.current();
-    let c = render::resolve(&state, name)?;
+    let c = state.container(name)?;
     if c.status != crate::events::projection::ContainerStatus::Running {
         return Err(Error::conflict(format!(
             "Container {} is not running",
@@ -327,7 +327,7 @@ async fn stats(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response<Body>> {
-    let c = render::resolve(&ctx.projection.current(), &id)?.clone();
+    let c = ctx.projection.current().container(&id)?.clone();
     let streaming = q
         .get("stream")
         .is_none_or(|v| v == "1" || v.eq_ignore_ascii_case("true"));
@@ -414,7 +414,7 @@ async fn logs(
     }
     let tty = tty_of(&ctx, &id);
     let timestamps = flag(&q, "timestamps");
-    let path = ctx.runtime_log_path(&id);
+    let path = ctx.storage.log_path(&id);
     let bound = |k: &str| -> Result<Option<i64>> {
         match q.get(k).filter(|v| !v.is_empty() && v.as_str() != "0") {
             None => Ok(None),
@@ -575,7 +575,7 @@ async fn list(
         c.image_name == name
             || crate::images::query::resolve(&state, name).is_ok_and(|i| i.id == c.image)
     };
-    let now = crate::store::eventlog::now_ns();
+    let now = crate::clock::now_ns();
     let found = render::list(&state, &opts, &image_matches)?;
     Ok(Json(
         found
@@ -590,19 +590,8 @@ async fn inspect(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>> {
     let state = ctx.projection.current();
-    let c = render::resolve(&state, &id)?;
-    let paths = render::Paths {
-        log_path: ctx.runtime_log_path(&c.id).display().to_string(),
-        graph_driver: DriverData {
-            name: ctx.config.storage_driver.clone(),
-            data: ctx.layers.rw_data(&c.id),
-        },
-        driver: ctx.config.storage_driver.clone(),
-    };
-    let dir = ctx.config.data_root.join("containers").join(&c.id);
-    let netns = crate::drivers::network::Names::new(&ctx.config.data_root, &ctx.config.exec_root)
-        .netns_path(&c.id);
-    Ok(Json(render::inspect_json(&state, c, paths, &dir, &netns)))
+    let c = state.container(&id)?;
+    Ok(Json(ctx.storage.inspect_json(&state, c)))
 }
 
 async fn rename(
@@ -631,32 +620,6 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `until=` of prune filters: a Unix time, an RFC 3339 time, or a duration
-/// before now (`10m`, `24h`), as dockerd reads it. Returns nanoseconds.
-pub(super) fn until_ns(v: &str, now_ns: u64) -> Result<u64> {
-    let bad = || {
-        Error::invalid(format!(
-            "failed to parse value as time or duration: \"{v}\""
-        ))
-    };
-    if let Ok(secs) = v.parse::<f64>() {
-        return Ok((secs * 1e9) as u64);
-    }
-    if let Some(secs) = super::images::parse_rfc3339(v) {
-        return Ok(secs.max(0) as u64 * 1_000_000_000);
-    }
-    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?);
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let scale = match unit {
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        "ms" => 1e6,
-        _ => return Err(bad()),
-    };
-    Ok(now_ns.saturating_sub((n * scale) as u64))
-}
-
 /// POST /containers/prune: removes every container that does not run
 /// (filters `until`, `label`, `label!`).
 async fn prune(
@@ -670,11 +633,11 @@ async fn prune(
     {
         return Err(Error::invalid(format!("invalid filter '{k}'")));
     }
-    let now = crate::store::eventlog::now_ns();
+    let now = crate::clock::now_ns();
     let until = filters
         .get("until")
         .and_then(|v| v.first())
-        .map(|v| until_ns(v, now))
+        .map(|v| crate::clock::until_ns(v, now))
         .transpose()?;
     let state = ctx.projection.current();
     let mut deleted = Vec::new();
@@ -695,7 +658,7 @@ async fn prune(
         {
             continue;
         }
-        let size = dir_size(&ctx.layers.rw_diff_dir(&c.id));
+        let size = ctx.storage.rw_size(&c.id);
         let removed = ask(
             &ctx,
             RemoveContainer {
@@ -717,26 +680,6 @@ async fn prune(
         "ContainersDeleted": if deleted.is_empty() { serde_json::Value::Null } else { deleted.into() },
         "SpaceReclaimed": reclaimed,
     })))
-}
-
-/// Bytes of the regular files under `dir` (a container layer's own size).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
-        .map(|(p, m)| {
-            if m.is_dir() {
-                dir_size(&p)
-            } else if m.is_file() {
-                m.len()
-            } else {
-                0
-            }
-        })
-        .sum()
 }
 
 /// POST /containers/{id}/update: new limits or restart policy.

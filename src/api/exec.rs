@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use bollard_stubs::models::{ExecConfig, ExecStartConfig};
 
 use super::containers::{actor, send, tty_size, upgraded_response};
-use super::ApiContext;
+use super::context::ApiContext;
 use crate::actors::container::{ClientIo, Resize};
 use crate::actors::container_exec::{CreateExec, ExecIo, StartExec};
 use crate::containers::exec;

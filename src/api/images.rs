@@ -10,13 +10,13 @@ use axum::http::{header, HeaderMap, Response, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bollard_stubs::models::{
-    DriverData, ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect,
-    ImageInspectRootFs, ImageSummary,
+    ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect, ImageInspectRootFs,
+    ImageSummary,
 };
 use futures_util::StreamExt;
 use tokio_stream_lite::UnboundedReceiverStream;
 
-use super::ApiContext;
+use super::context::ApiContext;
 use crate::actors::image_service::{
     Distribution, ImageDetails, ImportImage, LoadImages, PruneImages, PullImage, PullItem,
     PushImages, RemoveImage, Removed, SaveImages, TagImage,
@@ -27,6 +27,7 @@ use crate::images::query::{self, ImageFilters};
 use crate::registry::pull::Progress;
 use crate::registry::reference::{valid_digest, Reference};
 use crate::registry::AuthConfig;
+use crate::spool::Spool;
 
 pub fn routes() -> Router<ApiContext> {
     Router::new()
@@ -89,49 +90,7 @@ pub fn parse_filters(raw: Option<&String>) -> Result<HashMap<String, Vec<String>
 }
 
 fn unix_seconds(created: Option<&str>) -> i64 {
-    created.and_then(parse_rfc3339).unwrap_or(0)
-}
-
-/// Seconds since the epoch of an RFC 3339 time ("2019-01-01T00:00:00Z", offsets allowed).
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let (date, rest) = s.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time_end = rest
-        .find(|c| c == 'Z' || c == '+' || c == '-')
-        .unwrap_or(rest.len());
-    let (time, zone) = rest.split_at(time_end);
-    let mut t = time.split(':');
-    let (hh, mm) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let ss = t
-        .next()
-        .and_then(|x| x.split('.').next()?.parse::<i64>().ok())
-        .unwrap_or(0);
-    let offset = match zone.chars().next() {
-        Some(sign @ ('+' | '-')) => {
-            let mut z = zone[1..].split(':');
-            let secs = z.next()?.parse::<i64>().ok()? * 3600
-                + z.next().and_then(|x| x.parse::<i64>().ok()).unwrap_or(0) * 60;
-            if sign == '+' {
-                secs
-            } else {
-                -secs
-            }
-        }
-        _ => 0,
-    };
-    // Days from civil (proleptic Gregorian).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
+    created.and_then(crate::clock::parse_rfc3339).unwrap_or(0)
 }
 
 async fn list(
@@ -167,12 +126,7 @@ async fn list(
 
 /// The labels in an image's config (`config.Labels`).
 pub fn image_labels(ctx: &ApiContext, i: &ImageRecord) -> HashMap<String, String> {
-    ctx.blobs
-        .get(&i.id)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| serde_json::from_value(v.get("config")?.get("Labels")?.clone()).ok())
-        .unwrap_or_default()
+    ctx.image_files.labels(i)
 }
 
 pub fn summary(
@@ -335,14 +289,13 @@ async fn import(ctx: &ApiContext, q: CreateQuery, src: &str, body: Body) -> Resu
     let result = ask(
         ctx,
         ImportImage {
-            tarball: spooled.clone(),
+            tarball: spooled,
             tag,
             changes: q.changes,
             message: q.message,
         },
     )
     .await;
-    let _ = tokio::fs::remove_file(&spooled).await;
     let id = result??;
     lines.push(serde_json::json!({ "status": id }));
     let body: String = lines.iter().map(|l| l.to_string() + "\r\n").collect();
@@ -352,48 +305,15 @@ async fn import(ctx: &ApiContext, q: CreateQuery, src: &str, body: Body) -> Resu
         .unwrap_or_default())
 }
 
-/// Writes a request body (or a download) to a file under <data-root>/tmp.
-async fn spool<S, B, E>(ctx: &ApiContext, what: &str, mut stream: S) -> Result<std::path::PathBuf>
+/// Writes a request body (or a download) to a file under <data-root>/tmp,
+/// owned by the returned Spool (the actor it is sent to removes it).
+async fn spool<S, B, E>(ctx: &ApiContext, what: &str, stream: S) -> Result<Spool>
 where
     S: futures_util::Stream<Item = std::result::Result<B, E>> + Unpin,
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
-    let dir = ctx.config.data_root.join("tmp");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
-    let path = dir.join(format!(
-        "{what}-{}-{}",
-        std::process::id(),
-        crate::store::eventlog::now_ns()
-    ));
-    let written = async {
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| Error::internal(format!("spooling: {e}")))?;
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| Error::invalid(format!("reading the {what} input: {e}")))?;
-            tokio::io::AsyncWriteExt::write_all(&mut file, chunk.as_ref())
-                .await
-                .map_err(|e| Error::internal(format!("spooling: {e}")))?;
-        }
-        // tokio writes in the background: without this the last chunk may not be
-        // in the file yet when it is read (seen as a truncated archive).
-        tokio::io::AsyncWriteExt::flush(&mut file)
-            .await
-            .map_err(|e| Error::internal(format!("spooling: {e}")))?;
-        Ok(())
-    }
-    .await;
-    match written {
-        Ok(()) => Ok(path),
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            Err(e)
-        }
-    }
+    Spool::from_stream(&ctx.config.data_root.join("tmp"), what, stream).await
 }
 
 /// Streams pull/push progress as dockerd does. An error before any progress
@@ -463,28 +383,6 @@ fn inspect(
     config: &serde_json::Value,
 ) -> ImageInspect {
     let s = |k: &str| config.get(k).and_then(|v| v.as_str()).map(String::from);
-    let layers = ctx.layers_root.clone();
-    let dirs: Vec<String> = image
-        .chain_ids
-        .iter()
-        .rev()
-        .map(|c| {
-            layers
-                .join(crate::drivers::storage::overlay2::cache_id(c))
-                .join("diff")
-                .display()
-                .to_string()
-        })
-        .collect();
-    let mut data = HashMap::new();
-    let vfs = ctx.config.storage_driver == "vfs";
-    // dockerd's vfs reports no data.
-    if let Some((top, lower)) = dirs.split_first().filter(|_| !vfs) {
-        data.insert("UpperDir".to_string(), top.clone());
-        if !lower.is_empty() {
-            data.insert("LowerDir".to_string(), lower.join(":"));
-        }
-    }
     ImageInspect {
         id: Some(image.id.clone()),
         descriptor: None,
@@ -503,10 +401,7 @@ fn inspect(
         os: s("os"),
         os_version: s("os.version"),
         size: Some(state.image_size(image) as i64),
-        graph_driver: Some(DriverData {
-            name: ctx.config.storage_driver.clone(),
-            data,
-        }),
+        graph_driver: Some(ctx.image_files.graph_driver(image)),
         root_fs: Some(ImageInspectRootFs {
             typ: "layers".into(),
             layers: Some(
@@ -728,14 +623,7 @@ async fn save(ctx: &ApiContext, names: Vec<String>) -> Result<Response<Body>> {
 /// can be larger than memory), then loaded by the ImageService.
 async fn load(State(ctx): State<ApiContext>, body: Body) -> Result<Response<Body>> {
     let spooled = spool(&ctx, "load", body.into_data_stream()).await?;
-    let result = ask(
-        &ctx,
-        LoadImages {
-            archive: spooled.clone(),
-        },
-    )
-    .await;
-    let _ = tokio::fs::remove_file(&spooled).await;
+    let result = ask(&ctx, LoadImages { archive: spooled }).await;
     let lines = result??;
     let body: String = lines
         .iter()
@@ -759,23 +647,5 @@ mod tokio_stream_lite {
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
             self.0.poll_recv(cx)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_go_times() {
-        assert_eq!(parse_rfc3339("2019-01-01T00:00:00Z"), Some(1_546_300_800));
-        assert_eq!(
-            parse_rfc3339("2019-01-01T01:00:00+01:00"),
-            Some(1_546_300_800)
-        );
-        assert_eq!(
-            parse_rfc3339("2019-01-01T00:00:00.123456789Z"),
-            Some(1_546_300_800)
-        );
     }
 }

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod container_files;
 pub mod containers;
+pub mod context;
 pub mod error;
 pub mod exec;
 pub mod images;
@@ -13,52 +14,17 @@ pub mod system;
 pub mod version;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Instant;
 
-use actix::Addr;
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, Response, Uri};
 use axum::Router;
 use tower::ServiceExt;
 use tracing::debug;
 
-use crate::actors::event_log::EventLog;
-use crate::actors::image_service::ImageService;
-use crate::config::Config;
-use crate::events::projection::Projection;
-use crate::hostinfo::HostInfo;
 use version::ApiVersion;
 
-/// What handlers can reach: the engine's actors and the read-side projection.
-#[derive(Clone)]
-pub struct ApiContext {
-    pub projection: Projection,
-    pub events: Addr<EventLog>,
-    pub images: Addr<ImageService>,
-    pub containers: Addr<crate::actors::container_service::ContainerService>,
-    pub network: Addr<crate::actors::network_controller::NetworkController>,
-    pub layers: Arc<crate::drivers::storage::LayerStore>,
-    pub host: Arc<HostInfo>,
-    /// Where the storage driver keeps layers (GraphDriver data in inspect).
-    pub layers_root: std::path::PathBuf,
-    /// Image configs (read for the labels `docker images` shows and filters on).
-    pub blobs: Arc<crate::store::blobs::BlobStore>,
-    pub config: Arc<Config>,
-    /// Exec instances (read by `GET /exec/{id}/json`).
-    pub execs: crate::containers::exec::ExecRegistry,
-}
-
-impl ApiContext {
-    /// `<data-root>/containers/<id>/<id>-json.log`
-    pub fn runtime_log_path(&self, id: &str) -> std::path::PathBuf {
-        self.config
-            .data_root
-            .join("containers")
-            .join(id)
-            .join(format!("{id}-json.log"))
-    }
-}
+pub use context::ApiContext;
 
 /// The whole API: routing plus what every request gets (version, headers, logging).
 #[derive(Clone)]

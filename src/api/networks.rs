@@ -13,13 +13,12 @@ use bollard_stubs::models::{
 };
 use serde_json::Value;
 
-use super::ApiContext;
+use super::context::ApiContext;
 use crate::actors::network_controller::{
     Connect, CreateNetwork, Disconnect, NetworkController, PruneNetworks, RemoveNetwork,
 };
 use crate::error::{Error, Result};
 use crate::networks::render;
-use crate::networks::spec;
 
 pub fn routes() -> Router<ApiContext> {
     Router::new()
@@ -61,7 +60,7 @@ async fn list(
 
 async fn inspect(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Result<Json<Value>> {
     let state = ctx.projection.current();
-    let n = spec::resolve(&state, &id)?;
+    let n = state.network(&id)?;
     Ok(Json(render::network(&state, n, true)))
 }
 
@@ -131,7 +130,7 @@ async fn prune(
     let until_ns = filters
         .get("until")
         .and_then(|v| v.first())
-        .map(|v| super::containers::until_ns(v, crate::store::eventlog::now_ns()))
+        .map(|v| crate::clock::until_ns(v, crate::clock::now_ns()))
         .transpose()?;
     let removed = ask(
         &ctx,

@@ -14,8 +14,8 @@ use bollard_stubs::models::{
     SystemInfoDefaultAddressPools, SystemVersion, SystemVersionComponents, SystemVersionPlatform,
 };
 
+use super::context::ApiContext;
 use super::version::{ApiVersion, CURRENT_STR, MIN_STR};
-use super::ApiContext;
 use crate::buildinfo;
 
 pub fn routes() -> Router<ApiContext> {
@@ -54,20 +54,9 @@ async fn ping(method: Method) -> Response<Body> {
     r
 }
 
-/// Go's names for the architecture, as clients expect in /version.
-pub fn go_arch(machine: &str) -> &str {
-    match machine {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "armv7l" | "armv6l" => "arm",
-        "i686" | "i386" => "386",
-        other => other,
-    }
-}
-
 async fn version(State(ctx): State<ApiContext>) -> Json<SystemVersion> {
     let host = &ctx.host;
-    let arch = go_arch(&host.architecture).to_string();
+    let arch = crate::hostinfo::go_arch(&host.architecture).to_string();
     let details: HashMap<String, String> = [
         ("ApiVersion", CURRENT_STR),
         ("MinAPIVersion", MIN_STR),
@@ -167,7 +156,7 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
     if host.seccomp {
         security_options.push("name=seccomp,profile=builtin".to_string());
     }
-    if ctx.layers.remap().is_some() {
+    if ctx.config.userns_remap.is_some() {
         security_options.push("name=userns".to_string());
     }
     if host.cgroup_version == "2" {
@@ -212,7 +201,7 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
         debug: Some(cfg.log_level == "debug"),
         nfd: Some(crate::hostinfo::open_fds()),
         n_goroutines: Some(crate::hostinfo::threads()),
-        system_time: Some(rfc3339_now()),
+        system_time: Some(crate::clock::rfc3339_now()),
         logging_driver: s("json-file"),
         cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
         cgroup_version: Some(if host.cgroup_version == "2" {
@@ -287,31 +276,6 @@ fn normalize_mirror(m: &str) -> String {
         m.to_string()
     } else {
         format!("{m}/")
-    }
-}
-
-/// The current time as RFC 3339 with nanoseconds, UTC, as Go's time.Time marshals.
-pub fn rfc3339_now() -> String {
-    rfc3339(crate::store::eventlog::now_ns())
-}
-
-pub use berth_shim::time::rfc3339;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_times_like_go() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            rfc3339(1_764_375_147_019_263_474),
-            "2025-11-29T00:12:27.019263474Z"
-        );
-        assert_eq!(
-            rfc3339(951_782_400_000_000_001),
-            "2000-02-29T00:00:00.000000001Z"
-        );
     }
 }
 

@@ -234,7 +234,7 @@ pub fn stat(root: BorrowedFd<'_>, path: &str, container: &str) -> Result<PathSta
         name: base(&r.abs),
         size: st.st_size,
         mode: go_mode(st.st_mode),
-        mtime: crate::api::system::rfc3339(ns),
+        mtime: crate::clock::rfc3339(ns),
         link_target,
     })
 }

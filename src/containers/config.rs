@@ -7,28 +7,9 @@ use bollard_stubs::models::{
     RestartPolicyNameEnum,
 };
 
+use crate::drivers::exec::runtime::BUILTIN_RUNTIME;
+use crate::drivers::exec::spec::{MASKED_PATHS, READONLY_PATHS};
 use crate::error::{Error, Result};
-
-/// What dockerd masks and makes read-only in /proc and /sys by default.
-pub const MASKED_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-];
-pub const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
@@ -211,7 +192,7 @@ pub fn merge(
         h.network_mode = Some("default".into());
     }
     if h.runtime.as_deref().is_none_or(str::is_empty) {
-        h.runtime = Some(crate::actors::container::BUILTIN_RUNTIME.into());
+        h.runtime = Some(BUILTIN_RUNTIME.into());
     }
     if h.log_config.is_none() {
         h.log_config = Some(HostConfigLogConfig {
@@ -239,22 +220,6 @@ pub fn merge(
     }
     body.host_config = Some(h);
     body
-}
-
-/// (Path, Args) as dockerd derives them: the entrypoint, then the command.
-pub fn path_and_args(body: &ContainerCreateBody) -> (String, Vec<String>) {
-    let mut all: Vec<String> = body
-        .entrypoint
-        .iter()
-        .flatten()
-        .chain(body.cmd.iter().flatten())
-        .cloned()
-        .collect();
-    if all.is_empty() {
-        return (String::new(), Vec::new());
-    }
-    let path = all.remove(0);
-    (path, all)
 }
 
 /// Go's units.HumanDuration, which `docker ps` shows ("Up 5 seconds").
@@ -347,7 +312,10 @@ mod tests {
             &image,
             "id",
         );
-        assert_eq!(path_and_args(&m), ("/mine".to_string(), vec![]));
+        assert_eq!(
+            crate::drivers::exec::spec::path_and_args(&m),
+            ("/mine".to_string(), vec![])
+        );
     }
 
     #[test]
@@ -381,6 +349,18 @@ pub fn human_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     Some((n * scale) as u64)
+}
+
+/// The json-file rotation of a container's LogConfig; (0, 1) when it has none.
+pub fn log_rotation_of(body: &ContainerCreateBody) -> Result<(u64, u32)> {
+    match body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.log_config.as_ref())
+    {
+        Some(lc) => log_rotation(lc),
+        None => Ok((0, 1)),
+    }
 }
 
 /// The json-file driver's rotation: `(max_size, max_files)`, 0 for no limit;

@@ -237,6 +237,33 @@ pub fn process(
     Ok(p)
 }
 
+/// Detach keys as the CLI writes them ("ctrl-p,ctrl-q", "a,ctrl-@"): the
+/// bytes they type. Empty: dockerd's default, ctrl-p ctrl-q.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>> {
+    if spec.is_empty() {
+        return Ok(vec![0x10, 0x11]);
+    }
+    let bad = || Error::invalid(format!("Invalid detach keys ({spec}) provided"));
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let c = c.as_bytes();
+                match c {
+                    [b] if b.is_ascii_lowercase() => Ok(b - b'a' + 1),
+                    [b'@'] => Ok(0),
+                    [b @ b'['..=b'_'] => Ok(b - b'[' + 27),
+                    _ => Err(bad()),
+                }
+            } else if k.len() == 1 {
+                Ok(k.as_bytes()[0])
+            } else {
+                Err(bad())
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +339,17 @@ mod tests {
         assert_eq!(reg.get(&last).unwrap().exit_code, Some(0));
         reg.forget_container("c");
         assert!(reg.get(&last).is_err());
+    }
+
+    #[test]
+    fn detach_keys_parse_as_the_cli_writes_them() {
+        assert_eq!(parse_detach_keys("").unwrap(), [0x10, 0x11]);
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q").unwrap(), [0x10, 0x11]);
+        assert_eq!(
+            parse_detach_keys("a,ctrl-@,ctrl-\\").unwrap(),
+            [b'a', 0, 28]
+        );
+        assert!(parse_detach_keys("ctrl-1").is_err());
+        assert!(parse_detach_keys("ab").is_err());
     }
 }

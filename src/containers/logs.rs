@@ -153,7 +153,7 @@ pub fn write_log(path: &Path, q: &Query, out: &mut dyn std::io::Write) -> std::i
                 continue;
             }
             if q.since.is_some() || q.until.is_some() {
-                let t = crate::api::images::parse_rfc3339(&e.time)
+                let t = crate::clock::parse_rfc3339(&e.time)
                     .map(|s| s * 1_000_000_000 + frac_ns(&e.time))
                     .unwrap_or(0);
                 if q.since.is_some_and(|s| t < s) || q.until.is_some_and(|u| t > u) {
@@ -247,7 +247,7 @@ pub fn parse_time_ns(v: &str) -> Option<i64> {
     if let Ok(s) = v.parse::<i64>() {
         return Some(s * 1_000_000_000);
     }
-    crate::api::images::parse_rfc3339(v).map(|s| s * 1_000_000_000 + frac_ns(v))
+    crate::clock::parse_rfc3339(v).map(|s| s * 1_000_000_000 + frac_ns(v))
 }
 
 /// Keeps the entries `docker logs` asks for: between `since` and `until` (ns),
@@ -260,7 +260,7 @@ pub fn select(
 ) {
     if since.is_some() || until.is_some() {
         entries.retain(|e| {
-            let t = crate::api::images::parse_rfc3339(&e.time)
+            let t = crate::clock::parse_rfc3339(&e.time)
                 .map(|s| s * 1_000_000_000 + frac_ns(&e.time))
                 .unwrap_or(0);
             since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)

@@ -1,5 +1,8 @@
-//! Containers: their configuration (checks, image defaults, names) and, in
-//! `summary`, how `docker ps` and `inspect` render them from the projection.
+//! Containers, the domain: their configuration (checks, image defaults,
+//! names), how `docker ps` and `inspect` render them from the projection
+//! (`render`), their files (`archive`, `diff`, and `storage`: where they are on
+//! the host), logs, stats, top, updates, restart policy and exec records.
+//! Pure where it can be; no actor and no part of the facade is imported here.
 
 pub mod archive;
 pub mod config;
@@ -10,5 +13,6 @@ pub mod names;
 pub mod render;
 pub mod restart;
 pub mod stats;
+pub mod storage;
 pub mod top;
 pub mod update;

@@ -9,32 +9,10 @@ use bollard_stubs::models::{
     ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData,
 };
 
-use super::config::{human_duration, path_and_args};
+use super::config::human_duration;
+use crate::drivers::exec::spec::path_and_args;
 use crate::error::{Error, Result};
 use crate::events::projection::{ContainerRecord, ContainerStatus, State};
-
-/// A container by full ID, name ("x" or "/x"), or unique ID prefix, as dockerd.
-pub fn resolve<'a>(state: &'a State, name: &str) -> Result<&'a ContainerRecord> {
-    let not_found = || Error::not_found(format!("No such container: {name}"));
-    if name.is_empty() {
-        return Err(not_found());
-    }
-    if let Some(c) = state.containers.get(name) {
-        return Ok(c);
-    }
-    let bare = name.strip_prefix('/').unwrap_or(name);
-    if let Some(c) = state.containers.values().find(|c| c.name == bare) {
-        return Ok(c);
-    }
-    let mut by_prefix = state.containers.values().filter(|c| c.id.starts_with(name));
-    match (by_prefix.next(), by_prefix.next()) {
-        (Some(c), None) => Ok(c),
-        (Some(_), Some(_)) => Err(Error::invalid(format!(
-            "multiple IDs found with provided prefix: {name}"
-        ))),
-        _ => Err(not_found()),
-    }
-}
 
 /// The create body recorded with the container.
 pub fn body(c: &ContainerRecord) -> ContainerCreateBody {
@@ -45,7 +23,7 @@ pub fn rfc3339_or_zero(ns: u64) -> String {
     if ns == 0 {
         "0001-01-01T00:00:00Z".into()
     } else {
-        crate::api::system::rfc3339(ns)
+        crate::clock::rfc3339(ns)
     }
 }
 
@@ -148,7 +126,7 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
     let (_, status) = state_enum(c);
     ContainerInspectResponse {
         id: Some(c.id.clone()),
-        created: Some(crate::api::system::rfc3339(c.created_ns)),
+        created: Some(crate::clock::rfc3339(c.created_ns)),
         path: Some(path),
         args: Some(args),
         state: Some(ContainerState {
@@ -267,7 +245,7 @@ pub fn list<'a>(
                 .map_err(|_| Error::invalid(format!("invalid filter 'exited={e}'")))
         })
         .collect::<Result<_>>()?;
-    let created_of = |name: &str| resolve(state, name).map(|c| c.created_ns);
+    let created_of = |name: &str| state.container(name).map(|c| c.created_ns);
     let before = f("before")
         .and_then(|v| v.first())
         .map(|n| created_of(n))

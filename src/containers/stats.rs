@@ -168,7 +168,7 @@ pub struct Sample {
 pub fn sample(cgroup_path: &str) -> Sample {
     let rel = cgroup_path.trim_start_matches('/');
     Sample {
-        read_ns: crate::store::eventlog::now_ns(),
+        read_ns: crate::clock::now_ns(),
         cpu: cpu_stats(rel),
         memory: memory_stats(rel),
         pids: pids_stats(rel),
@@ -180,7 +180,7 @@ pub fn sample(cgroup_path: &str) -> Sample {
 pub fn render(id: &str, name: &str, now: &Sample, pre: Option<&Sample>) -> Value {
     let zero_cpu = json!({ "cpu_usage": { "total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0 }, "throttling_data": { "periods": 0, "throttled_periods": 0, "throttled_time": 0 } });
     let (preread, precpu) = match pre {
-        Some(p) => (crate::api::system::rfc3339(p.read_ns), p.cpu.clone()),
+        Some(p) => (crate::clock::rfc3339(p.read_ns), p.cpu.clone()),
         None => ("0001-01-01T00:00:00Z".to_string(), zero_cpu),
     };
     let empty_blkio = json!({
@@ -190,7 +190,7 @@ pub fn render(id: &str, name: &str, now: &Sample, pre: Option<&Sample>) -> Value
         "io_time_recursive": null, "sectors_recursive": null,
     });
     json!({
-        "read": crate::api::system::rfc3339(now.read_ns),
+        "read": crate::clock::rfc3339(now.read_ns),
         "preread": preread,
         "pids_stats": now.pids,
         "blkio_stats": empty_blkio,

@@ -425,6 +425,35 @@ fn unbind_ns(at: &Path) {
     let _ = std::fs::remove_file(at);
 }
 
+/// How long a holder may take to say it is ready: a hung one must not hang
+/// the container's start (it is killed and the start fails).
+const HOLDER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits until `out` has something to read (or is closed), at most `timeout`.
+fn wait_readable(out: &impl std::os::fd::AsFd, timeout: std::time::Duration) -> Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
+        .unwrap_or(PollTimeout::MAX);
+    loop {
+        match poll(&mut fds, ms) {
+            Ok(0) => {
+                return Err(Error::internal(format!(
+                    "the user namespace holder did not get ready in {} s",
+                    timeout.as_secs()
+                )))
+            }
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "waiting for the user namespace holder: {e}"
+                )))
+            }
+        }
+    }
+}
+
 /// Runs `f` on the /proc directory of a child that is in a new user
 /// namespace (whose maps are written when `maps` is given) or, with
 /// `--net-in P`, in a new network namespace inside the user namespace at P;
@@ -448,6 +477,7 @@ fn with_holder<T>(
     let result = (|| -> Result<T> {
         let mut line = String::new();
         if let Some(out) = child.stdout.as_mut() {
+            wait_readable(out, HOLDER_READY_TIMEOUT)?;
             BufReader::new(out)
                 .read_line(&mut line)
                 .context("reading the user namespace holder")?;
@@ -471,6 +501,10 @@ fn with_holder<T>(
         f(&proc)
     })();
     drop(child.stdin.take());
+    if result.is_err() {
+        // A holder that never got ready would not end on its closed stdin.
+        let _ = child.kill();
+    }
     let _ = child.wait();
     result
 }

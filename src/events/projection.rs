@@ -121,7 +121,67 @@ pub struct LayerBlobRecord {
     pub size: u64,
 }
 
+/// What a lookup by exact ID, name, or unique ID prefix found.
+enum Found<'a, T> {
+    One(&'a T),
+    /// This many IDs start with the prefix.
+    Ambiguous(usize),
+    Nothing,
+}
+
+/// dockerd's order for finding a container or a network: the exact ID first,
+/// then the name, then a unique ID prefix. An empty name finds nothing.
+fn find<'a, T>(
+    by_id: &'a BTreeMap<String, T>,
+    name: &str,
+    is_named: impl Fn(&T) -> bool,
+) -> Found<'a, T> {
+    if name.is_empty() {
+        return Found::Nothing;
+    }
+    if let Some(x) = by_id.get(name) {
+        return Found::One(x);
+    }
+    if let Some(x) = by_id.values().find(|x| is_named(x)) {
+        return Found::One(x);
+    }
+    let mut by_prefix = by_id
+        .range(name.to_string()..)
+        .take_while(|(id, _)| id.starts_with(name));
+    match (by_prefix.next(), by_prefix.next()) {
+        (Some((_, x)), None) => Found::One(x),
+        (Some(_), Some(_)) => Found::Ambiguous(2 + by_prefix.count()),
+        _ => Found::Nothing,
+    }
+}
+
 impl State {
+    /// A container by full ID, name ("x" or "/x"), or unique ID prefix, with
+    /// dockerd's words when there is none or more than one.
+    pub fn container(&self, name: &str) -> crate::error::Result<&ContainerRecord> {
+        use crate::error::Error;
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        match find(&self.containers, name, |c| c.name == bare) {
+            Found::One(c) => Ok(c),
+            Found::Ambiguous(_) => Err(Error::invalid(format!(
+                "multiple IDs found with provided prefix: {name}"
+            ))),
+            Found::Nothing => Err(Error::not_found(format!("No such container: {name}"))),
+        }
+    }
+
+    /// A network by full ID, name, or unique ID prefix, with dockerd's words.
+    pub fn network(&self, name: &str) -> crate::error::Result<&NetworkRecord> {
+        use crate::error::Error;
+        match find(&self.networks, name, |n| n.name == name) {
+            Found::One(n) => Ok(n),
+            Found::Ambiguous(count) => Err(Error::invalid(format!(
+                "network {name} is ambiguous ({count} matches found based on ID prefix)"
+            ))),
+            Found::Nothing => Err(Error::not_found(format!("network {name} not found"))),
+        }
+    }
+
     /// The sum of the image's layer sizes, as `docker images` shows it.
     pub fn image_size(&self, image: &ImageRecord) -> u64 {
         image

@@ -23,9 +23,22 @@ pub struct CommitSpec {
     pub comment: String,
     /// The image the container runs: its config blob and layers.
     pub parent_id: String,
+    /// Filled from the blob store by the ImageService.
     pub parent_config: Vec<u8>,
     pub parent_chain: Vec<String>,
     pub created: String,
+}
+
+/// What the user asked of `docker commit`, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct CommitRequest {
+    pub tag: Option<crate::registry::reference::Reference>,
+    pub user_config: ContainerConfig,
+    pub changes: Vec<String>,
+    pub author: String,
+    pub comment: String,
+    /// Freeze a running container while its layer is read (dockerd's default).
+    pub pause: bool,
 }
 
 /// The user's config with the changes applied, its gaps filled from the

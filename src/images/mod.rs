@@ -1,9 +1,11 @@
-//! Image formats on disk: archives made by `docker save` (and OCI image layouts),
-//! tarballs for `docker import`, and the Dockerfile changes both import and
-//! commit apply to a config.
+//! Images, the domain: archives made by `docker save` (and OCI image layouts),
+//! tarballs for `docker import`, `docker commit`, the Dockerfile changes both
+//! import and commit apply to a config, queries over the projection, and
+//! (`files`) where an image's config and layers are on the host.
 
 pub mod archive;
 pub mod changes;
 pub mod commit;
+pub mod files;
 pub mod import;
 pub mod query;

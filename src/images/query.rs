@@ -167,6 +167,31 @@ fn glob(pattern: &str, s: &str) -> bool {
     }
 }
 
+/// Whether the image's names amount to one (moby's isSingleReference): at most
+/// one tag, and digests only of that tag's repository.
+pub fn single_reference(image: &ImageRecord) -> bool {
+    let repo_of = |r: &str| -> String {
+        match r.split_once('@') {
+            Some((repo, _)) => repo.to_string(),
+            None => r
+                .rsplit_once(':')
+                .filter(|(_, t)| !t.contains('/'))
+                .map(|(repo, _)| repo.to_string())
+                .unwrap_or_else(|| r.to_string()),
+        }
+    };
+    let digest_repos: std::collections::HashSet<String> =
+        image.repo_digests.iter().map(|d| repo_of(d)).collect();
+    match image.repo_tags.as_slice() {
+        [] => digest_repos.len() <= 1,
+        [tag] => {
+            digest_repos.is_empty()
+                || (digest_repos.len() == 1 && digest_repos.contains(&repo_of(tag)))
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,22 +1,17 @@
 //! Networks, the pure part: what a network is, addresses, published ports,
-//! the files a container's resolver reads, the DNS wire format, and how all
-//! of it reads in the API. The kernel side is `drivers::network`; the
-//! decisions are the NetworkController's.
+//! the files a container's resolver reads, the DNS wire format and the names a
+//! network's DNS answers (`index`), what the firewall should hold
+//! (`firewall_plan`), and how all of it reads in the API. The kernel side is
+//! `drivers::network`; the decisions are the NetworkController's.
 
 pub mod dns;
 pub mod files;
+pub mod firewall_plan;
+pub mod index;
 pub mod ipam;
 pub mod ports;
 pub mod render;
 pub mod spec;
 
-/// Where a started container's network lives.
-#[derive(Debug, Clone, Default)]
-pub struct Sandbox {
-    /// The namespace to join; None: the runtime makes an empty one (none) or
-    /// none at all (host).
-    pub netns: Option<std::path::PathBuf>,
-    /// /etc/hosts, /etc/resolv.conf and /etc/hostname: where each is in the
-    /// container, and the file bind-mounted there.
-    pub etc_files: Vec<(String, std::path::PathBuf)>,
-}
+/// The sandbox type is the runtime's (the lower layer); the NetworkController fills it.
+pub use crate::drivers::exec::spec::Sandbox;

@@ -3,6 +3,7 @@
 //! inspect, `docker port` and `docker ps`.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 
 use bollard_stubs::models::{ContainerCreateBody, PortBinding, PortMap};
 
@@ -133,6 +134,96 @@ pub fn port_map(body: &ContainerCreateBody, published: &[PublishedPort], running
         });
     }
     map
+}
+
+// The host side of published ports: a bound socket holds each, so nothing
+// else takes it and a port in use fails a start before anything is made.
+
+/// Holds each published port's host side (a bound socket per port).
+pub fn reserve_published(published: &[PublishedPort]) -> Result<Vec<OwnedFd>> {
+    published
+        .iter()
+        .map(|p| bind_port(&p.proto, &p.host_ip, p.host_port).map(|(fd, _)| fd))
+        .collect()
+}
+
+/// Binds `host_ip:port` (0: a port the kernel picks) for `proto`.
+fn bind_port(proto: &str, host_ip: &str, port: u16) -> Result<(OwnedFd, u16)> {
+    use nix::sys::socket::{
+        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let ip: std::net::Ipv4Addr = if host_ip.is_empty() {
+        std::net::Ipv4Addr::UNSPECIFIED
+    } else {
+        host_ip
+            .parse()
+            .map_err(|_| Error::invalid(format!("invalid host IP {host_ip}")))?
+    };
+    let kind = if proto == "udp" {
+        SockType::Datagram
+    } else {
+        SockType::Stream
+    };
+    let fd = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| Error::internal(format!("making a socket: {e}")))?;
+    let shown = if host_ip.is_empty() {
+        "0.0.0.0"
+    } else {
+        host_ip
+    };
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(ip, port)),
+    )
+    .map_err(|e| {
+        let why = if e == nix::errno::Errno::EADDRINUSE {
+            "port is already allocated".to_string()
+        } else {
+            e.desc().to_string()
+        };
+        Error::invalid(format!("Bind for {shown}:{port} failed: {why}"))
+    })?;
+    let bound: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .map_err(|e| Error::internal(format!("reading the bound port: {e}")))?;
+    Ok((fd, bound.port()))
+}
+
+/// Chooses and holds the host ports of `requests`.
+pub fn reserve_requests(requests: &[PortRequest]) -> Result<(Vec<PublishedPort>, Vec<OwnedFd>)> {
+    let mut published = Vec::new();
+    let mut held = Vec::new();
+    for r in requests {
+        let (lo, hi) = r.host_ports;
+        let mut last_err = None;
+        let mut got = None;
+        for port in lo..=hi {
+            match bind_port(&r.proto, &r.host_ip, port) {
+                Ok(x) => {
+                    got = Some(x);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let (fd, port) = match got {
+            Some(x) => x,
+            None => {
+                return Err(last_err.unwrap_or_else(|| Error::invalid("no host port to publish on")))
+            }
+        };
+        published.push(PublishedPort {
+            proto: r.proto.clone(),
+            container_port: r.container_port,
+            host_ip: if r.host_ip.is_empty() {
+                "0.0.0.0".into()
+            } else {
+                r.host_ip.clone()
+            },
+            host_port: port,
+        });
+        held.push(fd);
+    }
+    Ok((published, held))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::events::projection::{
 };
 
 fn rfc3339(ns: u64) -> String {
-    crate::api::system::rfc3339(ns)
+    crate::clock::rfc3339(ns)
 }
 
 /// One network as GET /networks and /networks/{id} show it; `containers`

@@ -64,6 +64,40 @@ impl NetworkSpec {
         };
         Ok((subnet, gateway, range))
     }
+
+    /// A static address asked for on this network (`--ip`): it must be a
+    /// host address of the subnet. The gateway is refused only at join
+    /// (`for_join`), as dockerd accepts it at create and fails the start.
+    pub fn static_address(&self, a: &str) -> Result<u32> {
+        self.static_address_checked(a, false)
+    }
+
+    /// `static_address`, the gateway refused too (the address a join takes).
+    pub fn static_address_for_join(&self, a: &str) -> Result<u32> {
+        self.static_address_checked(a, true)
+    }
+
+    fn static_address_checked(&self, a: &str, for_join: bool) -> Result<u32> {
+        let ip = ipam::parse_ip(a)?;
+        let (subnet, gateway, _) = self.addressing()?;
+        if !subnet.is_host(ip) || (for_join && ip == gateway) {
+            return Err(Error::invalid(format!(
+                "no configured subnet or ip-range contain the IP address {a}"
+            )));
+        }
+        Ok(ip)
+    }
+
+    /// The bridge device the driver makes for this network.
+    pub fn bridge_device(&self) -> Result<crate::drivers::network::Bridge> {
+        let (subnet, gateway, _) = self.addressing()?;
+        Ok(crate::drivers::network::Bridge {
+            name: self.bridge.clone(),
+            gateway: std::net::Ipv4Addr::from(gateway),
+            prefix: subnet.prefix,
+            internal: self.internal,
+        })
+    }
 }
 
 /// A checked create request: what the controller still has to decide is the
@@ -188,34 +222,6 @@ fn valid_network_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-/// A network by full ID, name, or unique ID prefix, as dockerd: an exact ID
-/// first, then a name, then a prefix.
-pub fn resolve<'a>(state: &'a State, name: &str) -> Result<&'a NetworkRecord> {
-    let not_found = || Error::not_found(format!("network {name} not found"));
-    if name.is_empty() {
-        return Err(not_found());
-    }
-    if let Some(n) = state.networks.get(name) {
-        return Ok(n);
-    }
-    if let Some(n) = state.networks.values().find(|n| n.name == name) {
-        return Ok(n);
-    }
-    let mut by_prefix = state.networks.values().filter(|n| n.id.starts_with(name));
-    match (by_prefix.next(), by_prefix.next()) {
-        (Some(n), None) => Ok(n),
-        (Some(_), Some(_)) => Err(Error::invalid(format!(
-            "network {name} is ambiguous ({} matches found based on ID prefix)",
-            state
-                .networks
-                .values()
-                .filter(|n| n.id.starts_with(name))
-                .count()
-        ))),
-        _ => Err(not_found()),
-    }
-}
-
 /// The network a container's NetworkMode names: "default" is the bridge.
 pub fn mode_network(mode: &str) -> &str {
     match mode {
@@ -243,13 +249,7 @@ pub fn check_endpoint_config(s: &NetworkSpec, config: &EndpointSettings) -> Resu
                 "user specified IP address is supported only when connecting to networks with user configured subnets",
             ));
         }
-        let ipn = ipam::parse_ip(&ip)?;
-        let (subnet, _, _) = s.addressing()?;
-        if !subnet.is_host(ipn) {
-            return Err(Error::invalid(format!(
-                "no configured subnet or ip-range contain the IP address {ip}"
-            )));
-        }
+        s.static_address(&ip)?;
     }
     Ok(())
 }
@@ -271,7 +271,7 @@ pub fn create_attachments(
         .and_then(|n| n.endpoints_config.clone())
         .unwrap_or_default();
     if let Some(other) = mode.strip_prefix("container:") {
-        crate::containers::render::resolve(state, other)?;
+        state.container(other)?;
         if !configs.is_empty() {
             return Err(Error::invalid(
                 "conflicting options: container type network can't be used with other networks",
@@ -279,16 +279,18 @@ pub fn create_attachments(
         }
         return Ok(Vec::new());
     }
-    let mode_net = resolve(state, mode_network(&mode)).map_err(|e| match e.kind() {
-        ErrorKind::NotFound => Error::not_found(format!("network {mode} not found")),
-        _ => e,
-    })?;
+    let mode_net = state
+        .network(mode_network(&mode))
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::not_found(format!("network {mode} not found")),
+            _ => e,
+        })?;
     let mut out = vec![(mode_net.id.clone(), EndpointSettings::default())];
     let mut names: Vec<&String> = configs.keys().collect();
     names.sort();
     for name in names {
         // The CLI names the mode's network as the mode says ("default").
-        let n = resolve(state, mode_network(name))?;
+        let n = state.network(mode_network(name))?;
         let s = NetworkSpec::of(n);
         let cfg = configs[name].clone();
         check_endpoint_config(&s, &cfg)?;

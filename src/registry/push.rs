@@ -10,6 +10,7 @@ use super::pull::{Progress, ProgressTx};
 use super::reference::{Reference, DOCKER_HUB, DOCKER_HUB_ENDPOINT};
 use super::{Endpoint, RegistrySettings};
 use crate::error::{Error, Result};
+use crate::events::projection::{ImageRecord, State};
 use crate::store::blobs::{sha256_digest, BlobStore};
 
 pub struct PushLayer {
@@ -153,4 +154,56 @@ pub async fn push(
         .await
         .map_err(|e| push_error(r, e))?;
     Ok((digest, size))
+}
+
+/// What a push sends for one image, from the projection and the blob store.
+pub fn plan(state: &State, blobs: &BlobStore, image: &ImageRecord) -> Result<PushImage> {
+    use crate::registry::manifest::{Manifest, DOCKER_MANIFEST};
+    let mut layers = Vec::new();
+    for c in &image.chain_ids {
+        let layer = state
+            .layers
+            .get(c)
+            .ok_or_else(|| Error::internal(format!("layer {c} of {} is missing", image.id)))?;
+        let blob = layer.blob.as_ref().ok_or_else(|| {
+            Error::internal(format!(
+                "layer {} of {} has no stored blob to push; pull it again",
+                layer.diff_id, image.id
+            ))
+        })?;
+        layers.push(PushLayer {
+            digest: blob.digest.clone(),
+            media_type: blob.media_type.clone(),
+            size: blob.size,
+        });
+    }
+    // The manifest it was pulled with, if it describes exactly these blobs.
+    let manifest = image
+        .repo_digests
+        .iter()
+        .filter_map(|d| d.rsplit_once('@').map(|(_, dg)| dg))
+        .find_map(|digest| {
+            let bytes = blobs.get(digest).ok()?;
+            let Ok(Manifest::Image(m)) = Manifest::parse(&bytes) else {
+                return None;
+            };
+            let same = m.config.digest == image.id
+                && m.layers.len() == layers.len()
+                && m.layers
+                    .iter()
+                    .zip(&layers)
+                    .all(|(a, b)| a.digest == b.digest);
+            same.then(|| {
+                (
+                    bytes,
+                    m.media_type.unwrap_or_else(|| DOCKER_MANIFEST.to_string()),
+                )
+            })
+        });
+    Ok(PushImage {
+        config: blobs.get(&image.id)?,
+        config_digest: image.id.clone(),
+        layers,
+        manifest,
+    })
 }

@@ -105,7 +105,8 @@ impl EventStore {
                 match repaired {
                     Ok(db) => db,
                     Err(second) => {
-                        let aside = path.with_extension(format!("damaged-{}", now_ns()));
+                        let aside =
+                            path.with_extension(format!("damaged-{}", crate::clock::now_ns()));
                         warn!(path = %path.display(), aside = %aside.display(), error = %second,
                             "event log cannot be repaired; moving it aside and starting a new one");
                         std::fs::rename(path, &aside)
@@ -323,5 +324,3 @@ impl EventStore {
             .context("writing a raw record")
     }
 }
-
-pub use berth_shim::time::now_ns;

@@ -54,6 +54,7 @@ pub fn cgroup_path(id: &str) -> String {
 }
 
 /// Mounts the rootfs and writes the bundle; on error nothing stays mounted.
+/// `log_rotation`: the json-file log's (max size, max files), 0 for no limit.
 pub fn prepare(
     id: &str,
     body: &ContainerCreateBody,
@@ -62,7 +63,8 @@ pub fn prepare(
     container_dir: &Path,
     runtime: &[String],
     init_binary: &Path,
-    sandbox: &crate::networks::Sandbox,
+    sandbox: &spec::Sandbox,
+    log_rotation: (u64, u32),
 ) -> Result<Bundle> {
     let remap = layers
         .remap()
@@ -79,6 +81,7 @@ pub fn prepare(
         init_binary,
         sandbox,
         remap.as_deref(),
+        log_rotation,
     );
     if made.is_err() {
         layers.unmount_rw(id);
@@ -94,8 +97,9 @@ fn write(
     container_dir: &Path,
     runtime: &[String],
     init_binary: &Path,
-    sandbox: &crate::networks::Sandbox,
+    sandbox: &spec::Sandbox,
     remap: Option<&crate::drivers::userns::Remap>,
+    log_rotation: (u64, u32),
 ) -> Result<Bundle> {
     let group = read_in_root(rootfs, "etc/group");
     let mut user = spec::resolve_user(
@@ -151,14 +155,7 @@ fn write(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).context(format_args!("creating {}", dir.display()))?;
     let log_path = container_dir.join(format!("{id}-json.log"));
-    let (log_max_size, log_max_files) = match body
-        .host_config
-        .as_ref()
-        .and_then(|h| h.log_config.as_ref())
-    {
-        Some(lc) => crate::containers::config::log_rotation(lc)?,
-        None => (0, 1),
-    };
+    let (log_max_size, log_max_files) = log_rotation;
     let shim = ShimConfig {
         id: id.to_string(),
         runtime: runtime.to_vec(),

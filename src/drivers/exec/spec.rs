@@ -6,7 +6,6 @@
 use bollard_stubs::models::ContainerCreateBody;
 use serde_json::{json, Value};
 
-use crate::containers::config::{MASKED_PATHS, READONLY_PATHS};
 use crate::error::{Error, Result};
 
 /// dockerd's default capability set.
@@ -227,6 +226,55 @@ fn host_devices(mappings: &[bollard_stubs::models::DeviceMapping]) -> Result<Vec
     Ok(out)
 }
 
+/// What dockerd masks and makes read-only in /proc and /sys by default.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// (Path, Args) as dockerd derives them: the entrypoint, then the command.
+pub fn path_and_args(body: &ContainerCreateBody) -> (String, Vec<String>) {
+    let mut all: Vec<String> = body
+        .entrypoint
+        .iter()
+        .flatten()
+        .chain(body.cmd.iter().flatten())
+        .cloned()
+        .collect();
+    if all.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let path = all.remove(0);
+    (path, all)
+}
+
+/// Where a started container's network lives: made by the network driver,
+/// joined by the runtime.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    /// The namespace to join; None: the runtime makes an empty one (none) or
+    /// none at all (host).
+    pub netns: Option<std::path::PathBuf>,
+    /// /etc/hosts, /etc/resolv.conf and /etc/hostname: where each is in the
+    /// container, and the file bind-mounted there.
+    pub etc_files: Vec<(String, std::path::PathBuf)>,
+}
+
 pub struct SpecInput<'a> {
     pub id: &'a str,
     pub body: &'a ContainerCreateBody,
@@ -237,7 +285,7 @@ pub struct SpecInput<'a> {
     /// The static binary that serves as docker-init (`--init`).
     pub init_binary: &'a std::path::Path,
     /// The network namespace made for it, and its /etc files.
-    pub sandbox: &'a crate::networks::Sandbox,
+    pub sandbox: &'a Sandbox,
     /// userns-remap: the container's user namespace (bound at the path,
     /// made with these mappings).
     pub remap: Option<(&'a crate::drivers::userns::Remap, std::path::PathBuf)>,
@@ -249,7 +297,7 @@ const INIT_PATH: &str = "/sbin/docker-init";
 pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     let b = input.body;
     let h = b.host_config.clone().unwrap_or_default();
-    let (path, args) = crate::containers::config::path_and_args(b);
+    let (path, args) = path_and_args(b);
     if path.is_empty() {
         return Err(Error::invalid("No command specified"));
     }

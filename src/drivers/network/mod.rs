@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use rtnetlink::Handle;
 
 use crate::error::{Context, Result};
-use crate::networks::ipam::Subnet;
-use crate::networks::spec::NetworkSpec;
 use firewall::Firewall;
 
 /// The data root whose daemon's names carry no tag.
@@ -86,6 +84,18 @@ impl Names {
     }
 }
 
+/// A bridge device as the driver makes it.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub name: String,
+    /// The bridge's own address, the containers' gateway.
+    pub gateway: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// No route out: published ports need no route_localnet.
+    pub internal: bool,
+}
+
 /// The driver: names, a netlink handle of the host, the firewall.
 pub struct NetDriver {
     pub names: Names,
@@ -107,20 +117,19 @@ impl NetDriver {
     }
 
     /// Makes a bridge network's device (idempotent).
-    pub async fn ensure_bridge(&self, spec: &NetworkSpec) -> Result<()> {
-        let (subnet, gateway, _) = spec.addressing()?;
+    pub async fn ensure_bridge(&self, bridge: &Bridge) -> Result<()> {
         netlink::ensure_bridge(
             &self.handle,
-            &spec.bridge,
+            &bridge.name,
             &self.names.alias(),
-            Ipv4Addr::from(gateway),
-            subnet.prefix,
+            bridge.gateway,
+            bridge.prefix,
         )
         .await?;
-        if !spec.internal {
+        if !bridge.internal {
             // Published ports answer on 127.0.0.1: DNAT sends such packets
             // out of the bridge, which the kernel allows only with this.
-            let knob = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", spec.bridge);
+            let knob = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", bridge.name);
             std::fs::write(&knob, "1").context(format_args!("writing {knob}"))?;
         }
         Ok(())
@@ -130,8 +139,9 @@ impl NetDriver {
         netlink::delete_link(&self.handle, name).await
     }
 
-    /// Subnets a new network must not overlap: the host's routes.
-    pub async fn host_routes(&self) -> Result<Vec<Subnet>> {
+    /// Subnets a new network must not overlap: the host's routes, as
+    /// (base address, prefix length).
+    pub async fn host_routes(&self) -> Result<Vec<(u32, u8)>> {
         netlink::route_subnets(&self.handle).await
     }
 }

@@ -10,7 +10,6 @@ use futures_util::TryStreamExt;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::{Context, Error, Result};
-use crate::networks::ipam::Subnet;
 
 fn nl<T>(what: impl std::fmt::Display, r: std::result::Result<T, rtnetlink::Error>) -> Result<T> {
     r.map_err(|e| Error::internal(format!("{what}: {e}")))
@@ -123,8 +122,9 @@ pub async fn bridges_with_alias(h: &Handle, alias: &str) -> Result<Vec<String>> 
     Ok(out)
 }
 
-/// The subnets of the host's IPv4 routes (the default route aside).
-pub async fn route_subnets(h: &Handle) -> Result<Vec<Subnet>> {
+/// The subnets of the host's IPv4 routes (the default route aside), as
+/// (base address, prefix length).
+pub async fn route_subnets(h: &Handle) -> Result<Vec<(u32, u8)>> {
     use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
     let mut out = Vec::new();
     let mut routes = h
@@ -143,10 +143,7 @@ pub async fn route_subnets(h: &Handle) -> Result<Vec<Subnet>> {
                 } else {
                     !(u32::MAX >> prefix)
                 };
-                out.push(Subnet {
-                    base: u32::from(*ip) & m,
-                    prefix,
-                });
+                out.push((u32::from(*ip) & m, prefix));
             }
         }
     }

@@ -1,0 +1,170 @@
+//! Connecting and disconnecting a container (running or not) to a network.
+
+use actix::prelude::*;
+use tracing::warn;
+
+use super::*;
+
+/// POST /networks/{id}/connect.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Connect {
+    pub network: String,
+    pub container: String,
+    pub config: EndpointSettings,
+}
+
+impl Handler<Connect> for NetworkController {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let checked = check_connect(&state, &msg).and_then(|(c, n, s)| {
+            let actor = if c.status == ContainerStatus::Running {
+                Some(self.actor_for(&n)?)
+            } else {
+                None
+            };
+            Ok((c, n, s, actor))
+        });
+        let (events, driver) = (self.events.clone(), Arc::clone(&self.driver));
+        let fut = async move {
+            let (c, network, config, actor) = checked?;
+            append(
+                &events,
+                Event::ContainerNetworkConnected {
+                    container: c.id.clone(),
+                    network: network.clone(),
+                    config: to_json(&config)?,
+                },
+            )
+            .await?;
+            let Some(actor) = actor else {
+                return Ok(());
+            };
+            let used: Vec<String> = c.networks.values().map(|e| e.ifname.clone()).collect();
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !used.contains(n))
+                .unwrap_or_default();
+            let joined = async {
+                let plan = actor
+                    .send(Join {
+                        container: c.id.clone(),
+                        ifname,
+                        host_ifname: veth_name()?,
+                        primary: false,
+                    })
+                    .await
+                    .map_err(|e| Error::internal(format!("network actor: {e}")))??;
+                let path = driver.names.netns_path(&c.id);
+                tokio::task::spawn_blocking(move || {
+                    netlink::setup_interfaces(Namespace::Existing(path), vec![plan])
+                })
+                .await
+                .map_err(|e| Error::internal(format!("network setup: {e}")))?
+            }
+            .await;
+            if let Err(e) = joined {
+                let _ = append(
+                    &events,
+                    Event::ContainerNetworkDisconnected {
+                        container: c.id.clone(),
+                        network,
+                    },
+                )
+                .await;
+                return Err(e);
+            }
+            Ok(())
+        };
+        Box::pin(fut.into_actor(self))
+    }
+}
+
+pub(super) fn check_connect(
+    state: &State,
+    msg: &Connect,
+) -> Result<(ContainerRecord, String, EndpointSettings)> {
+    let n = state.network(&msg.network)?;
+    let c = state.container(&msg.container)?.clone();
+    let s = NetworkSpec::of(n);
+    let body = crate::containers::render::body(&c);
+    let mode = body
+        .host_config
+        .and_then(|h| h.network_mode)
+        .unwrap_or_default();
+    if !s.is_bridge() || mode == HOST || mode == NONE || mode.starts_with("container:") {
+        return Err(Error::invalid(
+            "container sharing network namespace with another container or host cannot be connected to any other network",
+        ));
+    }
+    if c.networks.contains_key(&n.id) {
+        return Err(Error::forbidden(format!(
+            "endpoint with name {} already exists in network {}",
+            c.name, n.name
+        )));
+    }
+    spec::check_endpoint_config(&s, &msg.config)?;
+    Ok((c, n.id.clone(), msg.config.clone()))
+}
+
+/// POST /networks/{id}/disconnect.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Disconnect {
+    pub network: String,
+    pub container: String,
+    pub force: bool,
+}
+
+impl Handler<Disconnect> for NetworkController {
+    type Result = ResponseActFuture<Self, Result<()>>;
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let found = (|| {
+            let n = state.network(&msg.network)?;
+            let c = state.container(&msg.container)?;
+            let ep = c.networks.get(&n.id).ok_or_else(|| {
+                Error::forbidden(format!(
+                    "container {} is not connected to network {}",
+                    c.id, n.name
+                ))
+            })?;
+            if NetworkSpec::of(n).builtin && n.name != BRIDGE {
+                return Err(Error::invalid(
+                    "container cannot be disconnected from host network or connected to host network",
+                ));
+            }
+            Ok((c.id.clone(), n.id.clone(), ep.ifname.clone()))
+        })();
+        let (events, driver, force) = (self.events.clone(), Arc::clone(&self.driver), msg.force);
+        let fut = async move {
+            let (cid, nid, ifname) = found?;
+            if !ifname.is_empty() {
+                let path = driver.names.netns_path(&cid);
+                let removed =
+                    tokio::task::spawn_blocking(move || netlink::remove_interface(&path, &ifname))
+                        .await
+                        .map_err(|e| Error::internal(format!("network teardown: {e}")))?;
+                if let Err(e) = removed {
+                    if !force {
+                        return Err(e);
+                    }
+                    warn!(container = %cid, error = %e, "disconnect (forced)");
+                }
+            }
+            append(
+                &events,
+                Event::ContainerNetworkDisconnected {
+                    container: cid,
+                    network: nid,
+                },
+            )
+            .await?;
+            Ok(())
+        };
+        Box::pin(fut.into_actor(self))
+    }
+}

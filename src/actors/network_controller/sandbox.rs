@@ -1,0 +1,259 @@
+//! A container's sandbox: its network namespace, interfaces, published
+//! ports and /etc files, made before its process starts and let go at its exit.
+
+use actix::prelude::*;
+use tracing::warn;
+
+use super::*;
+
+/// Everything a container's network needs before its process starts.
+#[derive(Message)]
+#[rtype(result = "Result<Sandbox>")]
+pub struct PrepareSandbox {
+    pub id: String,
+    /// The container's create body (parsed once, by its actor).
+    pub body: bollard_stubs::models::ContainerCreateBody,
+    /// Its user namespace (userns-remap), in which its network namespace is
+    /// made, so that its root owns it.
+    pub userns: Option<std::path::PathBuf>,
+}
+
+impl Handler<PrepareSandbox> for NetworkController {
+    type Result = ResponseActFuture<Self, Result<Sandbox>>;
+
+    fn handle(&mut self, msg: PrepareSandbox, _: &mut Context<Self>) -> Self::Result {
+        let state = self.projection.current();
+        let id = msg.id.clone();
+        let planned = self.plan_sandbox(&state, &id, &msg.body);
+        let body = msg.body;
+        let userns = msg.userns;
+        let (events, driver, dir) = (
+            self.events.clone(),
+            Arc::clone(&self.driver),
+            self.containers_dir.join(&id),
+        );
+        let firewall = self.firewall.clone();
+        let fut = async move {
+            let (kind, joins, reserved) = planned?;
+            let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let (published, socks) = reserved;
+            let mut sandbox = Sandbox::default();
+            // The bridge and address its published ports reach it through.
+            let mut primary = None;
+            let (own_ip, nameserver) = match kind {
+                Kind::Host => {
+                    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+                    write_etc(&dir, &body, &mut sandbox, hosts, host_resolv.clone())?;
+                    return Ok((sandbox, socks));
+                }
+                Kind::None => (None, None),
+                Kind::Container(path) => {
+                    sandbox.netns = Some(path);
+                    (None, None)
+                }
+                Kind::Bridge => {
+                    let path = driver.names.netns_path(&id);
+                    let mut plans: Vec<InterfacePlan> = Vec::new();
+                    let mut nameserver = None;
+                    for (i, (actor, user_net, gw)) in joins.into_iter().enumerate() {
+                        let plan = actor
+                            .send(Join {
+                                container: id.clone(),
+                                ifname: format!("eth{i}"),
+                                host_ifname: veth_name()?,
+                                primary: i == 0,
+                            })
+                            .await
+                            .map_err(|e| Error::internal(format!("network actor: {e}")))??;
+                        if i == 0 && user_net {
+                            nameserver = Some(gw);
+                        }
+                        plans.push(plan);
+                    }
+                    let own = plans.first().map(|p| p.ip.to_string());
+                    primary = plans.first().map(|p| (p.bridge.clone(), p.ip.to_string()));
+                    let made = {
+                        let path = path.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let ns = match userns {
+                                Some(userns) => {
+                                    crate::drivers::userns::make_netns_in(&userns, &path)?;
+                                    Namespace::Made(path)
+                                }
+                                None => Namespace::New(path),
+                            };
+                            netlink::setup_interfaces(ns, plans)
+                        })
+                        .await
+                        .map_err(|e| Error::internal(format!("network setup: {e}")))?
+                    };
+                    if let Err(e) = made {
+                        netlink::remove_namespace(&path);
+                        return Err(e.context("setting up the container's network"));
+                    }
+                    sandbox.netns = Some(path);
+                    (own, nameserver)
+                }
+            };
+            let hosts = files::hosts(&body, own_ip.as_deref());
+            let resolv = files::resolv_conf(&host_resolv, &body, nameserver.as_deref());
+            write_etc(&dir, &body, &mut sandbox, hosts, resolv)?;
+            if let (false, Some((bridge, ip))) = (published.is_empty(), primary) {
+                append(
+                    &events,
+                    Event::ContainerPortsPublished {
+                        id: id.clone(),
+                        ports: published.clone(),
+                    },
+                )
+                .await?;
+                firewall.publish(id.clone(), bridge, ip, published).await?;
+            }
+            Ok((sandbox, socks))
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, _| {
+            let (sandbox, socks) = res?;
+            if !socks.is_empty() {
+                act.reservations.insert(msg.id, socks);
+            }
+            Ok(sandbox)
+        }))
+    }
+}
+
+pub(super) fn write_etc(
+    dir: &std::path::Path,
+    body: &bollard_stubs::models::ContainerCreateBody,
+    sandbox: &mut Sandbox,
+    hosts: String,
+    resolv: String,
+) -> Result<()> {
+    let hostname = format!("{}\n", body.hostname.clone().unwrap_or_default());
+    for (name, content) in [
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+        ("hostname", hostname),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, content).context(format_args!("writing {}", path.display()))?;
+        sandbox.etc_files.push((format!("/etc/{name}"), path));
+    }
+    Ok(())
+}
+
+pub(super) enum Kind {
+    Host,
+    None,
+    Container(PathBuf),
+    Bridge,
+}
+
+pub(super) type Planned = (
+    Kind,
+    Vec<(Addr<NetworkActor>, bool, String)>,
+    (Vec<PublishedPort>, Vec<OwnedFd>),
+);
+
+impl NetworkController {
+    /// The sync part of a sandbox: what kind it is, the networks to join (the
+    /// mode's first), and the host ports held.
+    pub(super) fn plan_sandbox(
+        &mut self,
+        state: &State,
+        id: &str,
+        body: &bollard_stubs::models::ContainerCreateBody,
+    ) -> Result<Planned> {
+        let c = state
+            .containers
+            .get(id)
+            .ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let mode = body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.clone())
+            .unwrap_or_default();
+        let none = (Vec::new(), Vec::new());
+        if mode == HOST {
+            return Ok((Kind::Host, Vec::new(), none));
+        }
+        if mode == NONE {
+            return Ok((Kind::None, Vec::new(), none));
+        }
+        if let Some(other) = mode.strip_prefix("container:") {
+            let o = state.container(other)?;
+            if o.status != ContainerStatus::Running {
+                return Err(Error::conflict(format!(
+                    "cannot join network of a non running container: {other}"
+                )));
+            }
+            let path = self.driver.names.netns_path(&o.id);
+            if !path.exists() {
+                return Err(Error::conflict(format!(
+                    "cannot join network of container {other}: it has no network namespace of berthd's"
+                )));
+            }
+            return Ok((Kind::Container(path), Vec::new(), none));
+        }
+        let mode_net = state.network(spec::mode_network(&mode))?.id.clone();
+        let mut ids: Vec<&String> = c.networks.keys().collect();
+        ids.sort_by_key(|n| {
+            (
+                **n != mode_net,
+                state.networks.get(*n).map(|r| r.name.clone()),
+            )
+        });
+        let mut joins = Vec::new();
+        for nid in ids {
+            let n = state
+                .networks
+                .get(nid)
+                .ok_or_else(|| Error::not_found(format!("network {nid} not found")))?;
+            let s = NetworkSpec::of(n);
+            if !s.is_bridge() {
+                continue;
+            }
+            joins.push((self.actor_for(nid)?, !s.builtin, s.gateway.clone()));
+        }
+        if joins.is_empty() {
+            return Err(Error::not_found(format!("network {mode} not found")));
+        }
+        let reserved = ports::reserve_requests(&ports::requests(body)?)?;
+        Ok((Kind::Bridge, joins, reserved))
+    }
+}
+
+/// The container's process ended (or never started): its ports are let go
+/// and its namespace unmounted (its interfaces go with it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReleaseSandbox {
+    pub id: String,
+}
+
+impl Handler<ReleaseSandbox> for NetworkController {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: ReleaseSandbox, _: &mut Context<Self>) -> Self::Result {
+        // The ports' record is cleared once, by the exit the container's
+        // actor appends next; the rules go from the plan now.
+        let had_ports = self.reservations.remove(&msg.id).is_some();
+        let path = self.driver.names.netns_path(&msg.id);
+        let firewall = self.firewall.clone();
+        let id = msg.id;
+        Box::pin(
+            async move {
+                if had_ports {
+                    // In the background: the exit need not wait for it.
+                    let leaving = id.clone();
+                    actix::spawn(async move {
+                        if let Err(e) = firewall.write(move |plan| plan.container_left(&leaving)).await {
+                            warn!(container = %id, error = %e, "removing the published ports' rules");
+                        }
+                    });
+                }
+                netlink::remove_namespace(&path);
+            }
+            .into_actor(self),
+        )
+    }
+}

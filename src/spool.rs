@@ -1,0 +1,73 @@
+//! Spooled files: an upload (`docker load`, `import`) or a layer (`commit`)
+//! written under `<data-root>/tmp` while it is worked on. A `Spool` owns its
+//! file: whoever holds it last (the actor that reads it) removes it by
+//! dropping it, whether the work succeeded, failed, or was never started. A
+//! leaf: it imports nothing of the engine but its error type.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+}
+
+impl Spool {
+    /// A new, empty file in `dir` named after `what`, opened for writing.
+    pub fn create(dir: &Path, what: &str) -> Result<(Spool, std::fs::File)> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+        let spool = Spool {
+            path: dir.join(format!(
+                "{what}-{}-{}",
+                std::process::id(),
+                crate::clock::now_ns()
+            )),
+        };
+        let file = std::fs::File::create(&spool.path)
+            .map_err(|e| Error::internal(format!("spooling: {e}")))?;
+        Ok((spool, file))
+    }
+
+    /// Writes a request body (or a download) to a new file in `dir`.
+    pub async fn from_stream<S, B, E>(dir: &Path, what: &str, mut stream: S) -> Result<Spool>
+    where
+        S: futures_util::Stream<Item = std::result::Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let (spool, file) = {
+            let (dir, what) = (dir.to_path_buf(), what.to_string());
+            tokio::task::spawn_blocking(move || Spool::create(&dir, &what))
+                .await
+                .map_err(|e| Error::internal(format!("spooling: {e}")))??
+        };
+        let mut file = tokio::fs::File::from_std(file);
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::invalid(format!("reading the {what} input: {e}")))?;
+            tokio::io::AsyncWriteExt::write_all(&mut file, chunk.as_ref())
+                .await
+                .map_err(|e| Error::internal(format!("spooling: {e}")))?;
+        }
+        // tokio writes in the background: without this the last chunk may not be
+        // in the file yet when it is read (seen as a truncated archive).
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(|e| Error::internal(format!("spooling: {e}")))?;
+        Ok(spool)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
