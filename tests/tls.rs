@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use common::TestDaemon;
 
 fn certs(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compat/lib/gen-certs.sh");
+    let script = common::project_dir().join("docker-compat/lib/gen-certs.sh");
     let out = dir.join("certs");
     let status = Command::new("bash")
         .arg(script)

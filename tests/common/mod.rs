@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The project's directory, as cargo gives it when it runs the test (the
+/// compile-time value names wherever the binary was built, which a shared
+/// target dir may have done from another clone).
+pub fn project_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
 
 pub struct TestDaemon {
@@ -378,7 +387,7 @@ impl TestRegistry {
             .tempdir()
             .expect("tempdir");
         let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compat/lib/test-registry.sh");
+            project_dir().join("docker-compat/lib/test-registry.sh");
         let out = Command::new("bash")
             .arg(&script)
             .arg("start")
@@ -443,7 +452,7 @@ impl TestRegistry {
 impl Drop for TestRegistry {
     fn drop(&mut self) {
         let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("docker-compat/lib/test-registry.sh");
+            project_dir().join("docker-compat/lib/test-registry.sh");
         let _ = Command::new("bash")
             .arg(script)
             .arg("stop")
