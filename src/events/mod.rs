@@ -9,6 +9,7 @@
 //! - `migrations/` holds a log written by every past schema version and the state it
 //!   must replay into; `tests/migrations.rs` proves it still does.
 
+pub mod docker;
 pub mod projection;
 pub mod v1;
 

@@ -25,6 +25,22 @@ pub struct State {
     /// Networks by ID (64 hex digits).
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkRecord>,
+    /// Containers and networks that are gone, by ID, with the names their
+    /// docker events still carry (a `destroy` read after the removal).
+    #[serde(default)]
+    pub departed: BTreeMap<String, Departed>,
+}
+
+/// What `docker events` still shows of a removed container or network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Departed {
+    pub name: String,
+    /// A container's image as the user named it; a network's driver.
+    pub image_or_driver: String,
+    /// A container's create body (its labels), as `ContainerRecord::config`.
+    pub config: String,
+    /// The networks a container was attached to.
+    pub networks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +107,9 @@ pub struct ContainerRecord {
     /// Ports it publishes while it runs.
     #[serde(default)]
     pub ports: Vec<super::v1::PublishedPort>,
+    /// Its name before the last rename (a `rename` event's oldName).
+    #[serde(default)]
+    pub previous_name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,7 +324,7 @@ impl State {
                 self.layers.remove(chain_id);
             }
             // A docker event only: the state changes came as their own events.
-            Event::ImageAction { .. } => {}
+            Event::ImageAction { .. } | Event::ContainerAction { .. } => {}
             Event::ContainerCreated {
                 id,
                 name,
@@ -328,7 +347,7 @@ impl State {
             }
             Event::ContainerRenamed { id, name } => {
                 if let Some(c) = self.containers.get_mut(id) {
-                    c.name = name.clone();
+                    c.previous_name = std::mem::replace(&mut c.name, name.clone());
                 }
             }
             Event::ContainerStarted { id, pid } => {
@@ -373,7 +392,17 @@ impl State {
                 }
             }
             Event::ContainerRemoved { id } => {
-                self.containers.remove(id);
+                if let Some(c) = self.containers.remove(id) {
+                    self.departed.insert(
+                        id.clone(),
+                        Departed {
+                            name: c.name,
+                            image_or_driver: c.image_name,
+                            config: c.config,
+                            networks: c.networks.into_keys().collect(),
+                        },
+                    );
+                }
             }
             Event::ContainerPaused { id } | Event::ContainerUnpaused { id } => {
                 let paused = matches!(event, Event::ContainerPaused { .. });
@@ -418,7 +447,17 @@ impl State {
                 );
             }
             Event::NetworkRemoved { id } => {
-                self.networks.remove(id);
+                if let Some(n) = self.networks.remove(id) {
+                    let driver = super::docker::network_driver(&n.config);
+                    self.departed.insert(
+                        id.clone(),
+                        Departed {
+                            name: n.name,
+                            image_or_driver: driver,
+                            ..Default::default()
+                        },
+                    );
+                }
             }
             Event::ContainerNetworkConnected {
                 container,

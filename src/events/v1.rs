@@ -123,6 +123,14 @@ pub enum Event {
         id: String,
         ports: Vec<PublishedPort>,
     },
+    /// A docker event for a container action that changes no state of its own
+    /// (kill, stop, restart, attach, top, exec_create/start/die, commit, ...),
+    /// with the attributes it adds to the container's (signal, execID, exitCode).
+    ContainerAction {
+        id: String,
+        action: String,
+        attributes: Vec<(String, String)>,
+    },
 }
 
 /// One published port: `host_ip:host_port` on the host to `container_port/proto`.
