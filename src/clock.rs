@@ -59,6 +59,21 @@ pub fn until_ns(v: &str, now_ns: u64) -> crate::error::Result<u64> {
             "failed to parse value as time or duration: \"{v}\""
         ))
     };
+    // "seconds.nanoseconds", as the CLI sends it: exact (an f64 would round
+    // the last digits away and move a bound across an event).
+    if let Some((secs, frac)) = v.split_once('.').or(Some((v, ""))) {
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+        if digits(secs) && (frac.is_empty() || (digits(frac) && frac.len() <= 9)) {
+            let s: u64 = secs.parse().map_err(|_| bad())?;
+            let n: u64 = if frac.is_empty() {
+                0
+            } else {
+                format!("{frac:0<9}").parse().map_err(|_| bad())?
+            };
+            return Ok(s.saturating_mul(1_000_000_000).saturating_add(n));
+        }
+    }
     if let Ok(secs) = v.parse::<f64>() {
         return Ok((secs * 1e9) as u64);
     }

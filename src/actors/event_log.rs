@@ -20,6 +20,8 @@ use crate::events::{self, Event};
 use crate::store::envelope::Envelope;
 use crate::store::eventlog::{EventStore, Replayed};
 
+use super::event_feed::Batch;
+
 /// The most events one write takes.
 const MAX_BATCH: usize = 1024;
 /// Default distance between snapshots, in events.
@@ -44,6 +46,22 @@ pub async fn append(events: &Addr<EventLog>, event: Event) -> Result<Appended> {
         .map_err(|e| Error::unavailable(format!("event log: {e}")))?
 }
 
+/// Records a container action that changes no state (kill, stop, attach,
+/// exec_*): a docker event only, so nobody waits for it to be durable; it
+/// goes out with the next write, in order with this sender's other appends.
+pub fn note_container(
+    events: &Addr<EventLog>,
+    id: &str,
+    action: String,
+    attributes: Vec<(String, String)>,
+) {
+    events.do_send(Append(Event::ContainerAction {
+        id: id.to_string(),
+        action,
+        attributes,
+    }));
+}
+
 /// Append several events in order, written together (one batch, one fsync,
 /// when they fit); resolves once the last is durable.
 #[derive(Message)]
@@ -57,6 +75,14 @@ pub async fn append_all(events: &Addr<EventLog>, list: Vec<Event>) -> Result<()>
         .await
         .map_err(|e| Error::unavailable(format!("event log: {e}")))?
 }
+
+/// Subscribes to the docker-events view; resolves to the body of the stream.
+#[derive(Message)]
+#[rtype(result = "tokio::sync::mpsc::Receiver<crate::chan::Chunk>")]
+pub struct Subscribe(pub super::event_feed::Request);
+
+/// Live batches a subscriber may fall behind by before it reads the log instead.
+const LIVE_BATCHES: usize = 256;
 
 /// Resolves when every append received before it is written (for shutdown).
 #[derive(Message)]
@@ -80,6 +106,8 @@ pub struct EventLog {
     last_snapshot_seq: u64,
     snapshotting: bool,
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// Committed batches, for `GET /events` subscribers.
+    live: tokio::sync::broadcast::Sender<Arc<Batch>>,
 }
 
 impl EventLog {
@@ -104,6 +132,7 @@ impl EventLog {
             snapshot_every: snapshot_every.max(1),
             snapshotting: false,
             drain_waiters: Vec::new(),
+            live: tokio::sync::broadcast::channel(LIVE_BATCHES).0,
         }
     }
 
@@ -181,11 +210,20 @@ impl EventLog {
         self.last_time_ns = time_ns;
         self.projection.replace(Arc::clone(&self.state));
         debug!(first, count = batch.len(), "events committed");
+        // Only when someone listens: a feed costs nothing otherwise.
+        let live = (self.live.receiver_count() > 0).then(|| Batch {
+            first,
+            time_ns,
+            events: batch.iter().map(|p| p.event.clone()).collect(),
+        });
         for (i, p) in batch.into_iter().enumerate() {
             let _ = p.reply.send(Ok(Appended {
                 seq: first + i as u64,
                 time_ns,
             }));
+        }
+        if let Some(b) = live {
+            let _ = self.live.send(Arc::new(b));
         }
     }
 
@@ -271,6 +309,22 @@ impl Handler<AppendAll> for EventLog {
             }
             Ok(())
         })
+    }
+}
+
+impl Handler<Subscribe> for EventLog {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        // Subscribed before the feed reads the log's end: nothing falls between.
+        let live = self.live.subscribe();
+        MessageResult(super::event_feed::start(
+            Arc::clone(&self.store),
+            self.projection.clone(),
+            live,
+            self.state.last_seq + 1,
+            msg.0,
+        ))
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod container;
 pub mod container_exec;
 pub mod container_service;
+pub mod event_feed;
 pub mod event_log;
 pub mod image_service;
 pub mod network;

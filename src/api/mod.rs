@@ -6,6 +6,7 @@ pub mod container_files;
 pub mod containers;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod images;
 pub mod listen;
@@ -42,6 +43,7 @@ impl Api {
             .merge(container_files::routes())
             .merge(exec::routes())
             .merge(networks::routes())
+            .merge(events::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)
             .with_state(ctx);
