@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 use super::container::{exec_words, not_running, ClientIo, ContainerActor, Runtime};
+use crate::actors::event_log::note_container;
 use crate::containers::exec::{self, ExecRecord};
 use crate::drivers::exec::proto::{frame, ExitStatus, Request, EXEC_DIR, STDOUT};
 use crate::drivers::exec::{bundle, client, spec};
@@ -46,6 +47,12 @@ impl Handler<CreateExec> for ContainerActor {
         let rec = ExecRecord::from_config(&self.id, msg.0)?;
         self.exec_allowed()?;
         let id = rec.id.clone();
+        note_container(
+            &self.rt.events,
+            &self.id,
+            format!("exec_create: {}", exec_command(&rec.cmd)),
+            vec![("execID".into(), id.clone())],
+        );
         self.rt.execs.insert(rec);
         Ok(id)
     }
@@ -82,6 +89,12 @@ impl Handler<StartExec> for ContainerActor {
             Ok(rec) => rec,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
+        note_container(
+            &self.rt.events,
+            &self.id,
+            format!("exec_start: {}", exec_command(&rec.cmd)),
+            vec![("execID".into(), rec.id.clone())],
+        );
         let rt = self.rt.clone();
         match msg.io {
             ExecIo::Detached => Box::pin(async move {
@@ -174,8 +187,26 @@ async fn finish(
         .and_then(|b| serde_json::from_slice(&b).ok());
     let _ = std::fs::remove_file(&exit);
     // No status: the shim went with the container (killed with it).
-    rt.execs
-        .ended(&exec_id, status.map_or(137, |s| s.exit_code as i64));
+    let code = status.map_or(137, |s| s.exit_code as i64);
+    note_container(
+        &rt.events,
+        &container_id,
+        "exec_die".into(),
+        vec![
+            ("execID".into(), exec_id.clone()),
+            ("exitCode".into(), code.to_string()),
+        ],
+    );
+    rt.execs.ended(&exec_id, code);
+}
+
+/// dockerd's words for an exec's command in its events: the program, a
+/// space, the arguments joined ("true " for a bare `true`).
+fn exec_command(cmd: &[String]) -> String {
+    match cmd.split_first() {
+        Some((prog, args)) => format!("{prog} {}", args.join(" ")),
+        None => " ".into(),
+    }
 }
 
 fn exit_file(bundle_dir: &Path, exec_id: &str) -> PathBuf {

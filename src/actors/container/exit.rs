@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use super::*;
 use crate::actors::event_log::append;
+use crate::actors::event_log::note_container;
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::Event;
 
@@ -204,6 +205,12 @@ impl Handler<Kill> for ContainerActor {
             .filter(|(pid, _)| *pid != 0)
             .ok_or_else(|| not_running(&self.id))?;
         self.stop_requested(ctx);
+        note_container(
+            &self.rt.events,
+            &self.id,
+            "kill".into(),
+            vec![("signal".into(), msg.0.to_string())],
+        );
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
             .map_err(|e| Error::internal(format!("signalling {}: {e}", self.id)))?;
         if paused {
@@ -226,6 +233,29 @@ impl Handler<Stop> for ContainerActor {
     type Result = ResponseActFuture<Self, Result<()>>;
 
     fn handle(&mut self, msg: Stop, ctx: &mut Context<Self>) -> Self::Result {
+        if self.running().is_none() && self.starting {
+            // A start is under way (the policy's, after its delay): the stop
+            // waits for it, then stops what it started. Answering "already
+            // stopped" now would let the policy bring it back after we said so.
+            self.stop_requested(ctx);
+            let addr = ctx.address();
+            let fut = async move {
+                for _ in 0..1500 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    match addr.send(Starting).await {
+                        Ok(true) => continue,
+                        Ok(false) => break,
+                        Err(e) => return Err(Error::unavailable(format!("container actor: {e}"))),
+                    }
+                }
+                match addr.send(msg).await {
+                    Ok(Err(e)) if e.kind() == ErrorKind::NotModified => Ok(()),
+                    Ok(r) => r,
+                    Err(e) => Err(Error::unavailable(format!("container actor: {e}"))),
+                }
+            };
+            return Box::pin(fut.into_actor(self));
+        }
         let Some((pid, paused)) = self.running() else {
             let result = if self.restart_pending && self.stop_requested(ctx) {
                 Ok(()) // it was restarting: now it stays stopped
@@ -243,6 +273,12 @@ impl Handler<Stop> for ContainerActor {
         let fut = async move {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
             if let Ok(sig) = nix::sys::signal::Signal::try_from(msg.signal) {
+                note_container(
+                    &rt.events,
+                    &id,
+                    "kill".into(),
+                    vec![("signal".into(), msg.signal.to_string())],
+                );
                 let _ = nix::sys::signal::kill(pid, sig);
             }
             if paused {
@@ -252,12 +288,32 @@ impl Handler<Stop> for ContainerActor {
                 .await
                 .is_err()
             {
+                note_container(
+                    &rt.events,
+                    &id,
+                    "kill".into(),
+                    vec![("signal".into(), "9".into())],
+                );
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 let _ = tokio::time::timeout(Duration::from_secs(10), exits.changed()).await;
             }
+            note_container(&rt.events, &id, "stop".into(), Vec::new());
             Ok(())
         };
         Box::pin(fut.into_actor(self))
+    }
+}
+
+/// Whether a start is under way (a stop waits for it).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Starting;
+
+impl Handler<Starting> for ContainerActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: Starting, _: &mut Context<Self>) -> bool {
+        self.starting
     }
 }
 

@@ -66,6 +66,12 @@ impl Handler<Attach> for ContainerActor {
             stderr: msg.stderr,
             detach_keys: msg.detach_keys,
         };
+        crate::actors::event_log::note_container(
+            &self.rt.events,
+            &self.id,
+            "attach".into(),
+            Vec::new(),
+        );
         if self.running().is_none() || self.starting {
             self.pending_attaches.push(attach);
             return;

@@ -23,9 +23,16 @@ impl Handler<TagImage> for ImageService {
             let tag = msg.target.familiar_tagged().ok_or_else(|| {
                 Error::invalid("refusing to create a tag with a digest reference")
             })?;
-            append(&events, Event::ImageTagged { id, tag })
-                .await
-                .map(|_| ())
+            let action = Event::ImageAction {
+                action: "tag".into(),
+                id: id.clone(),
+                name: tag.clone(),
+            };
+            crate::actors::event_log::append_all(
+                &events,
+                vec![Event::ImageTagged { id, tag }, action],
+            )
+            .await
         })
     }
 }
