@@ -244,7 +244,8 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
             managers: None,
             cluster: None,
         }),
-        live_restore_enabled: Some(cfg.live_restore),
+        // Containers always outlive berthd (see README): live restore is always on.
+        live_restore_enabled: Some(true),
         isolation: None,
         init_binary: s(""),
         containerd_commit: no_commit(),
