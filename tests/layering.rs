@@ -417,7 +417,11 @@ fn circles(graph: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<Vec<Vec<
 fn imports_point_one_way() {
     let root = project_dir().join("src");
     // A missing tree would pass with nothing to read.
-    assert!(root.join("lib.rs").is_file(), "no {}", root.join("lib.rs").display());
+    assert!(
+        root.join("lib.rs").is_file(),
+        "no {}",
+        root.join("lib.rs").display()
+    );
     let problems = check(&root);
     assert!(
         problems.is_empty(),

@@ -386,8 +386,7 @@ impl TestRegistry {
             .prefix("berth-registry-")
             .tempdir()
             .expect("tempdir");
-        let script =
-            project_dir().join("docker-compat/lib/test-registry.sh");
+        let script = project_dir().join("docker-compat/lib/test-registry.sh");
         let out = Command::new("bash")
             .arg(&script)
             .arg("start")
@@ -451,8 +450,7 @@ impl TestRegistry {
 
 impl Drop for TestRegistry {
     fn drop(&mut self) {
-        let script =
-            project_dir().join("docker-compat/lib/test-registry.sh");
+        let script = project_dir().join("docker-compat/lib/test-registry.sh");
         let _ = Command::new("bash")
             .arg(script)
             .arg("stop")
