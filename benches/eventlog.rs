@@ -3,7 +3,9 @@
 //! - appends per second with 1 writer and with 16 concurrent writers (each append
 //!   acknowledged only once fsynced; group commit lets the 16 share fsyncs);
 //! - the time to replay 1,000,000 events from an empty state (no snapshot);
-//! - the resident memory of an idle berthd.
+//! - the resident memory of an idle berthd;
+//! - `GET /events?since=0&until=now` of a berthd whose log holds 1,000,000
+//!   events (250,000 containers created, started, exited and removed).
 //!
 //! `--quick` shortens every measurement (a smoke run, not figures to quote).
 
@@ -87,6 +89,140 @@ fn replay_seconds(dir: &Path, events_count: u64) -> f64 {
     secs
 }
 
+/// Writes a data root whose log holds `events_count` container events, starts
+/// berthd on it, and times one `GET /events` of the whole log. Returns the
+/// seconds and the number of lines received.
+fn events_history_seconds(dir: &Path, events_count: u64) -> (f64, u64) {
+    let data = dir.join("history-data");
+    let base_ns = crate_now_ns() - events_count * 1_000;
+    {
+        let store = EventStore::open(&data.join("events")).expect("open");
+        let mut seq = 1;
+        let mut batch = Vec::with_capacity(10_000);
+        while seq <= events_count {
+            batch.clear();
+            while batch.len() < 10_000 && seq <= events_count {
+                let id = format!("{:064x}", (seq - 1) / 4);
+                let e = match (seq - 1) % 4 {
+                    0 => Event::ContainerCreated {
+                        id: id.clone(),
+                        name: format!("c{}", (seq - 1) / 4),
+                        image: format!("sha256:{:064x}", 1),
+                        image_name: "busybox".into(),
+                        config: format!(
+                            r#"{{"Image":"busybox","Cmd":["true"],"Labels":{{"n":"{}"}},"HostConfig":{{"NetworkMode":"none"}}}}"#,
+                            seq
+                        ),
+                    },
+                    1 => Event::ContainerStarted { id, pid: 1000 },
+                    2 => Event::ContainerExited {
+                        id,
+                        exit_code: 0,
+                        oom_killed: false,
+                        error: String::new(),
+                    },
+                    _ => Event::ContainerRemoved { id },
+                };
+                batch.push(Envelope {
+                    seq,
+                    time_ns: base_ns + seq * 1_000,
+                    schema: events::CURRENT_SCHEMA,
+                    payload: events::encode(&e).expect("encode"),
+                });
+                seq += 1;
+            }
+            store.append(&batch, false).expect("bulk append");
+        }
+    }
+    let (mut child, sock) = start_berthd(dir, &data, "history");
+    let all = timed_events(&sock, "");
+    // The same read with a filter that passes nothing: the log's side alone.
+    let none = timed_events(&sock, "&filters=%7B%22event%22%3A%5B%22none%22%5D%7D");
+    eprintln!(
+        "events: whole stream {:.2} s ({} lines); read and filter only {:.2} s",
+        all.0, all.1, none.0
+    );
+    stop(&mut child);
+    all
+}
+
+/// Times one `GET /events?since=0&until=now{extra}`: seconds and lines.
+fn timed_events(sock: &Path, extra: &str) -> (f64, u64) {
+    let started = Instant::now();
+    let mut lines = 0u64;
+    if let Ok(mut s) = std::os::unix::net::UnixStream::connect(sock) {
+        use std::io::{Read, Write};
+        let until = crate_now_ns();
+        let _ = write!(
+            s,
+            "GET /events?since=0&until={}.{:09}{extra} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            until / 1_000_000_000,
+            until % 1_000_000_000
+        );
+        // Counted as fast as they come: an event line ends "}\n" (a chunk's
+        // size line ends "\r\n"), so the client is not what is measured.
+        let mut buf = vec![0u8; 1 << 20];
+        let mut last = 0u8;
+        loop {
+            let n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for &b in &buf[..n] {
+                if b == b'\n' && last == b'}' {
+                    lines += 1;
+                }
+                last = b;
+            }
+        }
+    }
+    (started.elapsed().as_secs_f64(), lines)
+}
+
+fn crate_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Starts berthd on `data` and waits for its socket to answer.
+fn start_berthd(dir: &Path, data: &Path, name: &str) -> (std::process::Child, std::path::PathBuf) {
+    let sock = dir.join(format!("{name}.sock"));
+    std::fs::write(dir.join("none.json"), "{}").expect("config");
+    let child = Command::new(env!("CARGO_BIN_EXE_berthd"))
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("--data-root")
+        .arg(data)
+        .arg("--exec-root")
+        .arg(dir.join(format!("{name}-exec")))
+        .arg("--config-file")
+        .arg(dir.join("none.json"))
+        .arg("--log-level")
+        .arg("warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn berthd");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, sock)
+}
+
+fn stop(child: &mut std::process::Child) {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+}
+
 fn idle_rss_kib(dir: &Path, settle: Duration) -> u64 {
     let sock = dir.join("bench.sock");
     std::fs::write(dir.join("none.json"), "{}").expect("config");
@@ -162,6 +298,8 @@ fn main() {
         },
     );
 
+    let (history, lines) = events_history_seconds(dir.path(), replay_n);
+
     println!("| measure | value | bar |");
     println!("|---|---|---|");
     println!("| appends/s, 1 writer (fsync each) | {one:.0} | |");
@@ -174,6 +312,10 @@ fn main() {
     println!(
         "| replay of {replay_n} events | {replay:.2} s | < 2 s {} |",
         verdict(replay < 2.0 || quick)
+    );
+    println!(
+        "| GET /events?since=0&until=now over {replay_n} events ({lines} lines) | {history:.2} s | <= 2 s {} |",
+        verdict((history <= 2.0 && lines >= replay_n) || quick)
     );
     println!(
         "| idle berthd RSS | {:.1} MiB | < 20 MiB {} |",

@@ -38,8 +38,8 @@ pub struct Request {
     pub filter: Filter,
 }
 
-/// Events one read of the log takes (one chunk to the client).
-const READ_BATCH: usize = 4096;
+/// Bytes of history handed to the client at a time.
+const CHUNK: usize = 256 * 1024;
 
 /// Starts a feed; returns the body it writes. `next_seq` is the first
 /// sequence not yet committed when `live` was subscribed.
@@ -124,58 +124,60 @@ impl Feed {
         }
     }
 
-    /// Sends what the log holds from `next` to its end (or to `until`).
+    /// Sends what the log holds from `next` to its end (or to `until`). One
+    /// blocking reader walks the log and hands the client a chunk as each fills,
+    /// so reading and sending overlap.
     async fn catch_up(&mut self, next: &mut u64) -> Result<(), End> {
-        loop {
-            let store = Arc::clone(&self.store);
-            let state = self.projection.current();
-            let (from, filter, until) = (*next, self.req.filter.clone(), self.req.until_ns);
-            let mut names = self.names.take().unwrap_or_default();
-            let read = tokio::task::spawn_blocking(move || {
-                let mut out = String::new();
-                let mut next = from;
-                let mut passed_until = false;
-                let mut count = 0;
-                let iter = match store.read_from(from) {
-                    Ok(iter) => iter,
-                    Err(_) => return (names, out, next, true, true),
-                };
-                for env in iter {
-                    let Ok(env) = env else { break };
-                    if until.is_some_and(|u| env.time_ns > u) {
-                        passed_until = true;
-                        break;
-                    }
-                    if let Ok(event) = events::decode(env.schema, &env.payload) {
-                        for m in translate(&mut names, &state, env.time_ns, &event) {
-                            if filter.matches(&m) {
-                                out.push_str(&m.to_json());
-                                out.push('\n');
-                            }
+        let store = Arc::clone(&self.store);
+        let state = self.projection.current();
+        let (from, filter, until) = (*next, self.req.filter.clone(), self.req.until_ns);
+        let mut names = self.names.take().unwrap_or_default();
+        let tx = self.tx.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut out = String::with_capacity(CHUNK + 4096);
+            let mut next = from;
+            let mut ended = false;
+            let iter = match store.read_from(from) {
+                Ok(iter) => iter,
+                Err(_) => return (names, next, true),
+            };
+            for env in iter {
+                let Ok(env) = env else { break };
+                if until.is_some_and(|u| env.time_ns > u) {
+                    ended = true;
+                    break;
+                }
+                if let Ok(event) = events::decode(env.schema, &env.payload) {
+                    for m in translate(&mut names, &state, env.time_ns, &event) {
+                        if filter.matches(&m) {
+                            m.write_json(&mut out);
+                            out.push('\n');
                         }
                     }
-                    next = env.seq + 1;
-                    count += 1;
-                    if count == READ_BATCH {
-                        return (names, out, next, false, false);
+                }
+                next = env.seq + 1;
+                if out.len() >= CHUNK {
+                    let chunk = std::mem::replace(&mut out, String::with_capacity(CHUNK + 4096));
+                    if tx.blocking_send(Ok(bytes::Bytes::from(chunk))).is_err() {
+                        return (names, next, true); // the client left
                     }
                 }
-                (names, out, next, true, passed_until)
-            })
-            .await;
-            let Ok((names, out, read_to, at_end, passed_until)) = read else {
-                return Err(End::Done);
-            };
-            self.names = Some(names);
-            *next = read_to;
-            self.send(out).await?;
-            if passed_until {
-                return Err(End::Done);
             }
-            if at_end {
-                return Ok(());
+            if !out.is_empty() && tx.blocking_send(Ok(bytes::Bytes::from(out))).is_err() {
+                ended = true;
             }
+            (names, next, ended)
+        })
+        .await;
+        let Ok((names, read_to, ended)) = read else {
+            return Err(End::Done);
+        };
+        self.names = Some(names);
+        *next = read_to;
+        if ended {
+            return Err(End::Done);
         }
+        Ok(())
     }
 
     async fn send_batch(&mut self, batch: &Batch, next: &mut u64) -> Result<(), End> {
@@ -192,7 +194,7 @@ impl Feed {
             }
             for m in translate(names, &state, batch.time_ns, event) {
                 if self.req.filter.matches(&m) {
-                    out.push_str(&m.to_json());
+                    m.write_json(&mut out);
                     out.push('\n');
                 }
             }

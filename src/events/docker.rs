@@ -32,35 +32,42 @@ impl Message {
     /// containers and images, then Type, Action, Actor, scope, time, timeNano.
     pub fn to_json(&self) -> String {
         let mut out = String::with_capacity(256);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// `to_json`, appended to `out`.
+    pub fn write_json(&self, out: &mut String) {
         out.push('{');
         if matches!(self.kind, "container" | "image") {
-            push_field(&mut out, "status", &self.action);
-            push_field(&mut out, "id", &self.id);
+            push_field(out, "status", &self.action);
+            push_field(out, "id", &self.id);
             if let Some(from) = &self.from {
-                push_field(&mut out, "from", from);
+                push_field(out, "from", from);
             }
         }
-        push_field(&mut out, "Type", self.kind);
-        push_field(&mut out, "Action", &self.action);
+        push_field(out, "Type", self.kind);
+        push_field(out, "Action", &self.action);
         out.push_str("\"Actor\":{");
-        push_field(&mut out, "ID", &self.id);
+        push_field(out, "ID", &self.id);
         out.push_str("\"Attributes\":{");
         for (i, (k, v)) in self.attributes.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            push_str(&mut out, k);
+            push_str(out, k);
             out.push(':');
-            push_str(&mut out, v);
+            push_str(out, v);
         }
         out.push_str("}},");
-        push_field(&mut out, "scope", "local");
-        out.push_str(&format!(
+        push_field(out, "scope", "local");
+        use std::fmt::Write;
+        let _ = write!(
+            out,
             "\"time\":{},\"timeNano\":{}}}",
             self.time_ns / 1_000_000_000,
             self.time_ns
-        ));
-        out
+        );
     }
 }
 
@@ -71,9 +78,37 @@ fn push_field(out: &mut String, key: &str, value: &str) {
     out.push(',');
 }
 
+/// A JSON string, escaped as encoding/json does (", \\, control characters;
+/// dockerd's encoder also escapes <, > and & for HTML).
 fn push_str(out: &mut String, s: &str) {
-    // serde_json's escaping of a plain string cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+    out.push('"');
+    // Most strings (IDs, names, actions) need no escape: copy them whole.
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&'))
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// A container as its events name it.
@@ -91,7 +126,7 @@ struct LabelsOnly {
     labels: Option<BTreeMap<String, String>>,
 }
 
-fn labels_of(config: &str) -> BTreeMap<String, String> {
+pub(crate) fn labels_of(config: &str) -> BTreeMap<String, String> {
     serde_json::from_str::<LabelsOnly>(config)
         .ok()
         .and_then(|l| l.labels)
@@ -135,7 +170,7 @@ impl Names {
             ContainerNames {
                 name: d.name.clone(),
                 image: d.image_or_driver.clone(),
-                labels: labels_of(&d.config),
+                labels: d.labels.clone(),
                 networks: d.networks.clone(),
             }
         } else {

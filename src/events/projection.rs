@@ -37,8 +37,8 @@ pub struct Departed {
     pub name: String,
     /// A container's image as the user named it; a network's driver.
     pub image_or_driver: String,
-    /// A container's create body (its labels), as `ContainerRecord::config`.
-    pub config: String,
+    /// A container's labels (kept alone: its whole create body is far larger).
+    pub labels: BTreeMap<String, String>,
     /// The networks a container was attached to.
     pub networks: Vec<String>,
 }
@@ -398,7 +398,7 @@ impl State {
                         Departed {
                             name: c.name,
                             image_or_driver: c.image_name,
-                            config: c.config,
+                            labels: super::docker::labels_of(&c.config),
                             networks: c.networks.into_keys().collect(),
                         },
                     );
