@@ -29,6 +29,8 @@ scenario_docker_info_shows_berthd() {
   expect_contains "$out" "Kernel Version: $(uname -r)"
   expect_contains "$out" "CPUs: $(nproc)"
   expect_contains "$out" "Name: $(uname -n)"
+  # Containers always outlive berthd: live restore is on, and says so.
+  expect_contains "$out" "Live Restore Enabled: true"
   local id; id=$(d inf info --format '{{.ID}}')
   expect_eq "$(api inf http://berth/info | python3 -c 'import json,sys;print(json.load(sys.stdin)["ID"])')" "$id"
 }
