@@ -224,28 +224,7 @@ fn stop(child: &mut std::process::Child) {
 }
 
 fn idle_rss_kib(dir: &Path, settle: Duration) -> u64 {
-    let sock = dir.join("bench.sock");
-    std::fs::write(dir.join("none.json"), "{}").expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berthd"))
-        .arg("-H")
-        .arg(format!("unix://{}", sock.display()))
-        .arg("--data-root")
-        .arg(dir.join("data"))
-        .arg("--exec-root")
-        .arg(dir.join("exec"))
-        .arg("--config-file")
-        .arg(dir.join("none.json"))
-        .arg("--log-level")
-        .arg("warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn berthd");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sock.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let (mut child, sock) = start_berthd(dir, &dir.join("data"), "bench");
     // A few requests, as a client's first contact would make.
     for path in ["/_ping", "/version", "/info"] {
         if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) {
@@ -266,10 +245,7 @@ fn idle_rss_kib(dir: &Path, settle: Duration) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let _ = child.wait();
+    stop(&mut child);
     rss
 }
 

@@ -37,7 +37,8 @@ async fn bollard_sees_ping_version_and_info() {
     assert_eq!(info.containers, Some(0));
     assert_eq!(info.images, Some(0));
     assert_eq!(info.driver.as_deref(), Some("overlay2"));
-    assert_eq!(info.live_restore_enabled, Some(false));
+    // Containers always outlive berthd: live restore is always on (issue 14).
+    assert_eq!(info.live_restore_enabled, Some(true));
     assert!(info
         .operating_system
         .as_deref()

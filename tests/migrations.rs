@@ -240,6 +240,12 @@ fn scenario() -> Vec<Event> {
             config: "{}".into(),
         },
         Event::NetworkRemoved { id: "n3".into() },
+        // A docker event only (appended after the network events), frozen in v1-actions.
+        Event::ContainerAction {
+            id: "c2".into(),
+            action: "kill".into(),
+            attributes: vec![("signal".into(), "9".into())],
+        },
     ]
 }
 
@@ -280,6 +286,12 @@ fn freeze_current(dir: &Path) {
     .expect("write state");
 }
 
+/// Fields today's code derives from events that older versions already wrote
+/// (what removed containers and networks were called, a container's name
+/// before its last rename): an old log fills them, and the folder frozen with
+/// them (v1-actions) records them exactly.
+const DERIVED_LATER: &[&str] = &["departed", "previous_name"];
+
 /// `got` must hold everything `want` recorded. Fields the state gained after that
 /// version was frozen did not exist then: replaying the old log must leave them
 /// empty (an empty map or list, null, 0 or false).
@@ -303,7 +315,7 @@ fn same_state(
                     Value::Array(a) => a.is_empty(),
                     Value::Object(o) => o.is_empty(),
                 };
-                if !w.contains_key(k) && !empty {
+                if !w.contains_key(k) && !empty && !DERIVED_LATER.contains(&k.as_str()) {
                     return Err(format!(
                         "{path}.{k} (new since this version, but not empty)"
                     ));

@@ -8,9 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Deserialize;
-
-use super::projection::State;
+use super::projection::{labels_of, network_driver, State};
 use super::Event;
 use crate::error::{Error, Result};
 
@@ -118,34 +116,6 @@ struct ContainerNames {
     image: String,
     labels: BTreeMap<String, String>,
     networks: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct LabelsOnly {
-    #[serde(rename = "Labels", default)]
-    labels: Option<BTreeMap<String, String>>,
-}
-
-pub(crate) fn labels_of(config: &str) -> BTreeMap<String, String> {
-    serde_json::from_str::<LabelsOnly>(config)
-        .ok()
-        .and_then(|l| l.labels)
-        .unwrap_or_default()
-}
-
-#[derive(Deserialize)]
-struct DriverOnly {
-    #[serde(default)]
-    driver: String,
-}
-
-/// A network's driver from its `NetworkSpec` JSON ("bridge" when unsaid).
-pub fn network_driver(config: &str) -> String {
-    serde_json::from_str::<DriverOnly>(config)
-        .ok()
-        .map(|d| d.driver)
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "bridge".into())
 }
 
 /// Names of containers and networks, for one reader of the log.

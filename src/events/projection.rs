@@ -398,7 +398,7 @@ impl State {
                         Departed {
                             name: c.name,
                             image_or_driver: c.image_name,
-                            labels: super::docker::labels_of(&c.config),
+                            labels: labels_of(&c.config),
                             networks: c.networks.into_keys().collect(),
                         },
                     );
@@ -448,7 +448,7 @@ impl State {
             }
             Event::NetworkRemoved { id } => {
                 if let Some(n) = self.networks.remove(id) {
-                    let driver = super::docker::network_driver(&n.config);
+                    let driver = network_driver(&n.config);
                     self.departed.insert(
                         id.clone(),
                         Departed {
@@ -538,4 +538,33 @@ impl Projection {
             Err(poisoned) => *poisoned.into_inner() = state,
         }
     }
+}
+
+#[derive(Deserialize)]
+struct LabelsOnly {
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// A container's labels from its create body (`ContainerRecord::config`).
+pub fn labels_of(config: &str) -> BTreeMap<String, String> {
+    serde_json::from_str::<LabelsOnly>(config)
+        .ok()
+        .and_then(|l| l.labels)
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct DriverOnly {
+    #[serde(default)]
+    driver: String,
+}
+
+/// A network's driver from its `NetworkSpec` JSON ("bridge" when unsaid).
+pub fn network_driver(config: &str) -> String {
+    serde_json::from_str::<DriverOnly>(config)
+        .ok()
+        .map(|d| d.driver)
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "bridge".into())
 }
