@@ -46,17 +46,19 @@ scenario_always_restarts_until_stopped_and_docker_stop_ends_it() {
   d ra rm -f loop >/dev/null
   # The delay grows: a container that always fails fast is seen restarting.
   d ra run -d --name fast --restart always busybox false >/dev/null
-  wait_for ra fast '{{.State.Restarting}}' "true"
-  expect_contains "$(d ra ps --format '{{.Names}} {{.Status}}')" "fast Restarting (1)"
-  # rm races the next run: one that lands in the brief moment `false` runs is
-  # refused as running (dockerd's words too), so try again at the next wait.
-  local out
-  for _ in 1 2 3 4 5; do
+  # ps and rm race the next run: one that lands in the brief moment `false`
+  # runs sees it Up, or is refused as running (dockerd's words too), so try
+  # again at the next wait.
+  local out listed
+  for _ in 1 2 3 4 5 6; do
     wait_for ra fast '{{.State.Restarting}}' "true"
+    listed=$(d ra ps --format '{{.Names}} {{.Status}}')
+    case "$listed" in *"fast Up"*) continue ;; esac
     if out=$(d ra rm fast 2>&1); then fail "rm of a restarting container was accepted"; fi
     case "$out" in *"You cannot remove a running container"*) continue ;; esac
     break
   done
+  expect_contains "$listed" "fast Restarting (1)"
   expect_contains "$out" "You cannot remove a restarting container"
   d ra rm -f fast >/dev/null
   expect_eq "$(d ra ps -aq)" ""
