@@ -51,7 +51,42 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     Some(days * 86_400 + hh * 3600 + mm * 60 + ss - offset)
 }
 
-/// `until=` of prune filters: a Unix time, an RFC 3339 time, or a duration
+/// An RFC 3339 time in nanoseconds since the epoch, its fraction kept.
+pub fn parse_rfc3339_ns(s: &str) -> Option<i64> {
+    parse_rfc3339(s).map(|secs| secs * 1_000_000_000 + frac_ns(s))
+}
+
+/// The fraction of a second after the first '.', in nanoseconds.
+fn frac_ns(t: &str) -> i64 {
+    t.split_once('.')
+        .map(|(_, f)| {
+            let digits: String = f
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .take(9)
+                .collect();
+            format!("{digits:0<9}").parse().unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// `since`/`until` as the CLI sends them: unix seconds with a fraction, read
+/// exactly (an f64 would round the last digits away and move a bound across
+/// an event), or RFC 3339. Nanoseconds.
+pub fn parse_timestamp_ns(v: &str) -> Option<i64> {
+    if let Some((s, f)) = v.split_once('.') {
+        if let (Ok(s), true) = (s.parse::<i64>(), f.chars().all(|c| c.is_ascii_digit())) {
+            let frac: String = f.chars().take(9).collect();
+            return Some(s * 1_000_000_000 + format!("{frac:0<9}").parse::<i64>().ok()?);
+        }
+    }
+    if let Ok(s) = v.parse::<i64>() {
+        return Some(s * 1_000_000_000);
+    }
+    parse_rfc3339_ns(v)
+}
+
+/// `until=` of prune filters and `since`/`until` of events: a Unix time, an RFC 3339 time, or a duration
 /// before now (`10m`, `24h`), as dockerd reads it. Returns nanoseconds.
 pub fn until_ns(v: &str, now_ns: u64) -> crate::error::Result<u64> {
     let bad = || {
@@ -59,26 +94,8 @@ pub fn until_ns(v: &str, now_ns: u64) -> crate::error::Result<u64> {
             "failed to parse value as time or duration: \"{v}\""
         ))
     };
-    // "seconds.nanoseconds", as the CLI sends it: exact (an f64 would round
-    // the last digits away and move a bound across an event).
-    if let Some((secs, frac)) = v.split_once('.').or(Some((v, ""))) {
-        let digits =
-            |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
-        if digits(secs) && (frac.is_empty() || (digits(frac) && frac.len() <= 9)) {
-            let s: u64 = secs.parse().map_err(|_| bad())?;
-            let n: u64 = if frac.is_empty() {
-                0
-            } else {
-                format!("{frac:0<9}").parse().map_err(|_| bad())?
-            };
-            return Ok(s.saturating_mul(1_000_000_000).saturating_add(n));
-        }
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        return Ok((secs * 1e9) as u64);
-    }
-    if let Some(secs) = parse_rfc3339(v) {
-        return Ok(secs.max(0) as u64 * 1_000_000_000);
+    if let Some(t) = parse_timestamp_ns(v) {
+        return Ok(t.max(0) as u64);
     }
     let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?);
     let n: f64 = num.parse().map_err(|_| bad())?;
@@ -95,6 +112,28 @@ pub fn until_ns(v: &str, now_ns: u64) -> crate::error::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_timestamps_exactly() {
+        assert_eq!(parse_timestamp_ns("10.5"), Some(10_500_000_000));
+        assert_eq!(
+            parse_timestamp_ns("1796502135.131476650"),
+            Some(1_796_502_135_131_476_650)
+        );
+        assert_eq!(
+            parse_timestamp_ns("2026-01-01T00:00:02.25Z"),
+            parse_timestamp_ns("1767225602.25")
+        );
+        assert_eq!(
+            until_ns("1796502135.131476650", 0).ok(),
+            Some(1_796_502_135_131_476_650)
+        );
+        assert_eq!(
+            until_ns("10m", 3_600_000_000_000).ok(),
+            Some(3_000_000_000_000)
+        );
+        assert!(until_ns("soon", 0).is_err());
+    }
 
     #[test]
     fn formats_times_like_go() {

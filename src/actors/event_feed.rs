@@ -16,7 +16,7 @@ use tracing::debug;
 
 use crate::chan::Chunk;
 use crate::events::docker::{translate, Filter, Names};
-use crate::events::projection::Projection;
+use crate::events::projection::{Projection, State};
 use crate::events::{self, Event};
 use crate::store::eventlog::EventStore;
 
@@ -73,11 +73,8 @@ struct Feed {
     names: Option<Names>,
 }
 
-/// Why a feed stops.
-enum End {
-    /// `until` passed, the client left, or the engine stopped.
-    Done,
-}
+/// The feed is over: `until` passed, the client left, or the engine stopped.
+struct Ended;
 
 impl Feed {
     async fn run(mut self, mut live: broadcast::Receiver<Arc<Batch>>, live_from: u64) {
@@ -114,10 +111,9 @@ impl Feed {
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // The next batch it receives starts past `next`: the gap
+                    // check above reads the missed events from the log.
                     debug!(missed, "an events subscriber fell behind; reading the log");
-                    if self.catch_up(&mut next).await.is_err() {
-                        return;
-                    }
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
@@ -127,7 +123,7 @@ impl Feed {
     /// Sends what the log holds from `next` to its end (or to `until`). One
     /// blocking reader walks the log and hands the client a chunk as each fills,
     /// so reading and sending overlap.
-    async fn catch_up(&mut self, next: &mut u64) -> Result<(), End> {
+    async fn catch_up(&mut self, next: &mut u64) -> Result<(), Ended> {
         let store = Arc::clone(&self.store);
         let state = self.projection.current();
         let (from, filter, until) = (*next, self.req.filter.clone(), self.req.until_ns);
@@ -148,12 +144,7 @@ impl Feed {
                     break;
                 }
                 if let Ok(event) = events::decode(env.schema, &env.payload) {
-                    for m in translate(&mut names, &state, env.time_ns, &event) {
-                        if filter.matches(&m) {
-                            m.write_json(&mut out);
-                            out.push('\n');
-                        }
-                    }
+                    render(&mut names, &state, &filter, env.time_ns, &event, &mut out);
                 }
                 next = env.seq + 1;
                 if out.len() >= CHUNK {
@@ -170,19 +161,19 @@ impl Feed {
         })
         .await;
         let Ok((names, read_to, ended)) = read else {
-            return Err(End::Done);
+            return Err(Ended);
         };
         self.names = Some(names);
         *next = read_to;
         if ended {
-            return Err(End::Done);
+            return Err(Ended);
         }
         Ok(())
     }
 
-    async fn send_batch(&mut self, batch: &Batch, next: &mut u64) -> Result<(), End> {
+    async fn send_batch(&mut self, batch: &Batch, next: &mut u64) -> Result<(), Ended> {
         if self.req.until_ns.is_some_and(|u| batch.time_ns > u) {
-            return Err(End::Done);
+            return Err(Ended);
         }
         let state = self.projection.current();
         let names = self.names.get_or_insert_with(Names::default);
@@ -192,25 +183,44 @@ impl Feed {
             if seq < *next {
                 continue; // sent from the log already
             }
-            for m in translate(names, &state, batch.time_ns, event) {
-                if self.req.filter.matches(&m) {
-                    m.write_json(&mut out);
-                    out.push('\n');
-                }
-            }
+            render(
+                names,
+                &state,
+                &self.req.filter,
+                batch.time_ns,
+                event,
+                &mut out,
+            );
             *next = seq + 1;
         }
         self.send(out).await
     }
 
-    async fn send(&self, out: String) -> Result<(), End> {
+    async fn send(&self, out: String) -> Result<(), Ended> {
         if out.is_empty() {
             return Ok(());
         }
         self.tx
             .send(Ok(bytes::Bytes::from(out)))
             .await
-            .map_err(|_| End::Done)
+            .map_err(|_| Ended)
+    }
+}
+
+/// Appends the JSON lines of the Docker events `event` stands for that pass `filter`.
+fn render(
+    names: &mut Names,
+    state: &State,
+    filter: &Filter,
+    time_ns: u64,
+    event: &Event,
+    out: &mut String,
+) {
+    for m in translate(names, state, time_ns, event) {
+        if filter.matches(&m) {
+            m.write_json(out);
+            out.push('\n');
+        }
     }
 }
 

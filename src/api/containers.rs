@@ -418,7 +418,7 @@ async fn logs(
     let bound = |k: &str| -> Result<Option<i64>> {
         match q.get(k).filter(|v| !v.is_empty() && v.as_str() != "0") {
             None => Ok(None),
-            Some(v) => logs::parse_time_ns(v)
+            Some(v) => crate::clock::parse_timestamp_ns(v)
                 .map(Some)
                 .ok_or_else(|| Error::invalid(format!("invalid value for \"{k}\": {v}"))),
         }

@@ -153,9 +153,7 @@ pub fn write_log(path: &Path, q: &Query, out: &mut dyn std::io::Write) -> std::i
                 continue;
             }
             if q.since.is_some() || q.until.is_some() {
-                let t = crate::clock::parse_rfc3339(&e.time)
-                    .map(|s| s * 1_000_000_000 + frac_ns(&e.time))
-                    .unwrap_or(0);
+                let t = crate::clock::parse_rfc3339_ns(&e.time).unwrap_or(0);
                 if q.since.is_some_and(|s| t < s) || q.until.is_some_and(|u| t > u) {
                     continue;
                 }
@@ -222,34 +220,6 @@ pub fn render(
     out
 }
 
-/// Nanoseconds of the fraction in an RFC 3339 time.
-pub fn frac_ns(t: &str) -> i64 {
-    t.split_once('.')
-        .map(|(_, f)| {
-            let digits: String = f
-                .chars()
-                .take_while(|c| c.is_ascii_digit())
-                .take(9)
-                .collect();
-            format!("{digits:0<9}").parse().unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
-/// `since`/`until` as the CLI sends them: unix seconds (with a fraction), or RFC 3339.
-pub fn parse_time_ns(v: &str) -> Option<i64> {
-    if let Some((s, f)) = v.split_once('.') {
-        if let (Ok(s), true) = (s.parse::<i64>(), f.chars().all(|c| c.is_ascii_digit())) {
-            let frac: String = f.chars().take(9).collect();
-            return Some(s * 1_000_000_000 + format!("{frac:0<9}").parse::<i64>().ok()?);
-        }
-    }
-    if let Ok(s) = v.parse::<i64>() {
-        return Some(s * 1_000_000_000);
-    }
-    crate::clock::parse_rfc3339(v).map(|s| s * 1_000_000_000 + frac_ns(v))
-}
-
 /// Keeps the entries `docker logs` asks for: between `since` and `until` (ns),
 /// then the last `tail` of them.
 pub fn select(
@@ -260,9 +230,7 @@ pub fn select(
 ) {
     if since.is_some() || until.is_some() {
         entries.retain(|e| {
-            let t = crate::clock::parse_rfc3339(&e.time)
-                .map(|s| s * 1_000_000_000 + frac_ns(&e.time))
-                .unwrap_or(0);
+            let t = crate::clock::parse_rfc3339_ns(&e.time).unwrap_or(0);
             since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u)
         });
     }
@@ -359,11 +327,10 @@ mod tests {
             e("2026-01-01T00:00:02Z"),
             e("2026-01-01T00:00:03Z"),
         ];
-        let since = parse_time_ns("2026-01-01T00:00:02Z");
+        let since = crate::clock::parse_timestamp_ns("2026-01-01T00:00:02Z");
         select(&mut v, since, None, None);
         assert_eq!(v.len(), 2);
         select(&mut v, None, None, Some(1));
         assert_eq!(v[0].time, "2026-01-01T00:00:03Z");
-        assert_eq!(parse_time_ns("10.5"), Some(10_500_000_000));
     }
 }

@@ -26,15 +26,8 @@ pub struct Message {
 }
 
 impl Message {
-    /// The JSON line dockerd 20.10 sends: the legacy status/id/from first for
+    /// Appends the JSON line dockerd 20.10 sends: the legacy status/id/from first for
     /// containers and images, then Type, Action, Actor, scope, time, timeNano.
-    pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(256);
-        self.write_json(&mut out);
-        out
-    }
-
-    /// `to_json`, appended to `out`.
     pub fn write_json(&self, out: &mut String) {
         out.push('{');
         if matches!(self.kind, "container" | "image") {
@@ -125,34 +118,35 @@ pub struct Names {
 }
 
 impl Names {
-    fn container(&mut self, state: &State, id: &str) -> ContainerNames {
-        if let Some(c) = self.containers.get(id) {
-            return c.clone();
-        }
-        let found = if let Some(c) = state.containers.get(id) {
-            ContainerNames {
-                name: c.name.clone(),
-                image: c.image_name.clone(),
-                labels: labels_of(&c.config),
-                networks: c.networks.keys().cloned().collect(),
+    /// The names of container `id`: what this reader saw of it, else the
+    /// state's (or the departed's) record.
+    fn container(&mut self, state: &State, id: &str) -> &ContainerNames {
+        if !self.containers.contains_key(id) {
+            let found = if let Some(c) = state.containers.get(id) {
+                ContainerNames {
+                    name: c.name.clone(),
+                    image: c.image_name.clone(),
+                    labels: labels_of(&c.config),
+                    networks: c.networks.keys().cloned().collect(),
+                }
+            } else if let Some(d) = state.departed.get(id) {
+                ContainerNames {
+                    name: d.name.clone(),
+                    image: d.image_or_driver.clone(),
+                    labels: d.labels.clone(),
+                    networks: d.networks.clone(),
+                }
+            } else {
+                ContainerNames::default()
+            };
+            // Bounded by the containers one reader meets; a long live reader drops
+            // its cache now and then rather than grow with the engine's history.
+            if self.containers.len() > 4096 {
+                self.containers.clear();
             }
-        } else if let Some(d) = state.departed.get(id) {
-            ContainerNames {
-                name: d.name.clone(),
-                image: d.image_or_driver.clone(),
-                labels: d.labels.clone(),
-                networks: d.networks.clone(),
-            }
-        } else {
-            ContainerNames::default()
-        };
-        // Bounded by the containers one reader meets; a long live reader drops
-        // its cache now and then rather than grow with the engine's history.
-        if self.containers.len() > 4096 {
-            self.containers.clear();
+            self.containers.insert(id.to_string(), found);
         }
-        self.containers.insert(id.to_string(), found.clone());
-        found
+        &self.containers[id]
     }
 
     fn network(&self, state: &State, id: &str) -> (String, String) {
@@ -171,9 +165,10 @@ impl Names {
 pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) -> Vec<Message> {
     let container = |names: &mut Names, id: &str, action: &str, extra: &[(&str, String)]| {
         let c = names.container(state, id);
+        let image = c.image.clone();
         let mut attributes = c.labels.clone();
         attributes.insert("name".into(), c.name.clone());
-        attributes.insert("image".into(), c.image.clone());
+        attributes.insert("image".into(), image.clone());
         for (k, v) in extra {
             attributes.insert((*k).to_string(), v.clone());
         }
@@ -182,7 +177,7 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
             action: action.to_string(),
             id: id.to_string(),
             attributes,
-            from: Some(c.image),
+            from: Some(image),
             time_ns,
         }
     };
@@ -230,7 +225,7 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
             vec![container(names, id, "create", &[])]
         }
         Event::ContainerRenamed { id, name } => {
-            let before = names.container(state, id).name;
+            let before = names.container(state, id).name.clone();
             let old = match state.containers.get(id) {
                 // The state may already be past this rename: it keeps the name before.
                 Some(c) if before == *name => c.previous_name.clone(),
@@ -263,7 +258,7 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
                 "die",
                 &[("exitCode", exit_code.to_string())],
             ));
-            for net in names.container(state, id).networks {
+            for net in names.container(state, id).networks.clone() {
                 out.push(network(names, &net, "disconnect", Some(id)));
             }
             out
@@ -429,7 +424,7 @@ impl Filter {
         }
     }
 
-    /// Whether `m` passes; `daemon` is this engine's (ID, name).
+    /// Whether `m` passes every key of the filter.
     pub fn matches(&self, m: &Message) -> bool {
         self.event(m)
             && self.exact("type", m.kind)
@@ -535,6 +530,12 @@ mod tests {
         assert_eq!(err.to_string(), "invalid filter 'bogus'");
     }
 
+    fn json(m: &Message) -> String {
+        let mut out = String::new();
+        m.write_json(&mut out);
+        out
+    }
+
     #[test]
     fn json_has_dockerds_fields_in_its_order() {
         let mut m = msg(
@@ -545,11 +546,11 @@ mod tests {
         );
         m.from = Some("busybox".into());
         assert_eq!(
-            m.to_json(),
+            json(&m),
             r#"{"status":"die","id":"abc","from":"busybox","Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{"exitCode":"3","name":"web"}},"scope":"local","time":1500,"timeNano":1500000000123}"#
         );
         let n = msg("network", "create", "n", &[("name", "x")]);
-        assert!(n.to_json().starts_with(r#"{"Type":"network","#));
+        assert!(json(&n).starts_with(r#"{"Type":"network","#));
     }
 
     #[test]

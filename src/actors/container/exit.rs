@@ -238,16 +238,10 @@ impl Handler<Stop> for ContainerActor {
             // waits for it, then stops what it started. Answering "already
             // stopped" now would let the policy bring it back after we said so.
             self.stop_requested(ctx);
+            let mut start_ended = self.start_ends.subscribe();
             let addr = ctx.address();
             let fut = async move {
-                for _ in 0..1500 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    match addr.send(Starting).await {
-                        Ok(true) => continue,
-                        Ok(false) => break,
-                        Err(e) => return Err(Error::unavailable(format!("container actor: {e}"))),
-                    }
-                }
+                let _ = start_ended.changed().await;
                 match addr.send(msg).await {
                     Ok(Err(e)) if e.kind() == ErrorKind::NotModified => Ok(()),
                     Ok(r) => r,
@@ -301,19 +295,6 @@ impl Handler<Stop> for ContainerActor {
             Ok(())
         };
         Box::pin(fut.into_actor(self))
-    }
-}
-
-/// Whether a start is under way (a stop waits for it).
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct Starting;
-
-impl Handler<Starting> for ContainerActor {
-    type Result = bool;
-
-    fn handle(&mut self, _: Starting, _: &mut Context<Self>) -> bool {
-        self.starting
     }
 }
 

@@ -93,6 +93,8 @@ pub struct ContainerActor {
     /// Bumped at each exit: attach and `logs -f` end when it moves.
     exits: watch::Sender<u64>,
     starting: bool,
+    /// Bumped each time a start ends (started or failed): a stop waits on it.
+    start_ends: watch::Sender<u64>,
     /// The outcome of the last exit, for waiters answered after removal.
     last: WaitOutcome,
     pending_attaches: Vec<PendingAttach>,
@@ -112,6 +114,7 @@ impl ContainerActor {
             waiters: Vec::new(),
             exits: watch::channel(0).0,
             starting: false,
+            start_ends: watch::channel(0).0,
             last: WaitOutcome {
                 status_code: 0,
                 error: None,

@@ -178,6 +178,7 @@ impl ContainerActor {
         };
         Box::pin(fut.into_actor(self).map(|res, act, ctx| {
             act.starting = false;
+            act.start_ends.send_modify(|n| *n += 1);
             match res {
                 Ok(Some((child, dir))) => {
                     let ended = async move {
