@@ -25,6 +25,12 @@ deep"
   # The link itself is copied, as dockerd copies it (no -L).
   d cp cp box:/tmp/pw "$t/pw"
   expect_eq "$(readlink "$t/pw")" "/etc/passwd"
+  # A tar from stdin is read to its end: what follows its end-of-archive block
+  # (here 4 MiB of padding) is drained before the answer, as dockerd does, so
+  # a client still writing never meets a closed connection ("broken pipe").
+  d cp exec box mkdir -p /tmp/padded
+  (tar cf - -C "$t/in" a.txt; head -c 4194304 /dev/zero) | d cp cp - box:/tmp/padded/
+  expect_eq "$(d cp exec box cat /tmp/padded/a.txt)" "hello"
   d cp cp "$t/in/a.txt" box:/tmp/up/
   expect_eq "$(d cp exec box cat /etc/a.txt)" "hello"
   [ ! -e /etc/a.txt ] || fail "docker cp wrote to the host's /etc"

@@ -99,32 +99,56 @@ async fn put_archive(
     Query(q): Query<HashMap<String, String>>,
     body: Body,
 ) -> Result<StatusCode> {
-    let path = path_param(&q)?;
-    let root = open_root(&ctx, &name)?;
-    if root.readonly {
-        return Err(Error::forbidden("container rootfs is marked read-only"));
-    }
-    let no_overwrite = flag(&q, "noOverwriteDirNonDir");
-    let copy_owner = flag(&q, "copyUIDGID");
-    let input = crate::chan::ChannelReader::new(crate::chan::forward_body(body));
+    let mut input = crate::chan::ChannelReader::new(crate::chan::forward_body(body));
     blocking(move || {
-        let owner = if copy_owner {
-            Some(root.user_ids()?)
+        let extracted = extract_body(&ctx, &name, &q, &mut input);
+        // The tar reader stops at the first end-of-archive block while the
+        // client is still sending the second (and any padding); an error may
+        // come before a byte is read. Answering with the body unread makes
+        // hyper close the connection under a client that is still writing,
+        // and `docker cp` then reports "broken pipe" instead of the answer.
+        // As dockerd's server does, read the rest: all of it after success,
+        // up to 256 KiB after an error.
+        let limit = if extracted.is_ok() {
+            u64::MAX
         } else {
-            None
+            256 << 10
         };
-        archive::extract_to(
-            root.fd.as_fd(),
-            &path,
-            &name,
-            input,
-            owner,
-            root.ids.clone(),
-            no_overwrite,
-        )
+        let _ = std::io::copy(
+            &mut std::io::Read::take(&mut input, limit),
+            &mut std::io::sink(),
+        );
+        extracted
     })
     .await?;
     Ok(StatusCode::OK)
+}
+
+fn extract_body(
+    ctx: &ApiContext,
+    name: &str,
+    q: &HashMap<String, String>,
+    input: &mut crate::chan::ChannelReader,
+) -> Result<()> {
+    let path = path_param(q)?;
+    let root = open_root(ctx, name)?;
+    if root.readonly {
+        return Err(Error::forbidden("container rootfs is marked read-only"));
+    }
+    let owner = if flag(q, "copyUIDGID") {
+        Some(root.user_ids()?)
+    } else {
+        None
+    };
+    archive::extract_to(
+        root.fd.as_fd(),
+        &path,
+        name,
+        input,
+        owner,
+        root.ids.clone(),
+        flag(q, "noOverwriteDirNonDir"),
+    )
 }
 
 /// GET /containers/{id}/export: the root filesystem as a tar.
