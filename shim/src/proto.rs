@@ -42,6 +42,53 @@ pub struct ShimConfig {
     /// The container's seccomp filter compiled to BPF, which direct execs get.
     #[serde(default)]
     pub seccomp_program: Option<PathBuf>,
+    /// The health check, when the container has one: the shim runs it, so
+    /// it costs the daemon nothing and goes on while no daemon runs.
+    #[serde(default)]
+    pub health: Option<HealthProbe>,
+}
+
+/// A container's health check as the shim runs it (dockerd's defaults already
+/// filled in).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthProbe {
+    /// The OCI process of each probe: the container's, with the test's args.
+    pub process: serde_json::Value,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub start_period_ms: u64,
+    /// The interval while the container is in its start period (API 1.44).
+    pub start_interval_ms: u64,
+    pub retries: u32,
+    /// Where the state is kept (`State.Health` as inspect shows it): in the
+    /// container's directory, so that the log of earlier starts stays.
+    pub state_path: PathBuf,
+}
+
+/// `State.Health` of inspect, which the shim keeps in `HealthProbe::state_path`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthState {
+    pub status: String,
+    pub failing_streak: u32,
+    pub log: Vec<HealthResult>,
+}
+
+/// One probe's result, as dockerd keeps it (RFC 3339 times).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthResult {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i64,
+    pub output: String,
+}
+
+/// A line the shim writes on a `watch_health` connection: the status now,
+/// then each change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthLine {
+    pub status: String,
 }
 
 /// The JSON line the shim writes on its stdout once: the container is created
@@ -73,6 +120,9 @@ pub enum Request {
         stdout: bool,
         stderr: bool,
     },
+    /// Stream the health status: a `HealthLine` now and one at each change,
+    /// until the main process ends.
+    WatchHealth,
     /// Set the terminal size of the main process (no exec_id) or of an exec.
     Resize {
         #[serde(default)]
@@ -110,6 +160,27 @@ pub const SHIM_CONFIG: &str = "shim.json";
 pub const SHIM_SOCKET: &str = "shim.sock";
 pub const EXIT_FILE: &str = "exit.json";
 pub const EXEC_DIR: &str = "exec";
+
+/// An exec that could not start, in runc's words (which dockerd passes on):
+/// for `docker exec` and for health probes alike.
+pub fn exec_words(e: &str) -> String {
+    format!(
+        "OCI runtime exec failed: exec failed: unable to start container process: {}: unknown",
+        runc_detail(e)
+    )
+}
+
+/// The part of a start or exec failure runc words after "unable to start
+/// container process: ".
+pub fn runc_detail(e: &str) -> String {
+    match e
+        .split_once("executable '")
+        .and_then(|(_, r)| r.split_once("' not found"))
+    {
+        Some((binary, _)) => format!("exec: \"{binary}\": executable file not found in $PATH"),
+        None => e.to_string(),
+    }
+}
 
 /// Stream numbers of the Docker multiplexed framing.
 pub const STDOUT: u8 = 1;

@@ -92,11 +92,19 @@ impl Shim {
         }
         let waiting =
             self.procs.values().any(|p| p.exit.is_some() && !p.done) || self.main_done_at.is_some();
-        let timeout = if waiting {
-            PollTimeout::from(100u8)
-        } else {
-            PollTimeout::NONE
-        };
+        // Wake for processes that drain, and for the health check's next due.
+        let mut wake_ms: Option<u16> = waiting.then_some(100);
+        if let Some(h) = self.health.as_ref().filter(|_| !self.main_done()) {
+            let ms = h
+                .deadline()
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(60_000) as u16;
+            // Rounded up: a wake just before the deadline would only sleep again.
+            let ms = ms.saturating_add(1);
+            wake_ms = Some(wake_ms.map_or(ms, |w| w.min(ms)));
+        }
+        let timeout = wake_ms.map_or(PollTimeout::NONE, PollTimeout::from);
         let _ = poll(&mut fds, timeout);
         let ready: Vec<(usize, PollFlags)> = fds
             .iter()
@@ -128,6 +136,7 @@ impl Shim {
             }
         }
         self.finish_procs();
+        self.health_tick();
         self.served != served
     }
 
@@ -211,6 +220,10 @@ impl Shim {
             return;
         }
         let data = &buf[..n];
+        if let Some(kept) = p.capture.as_mut() {
+            let room = health::MAX_OUTPUT.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..n.min(room)]);
+        }
         if key == MAIN {
             self.log.write(stream, data, false);
         }
@@ -299,8 +312,8 @@ impl Shim {
         if n == 0 {
             c.input_closed = true;
             match c.role {
-                Role::Request | Role::Closing => {
-                    if c.out.is_empty() {
+                Role::Request | Role::Closing | Role::Watch => {
+                    if c.out.is_empty() || matches!(c.role, Role::Watch) {
                         self.clients.remove(&key);
                     }
                 }
@@ -335,7 +348,7 @@ impl Shim {
                     self.to_stdin(proc, &buf[..n]);
                 }
             }
-            Role::Closing => {}
+            Role::Closing | Role::Watch => {}
         }
     }
 
@@ -374,7 +387,12 @@ impl Shim {
                 oom_killed: false,
                 error: String::new(),
             };
+            let capture = p.capture.take();
+            let code = status.exit_code;
             match p.exec_id.clone() {
+                Some(_) if self.is_probe(key) => {
+                    self.probe_ended(code, capture.unwrap_or_default());
+                }
                 Some(exec_id) => {
                     if let Ok(bytes) = serde_json::to_vec(&status) {
                         write_atomic(
@@ -398,7 +416,8 @@ impl Shim {
             }
             let mut gone = Vec::new();
             for (ck, c) in self.clients.iter_mut() {
-                if matches!(c.role, Role::Stream { proc, .. } if proc == key) {
+                let watching = key == MAIN && matches!(c.role, Role::Watch);
+                if watching || matches!(c.role, Role::Stream { proc, .. } if proc == key) {
                     c.role = Role::Closing;
                     if c.out.is_empty() {
                         gone.push(*ck);

@@ -133,6 +133,7 @@ impl Shim {
             main_done_at: None,
             served: 0,
             seccomp: None,
+            health: None,
         };
         let (tty, open_stdin) = (shim.config.tty, shim.config.open_stdin);
         let bundle_s = shim.bundle.display().to_string();

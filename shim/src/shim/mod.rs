@@ -35,6 +35,7 @@ use crate::proto::{
 };
 
 mod event_loop;
+mod health;
 mod launch;
 mod log;
 mod requests;
@@ -190,6 +191,9 @@ struct Proc {
     exit: Option<i32>,
     exited_at: Option<Instant>,
     done: bool,
+    /// The output kept for its own use (a health probe's), up to
+    /// `health::MAX_OUTPUT` bytes.
+    capture: Option<Vec<u8>>,
 }
 
 /// A process the runtime started for us: its pid and our ends of its stdio.
@@ -215,6 +219,7 @@ impl Proc {
             exit: None,
             exited_at: None,
             done: false,
+            capture: None,
         }
     }
 
@@ -233,6 +238,8 @@ enum Role {
         stdout: bool,
         stderr: bool,
     },
+    /// Told the health status at each change (`watch_health`).
+    Watch,
     /// Writing out what is left, then closing.
     Closing,
 }
@@ -261,6 +268,8 @@ struct Shim {
     served: u64,
     /// The compiled seccomp program direct execs install, once read.
     seccomp: Option<Vec<u8>>,
+    /// The health check, once the container started (if it has one).
+    health: Option<health::Health>,
 }
 
 const MAIN: u64 = 0;

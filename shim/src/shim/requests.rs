@@ -58,6 +58,7 @@ impl Shim {
                 let id = self.config.id.clone();
                 match self.run_runtime(&["start", &id], None) {
                     Ok(()) => {
+                        self.start_health();
                         let pid = self.procs.get(&MAIN).map_or(0, |p| p.pid as u32);
                         self.reply(
                             key,
@@ -98,6 +99,16 @@ impl Shim {
                 }
                 Err(e) => self.fail(key, e),
             },
+            Request::WatchHealth => {
+                if self.main_done() {
+                    return self.fail(key, "the container is not running".into());
+                }
+                if self.health.is_none() {
+                    return self.fail(key, "the container has no health check".into());
+                }
+                self.reply(key, &Reply::default(), Role::Watch);
+                self.tell_watchers();
+            }
             Request::Resize {
                 exec_id,
                 height,
