@@ -246,6 +246,11 @@ fn scenario() -> Vec<Event> {
             action: "kill".into(),
             attributes: vec![("signal".into(), "9".into())],
         },
+        // A health check's status (appended after the docker-event actions), frozen in v1-health.
+        Event::ContainerHealthStatus {
+            id: "c2".into(),
+            status: "healthy".into(),
+        },
     ]
 }
 

@@ -14,9 +14,10 @@ use bollard_stubs::models::ExecConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
-use super::container::{exec_words, not_running, ClientIo, ContainerActor, Runtime};
+use super::container::{not_running, ClientIo, ContainerActor, Runtime};
 use crate::actors::event_log::note_container;
 use crate::containers::exec::{self, ExecRecord};
+use crate::drivers::exec::proto::exec_words;
 use crate::drivers::exec::proto::{frame, ExitStatus, Request, EXEC_DIR, STDOUT};
 use crate::drivers::exec::{bundle, client, spec};
 use crate::error::{Error, Result};

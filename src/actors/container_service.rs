@@ -17,6 +17,7 @@ use crate::containers::config::{merge, valid_name, validate_host_config};
 use crate::containers::names::random_name;
 use crate::drivers::storage::LayerStore;
 use crate::error::{Context as _, Error, Result};
+use crate::events::projection::HEALTH_STARTING;
 use crate::events::projection::{ContainerStatus, Projection, State};
 use crate::events::Event;
 use crate::registry::reference::Reference;
@@ -142,6 +143,7 @@ impl Handler<CreateContainer> for ContainerService {
                 let (id, name, image, image_name, body, top, attachments) = prepared?;
                 let config = serde_json::to_string(&body)
                     .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
+                let has_health_check = crate::containers::health::check(&body).is_some();
                 let dir = containers_dir.join(&id);
                 let made = tokio::task::spawn_blocking({
                     let (layers, id, dir) = (Arc::clone(&layers), id.clone(), dir.clone());
@@ -169,6 +171,14 @@ impl Handler<CreateContainer> for ContainerService {
                                 config: serde_json::to_string(&settings).map_err(|e| {
                                     Error::internal(format!("recording the endpoint: {e}"))
                                 })?,
+                            });
+                        }
+                        // With a check, its status is "starting" from the first
+                        // start on (the projection resets it at each start).
+                        if has_health_check {
+                            list.push(Event::ContainerHealthStatus {
+                                id: id.clone(),
+                                status: HEALTH_STARTING.into(),
                             });
                         }
                         super::event_log::append_all(&events, list).await
@@ -211,6 +221,7 @@ impl ContainerService {
             .ok_or_else(|| {
                 Error::invalid("Config cannot be empty in order to create a container")
             })?;
+        crate::containers::health::validate(body.healthcheck.as_ref())?;
         if let Some(h) = &body.host_config {
             validate_host_config(h, self.cpus)?;
             crate::drivers::userns::validate(h, self.layers.remap().is_some())?;

@@ -181,9 +181,8 @@ pub fn merge(
     if body.on_build.is_none() {
         body.on_build = image_config.on_build.clone();
     }
-    if body.healthcheck.is_none() {
-        body.healthcheck = image_config.healthcheck.clone();
-    }
+    body.healthcheck =
+        super::health::merge(body.healthcheck.take(), image_config.healthcheck.as_ref());
     if empty(&body.hostname) {
         body.hostname = Some(id.chars().take(12).collect());
     }

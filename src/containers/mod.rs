@@ -8,6 +8,7 @@ pub mod archive;
 pub mod config;
 pub mod diff;
 pub mod exec;
+pub mod health;
 pub mod logs;
 pub mod names;
 pub mod render;

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use bollard_stubs::models::{
     ContainerConfig, ContainerCreateBody, ContainerInspectResponse, ContainerState,
     ContainerStateStatusEnum, ContainerSummary, ContainerSummaryHostConfig,
-    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData,
+    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData, Health,
+    HealthcheckResult,
 };
 
 use super::config::human_duration;
@@ -63,7 +64,11 @@ pub fn status_text(c: &ContainerRecord, now_ns: u64) -> String {
     match c.status {
         ContainerStatus::Created => "Created".into(),
         ContainerStatus::Running if c.paused => format!("Up {} (Paused)", ago(c.started_ns)),
-        ContainerStatus::Running => format!("Up {}", ago(c.started_ns)),
+        ContainerStatus::Running => format!(
+            "Up {}{}",
+            ago(c.started_ns),
+            super::health::ps_suffix(c.health.as_deref().unwrap_or_default())
+        ),
         ContainerStatus::Exited => format!("Exited ({}) {} ago", c.exit_code, ago(c.finished_ns)),
     }
 }
@@ -114,10 +119,54 @@ pub fn inspect_config(b: &ContainerCreateBody) -> ContainerConfig {
     config
 }
 
+/// What inspect shows that the record does not hold.
 pub struct Paths {
     pub log_path: String,
     pub graph_driver: DriverData,
     pub driver: String,
+    /// `State.Health`, as the shim keeps it in the container's directory.
+    pub health: Option<crate::drivers::exec::proto::HealthState>,
+}
+
+/// `State.Health`: the shim's record, with the status the projection holds
+/// when the file is older (a start resets it before the first probe).
+fn health_of(
+    c: &ContainerRecord,
+    kept: Option<&crate::drivers::exec::proto::HealthState>,
+) -> Option<Health> {
+    // As dockerd, a check has no state before the container's first start.
+    let status = c.health.as_deref().filter(|_| ever_started(c))?;
+    let status = kept
+        .filter(|_| c.status == ContainerStatus::Running)
+        .map_or(status, |k| k.status.as_str());
+    let log = kept.map(|k| {
+        k.log
+            .iter()
+            .map(|r| HealthcheckResult {
+                start: Some(r.start.clone()),
+                end: Some(r.end.clone()),
+                exit_code: Some(r.exit_code),
+                output: Some(r.output.clone()),
+            })
+            .collect()
+    });
+    Some(Health {
+        status: serde_json::from_value(serde_json::json!(status)).ok(),
+        failing_streak: Some(kept.map_or(0, |k| k.failing_streak as i64)),
+        log: Some(log.unwrap_or_default()),
+    })
+}
+
+/// The health a container is listed by (`health` filter): "none" without a check.
+fn health_word(c: &ContainerRecord) -> &str {
+    c.health
+        .as_deref()
+        .filter(|_| ever_started(c))
+        .unwrap_or("none")
+}
+
+fn ever_started(c: &ContainerRecord) -> bool {
+    c.started_ns != 0
 }
 
 pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
@@ -142,7 +191,7 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
             error: Some(c.error.clone()),
             started_at: Some(rfc3339_or_zero(c.started_ns)),
             finished_at: Some(rfc3339_or_zero(c.finished_ns)),
-            health: None,
+            health: health_of(c, paths.health.as_ref()),
         }),
         image: Some(c.image.clone()),
         resolv_conf_path: Some(String::new()),
@@ -209,7 +258,7 @@ pub struct ListOptions {
 }
 
 const FILTERS: &[&str] = &[
-    "id", "name", "label", "status", "ancestor", "exited", "before", "since", "network",
+    "id", "name", "label", "status", "ancestor", "exited", "before", "since", "network", "health",
 ];
 
 /// Containers to list, newest first, as dockerd filters them.
@@ -235,6 +284,13 @@ pub fn list<'a>(
         .contains(&s.as_str())
         {
             return Err(Error::invalid(format!("Invalid filter 'status={s}'")));
+        }
+    }
+    for h in f("health").into_iter().flatten() {
+        if !["starting", "healthy", "unhealthy", "none"].contains(&h.as_str()) {
+            return Err(Error::invalid(format!(
+                "Unrecognised filter value for health: {h}"
+            )));
         }
     }
     let exited: Vec<i32> = f("exited")
@@ -282,6 +338,7 @@ pub fn list<'a>(
             exited.is_empty()
                 || (c.status == ContainerStatus::Exited && exited.contains(&c.exit_code))
         })
+        .filter(|c| f("health").is_none_or(|hs| hs.iter().any(|h| h == health_word(c))))
         .filter(|c| f("ancestor").is_none_or(|a| a.iter().any(|i| image_matches(c, i))))
         .filter(|c| {
             f("label").is_none_or(|ls| {

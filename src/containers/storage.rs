@@ -135,6 +135,7 @@ impl ContainerStorage {
                 data: self.layers.rw_data(&c.id),
             },
             driver,
+            health: super::health::read_state(&self.dir(&c.id)),
         };
         render::inspect_json(
             state,

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::projection::{labels_of, network_driver, State};
+use super::projection::{labels_of, network_driver, State, HEALTH_STARTING};
 use super::Event;
 use crate::error::{Error, Result};
 
@@ -282,6 +282,13 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
                 .collect();
             vec![container(names, id, action, &extra)]
         }
+        // dockerd tells a health status when it changes, never "starting"
+        // (a start resets it without an event).
+        Event::ContainerHealthStatus { id, status } if status != HEALTH_STARTING => {
+            let action = format!("health_status: {status}");
+            vec![container(names, id, &action, &[])]
+        }
+        Event::ContainerHealthStatus { .. } => Vec::new(),
         Event::EndpointUp {
             container: c,
             network: n,

@@ -73,6 +73,9 @@ pub enum ContainerStatus {
     Exited,
 }
 
+/// The status of a health check before its first result.
+pub const HEALTH_STARTING: &str = "starting";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub id: String,
@@ -110,6 +113,10 @@ pub struct ContainerRecord {
     /// Its name before the last rename (a `rename` event's oldName).
     #[serde(default)]
     pub previous_name: String,
+    /// Its health check's status, once its shim has told one; each start
+    /// makes it "starting" again (the probe results live in its directory).
+    #[serde(default)]
+    pub health: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,6 +367,14 @@ impl State {
                     c.exit_code = 0;
                     c.oom_killed = false;
                     c.error.clear();
+                    if c.health.is_some() {
+                        c.health = Some(HEALTH_STARTING.into());
+                    }
+                }
+            }
+            Event::ContainerHealthStatus { id, status } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.health = Some(status.clone());
                 }
             }
             Event::ContainerExited {

@@ -131,6 +131,9 @@ pub enum Event {
         action: String,
         attributes: Vec<(String, String)>,
     },
+    /// Container `id`'s health check says `status` ("starting", "healthy",
+    /// "unhealthy"): its shim probes it, the daemon records each change.
+    ContainerHealthStatus { id: String, status: String },
 }
 
 /// One published port: `host_ip:host_port` on the host to `container_port/proto`.

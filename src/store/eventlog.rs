@@ -25,7 +25,7 @@ const CF_META: &str = "meta";
 
 /// Bump when `State` changes shape: older snapshots are then ignored and the
 /// state is rebuilt from the log, which is always the source of truth.
-const SNAPSHOT_FORMAT: u16 = 8;
+const SNAPSHOT_FORMAT: u16 = 9;
 /// Snapshots kept; older ones are deleted when a new one is written.
 const SNAPSHOTS_KEPT: usize = 2;
 

@@ -19,6 +19,7 @@ impl ContainerActor {
         dir: PathBuf,
         ctx: &mut Context<Self>,
     ) {
+        super::health::watch_health(&self.rt, &self.id, dir.clone());
         let rt = self.rt.clone();
         let id = self.id.clone();
         let fut = async move {

@@ -23,6 +23,7 @@ use crate::events::projection::{ContainerStatus, Projection};
 
 mod control;
 mod exit;
+mod health;
 mod io;
 mod reconnect;
 mod runtimes;
@@ -36,7 +37,7 @@ pub use io::{Attach, ClientIo, ClientStream, Resize};
 pub use reconnect::Reconnect;
 pub use runtimes::{RuntimeCommand, BUILTIN_RUNTIME};
 use start::release_network;
-pub use start::{exec_words, runtime_words, PolicyStart, Start};
+pub use start::{runtime_words, PolicyStart, Start};
 
 /// The shim's pid, in the bundle: a daemon that starts again watches it.
 const SHIM_PID: &str = "shim.pid";

@@ -119,6 +119,7 @@ impl ContainerActor {
                             &rt.command.shim,
                             &sandbox,
                             rotation,
+                            crate::containers::health::check(&body),
                         )
                     })
                     .await
@@ -278,26 +279,8 @@ pub(super) async fn release_network(rt: &Runtime, id: &str) {
 pub fn runtime_words(e: &str) -> String {
     format!(
         "failed to create task: OCI runtime create failed: unable to start container process: {}: unknown",
-        runc_detail(e)
+        crate::drivers::exec::proto::runc_detail(e)
     )
-}
-
-/// An exec that could not start, in runc's words.
-pub fn exec_words(e: &str) -> String {
-    format!(
-        "OCI runtime exec failed: exec failed: unable to start container process: {}: unknown",
-        runc_detail(e)
-    )
-}
-
-pub(super) fn runc_detail(e: &str) -> String {
-    match e
-        .split_once("executable '")
-        .and_then(|(_, r)| r.split_once("' not found"))
-    {
-        Some((binary, _)) => format!("exec: \"{binary}\": executable file not found in $PATH"),
-        None => e.to_string(),
-    }
 }
 
 /// Starts the shim on `bundle` and reads its first line: the created

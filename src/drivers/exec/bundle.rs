@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::ContainerCreateBody;
 
-use super::proto::{ShimConfig, SHIM_CONFIG};
+use super::proto::{HealthProbe, ShimConfig, SHIM_CONFIG};
 use super::spec::{self, SpecInput};
 use crate::drivers::storage::LayerStore;
 use crate::error::{Context, Error, Result};
@@ -49,6 +49,21 @@ pub fn read_in_root_fd(root: std::os::fd::BorrowedFd<'_>, rel: &str) -> String {
     s
 }
 
+/// The file, in the container's directory, where its shim keeps `State.Health`.
+pub const HEALTH_FILE: &str = "health.json";
+
+/// A container's health check, resolved (see `containers::health::check`):
+/// the probe's arguments and its timings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub args: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub start_period_ms: u64,
+    pub start_interval_ms: u64,
+    pub retries: u32,
+}
+
 pub fn cgroup_path(id: &str) -> String {
     format!("/berth/{id}")
 }
@@ -65,6 +80,7 @@ pub fn prepare(
     init_binary: &Path,
     sandbox: &spec::Sandbox,
     log_rotation: (u64, u32),
+    health: Option<HealthCheck>,
 ) -> Result<Bundle> {
     let remap = layers
         .remap()
@@ -82,6 +98,7 @@ pub fn prepare(
         sandbox,
         remap.as_deref(),
         log_rotation,
+        health,
     );
     if made.is_err() {
         layers.unmount_rw(id);
@@ -100,6 +117,7 @@ fn write(
     sandbox: &spec::Sandbox,
     remap: Option<&crate::drivers::userns::Remap>,
     log_rotation: (u64, u32),
+    health: Option<HealthCheck>,
 ) -> Result<Bundle> {
     let group = read_in_root(rootfs, "etc/group");
     let mut user = spec::resolve_user(
@@ -179,6 +197,22 @@ fn write(
             }),
         direct_exec: builtin,
         seccomp_program,
+        health: health.map(|h| {
+            // Each probe is the container's process with the test's arguments
+            // (its user, environment and directory, as dockerd's probe exec).
+            let mut process = config["process"].clone();
+            process["args"] = serde_json::json!(h.args);
+            process["terminal"] = serde_json::json!(false);
+            HealthProbe {
+                process,
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                start_period_ms: h.start_period_ms,
+                start_interval_ms: h.start_interval_ms,
+                retries: h.retries,
+                state_path: container_dir.join(HEALTH_FILE),
+            }
+        }),
     };
     let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
         let bytes =
