@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use rtnetlink::Handle;
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
+use crate::store::lock::DataRootLock;
 use firewall::Firewall;
 
 /// The data root whose daemon's names carry no tag.
@@ -172,8 +173,24 @@ pub fn veth_name() -> Result<String> {
 
 /// `berthd network-cleanup`: removes what the daemon of this data root made
 /// on the host's network (its bridges, chains and namespace mounts). For a
-/// stopped daemon: tests call it after killing theirs.
+/// stopped daemon: tests call it after killing theirs. A daemon running on
+/// the data root (it holds its lock) is refused, naming its pid, and nothing
+/// is removed; the lock is held meanwhile, so none starts while this works.
 pub fn cleanup(data_root: &Path, exec_root: &Path) -> Result<()> {
+    // No data root, no daemon on it (and no lock file to make there).
+    let _lock = if data_root.is_dir() {
+        match DataRootLock::try_acquire(data_root)? {
+            Ok(lock) => Some(lock),
+            Err(holder) => {
+                return Err(Error::conflict(format!(
+                    "data root {} is in use by {holder}: network-cleanup removes what a stopped daemon left; stop it first",
+                    data_root.display()
+                )))
+            }
+        }
+    } else {
+        None
+    };
     let names = Names::new(data_root, exec_root);
     if let Ok(dir) = std::fs::read_dir(&names.netns_dir) {
         for e in dir.flatten() {
