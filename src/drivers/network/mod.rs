@@ -5,6 +5,7 @@
 
 pub mod firewall;
 pub mod netlink;
+pub mod watch;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -134,6 +135,17 @@ impl NetDriver {
             std::fs::write(&knob, "1").context(format_args!("writing {knob}"))?;
         }
         Ok(())
+    }
+
+    /// What is wrong with a bridge network's device, if anything (gone,
+    /// without its address, down): two netlink requests.
+    pub async fn bridge_damage(&self, bridge: &Bridge) -> Result<Option<&'static str>> {
+        netlink::bridge_damage(&self.handle, &bridge.name, bridge.gateway, bridge.prefix).await
+    }
+
+    /// Deletions in the host's firewall that touch our chains, as they happen.
+    pub fn watch_firewall(&self) -> Result<watch::FirewallWatch> {
+        watch::FirewallWatch::open(&self.firewall.chain_names())
     }
 
     pub async fn remove_bridge(&self, name: &str) -> Result<()> {
