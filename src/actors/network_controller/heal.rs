@@ -23,7 +23,8 @@ const SETTLE: Duration = Duration::from_millis(150);
 const MIN_GAP: Duration = Duration::from_secs(1);
 
 /// What heals, cloned into the futures that need it. One heal at a time:
-/// a second one waits, then finds nothing left to do.
+/// a second one waits, then finds nothing left to do; and no network is
+/// removed meanwhile (its bridge would be rebuilt after its removal).
 #[derive(Clone)]
 pub(super) struct Healer {
     driver: Arc<NetDriver>,
@@ -58,10 +59,25 @@ impl Healer {
         Ok(())
     }
 
+    /// Held while a network is removed: no heal runs meanwhile.
+    pub(super) async fn hold(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        Arc::clone(&self.one).lock_owned().await
+    }
+
     /// Every bridge network's device checked and rebuilt where damaged, then
     /// the firewall; the log says what was rebuilt. A bridge that cannot be
-    /// rebuilt does not stop the others: the first error is answered.
+    /// rebuilt does not stop the others: the first error is answered. It
+    /// runs as a task of its own, not in the controller's context: an
+    /// atomic handler (a network's removal) waiting for `hold` stops that
+    /// context, and would wait forever on a heal it stopped.
     pub(super) async fn heal(&self) -> Result<()> {
+        let me = self.clone();
+        actix::spawn(async move { me.heal_now().await })
+            .await
+            .map_err(|e| Error::internal(format!("healing the network: {e}")))?
+    }
+
+    async fn heal_now(&self) -> Result<()> {
         let _one = self.one.lock().await;
         let state = self.projection.current();
         let mut failed = None;
