@@ -254,3 +254,108 @@ scenario_net_bip_and_address_pools_from_the_config() {
   expect_eq "$s1" "${pool%.0/24}.0/26"
   expect_eq "$s2" "${pool%.0/24}.64/26"
 }
+
+# remove_our_chains NAME: what someone else's firewall reload does to that
+# berthd's chains: the jumps to them deleted, then each flushed and deleted.
+# (A daemon that notices may put them back meanwhile: each step may fail.)
+remove_our_chains() {
+  local p; p="BERTH-$(net_tag "$1")"
+  iptables -w -D FORWARD -j "$p-FORWARD" 2>/dev/null || true
+  iptables -w -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j "$p-DNAT" 2>/dev/null || true
+  iptables -w -t nat -D OUTPUT -m addrtype --dst-type LOCAL -j "$p-DNAT" 2>/dev/null || true
+  iptables -w -t nat -D POSTROUTING -j "$p-POSTROUTING" 2>/dev/null || true
+  local c
+  for c in FORWARD ISOLATION-1 ISOLATION-2; do iptables -w -F "$p-$c" 2>/dev/null || true; done
+  for c in FORWARD ISOLATION-1 ISOLATION-2; do iptables -w -X "$p-$c" 2>/dev/null || true; done
+  for c in DNAT POSTROUTING; do iptables -w -t nat -F "$p-$c" 2>/dev/null || true; done
+  for c in DNAT POSTROUTING; do iptables -w -t nat -X "$p-$c" 2>/dev/null || true; done
+}
+
+# curl_until PORT TEXT: GET 127.0.0.1:PORT until it answers TEXT (5 s); prints the last answer.
+curl_until() {
+  local out=""
+  for _ in $(seq 50); do
+    out=$(curl -s --max-time 1 "http://127.0.0.1:$1/") && [ "$out" == "$2" ] && break
+    sleep 0.1
+  done
+  echo "$out"
+}
+
+# rules_until NAME RULES: waits (3 s) until that berthd's chains hold RULES rules; prints the count.
+rules_until() {
+  local n
+  for _ in $(seq 30); do n=$(our_rules "$1"); [ "$n" == "$2" ] && break; sleep 0.1; done
+  echo "$n"
+}
+
+# rebuilt_more LOG N: waits (3 s) until LOG says "rebuilt the firewall chains" more than N times.
+rebuilt_more() {
+  for _ in $(seq 30); do
+    [ "$(grep -c "rebuilt the firewall chains" "$1")" -gt "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "the log does not say the chains were rebuilt again"
+}
+
+scenario_net_bridge_removed_under_a_running_daemon_is_rebuilt() {
+  start_with_busybox nh
+  local tag br gw uid side port log=$WORK/nh/berthd.log
+  tag=$(net_tag nh)
+  br="berth-$tag"
+  gw=$(d nh network inspect bridge --format '{{(index .IPAM.Config 0).Gateway}}')
+  uid=$(d nh network create side)
+  side="br-${uid:0:12}"
+  # (The create rewrote the chains, which the firewall watch checks after a
+  # moment; let that pass, so that the start below is what finds the damage.)
+  sleep 1.2
+  # Someone deletes our bridges: the next start rebuilds them (it failed
+  # with "no link berth-..." until a restart).
+  ip link del "$br"
+  ip link del "$side"
+  expect_eq "$(d nh run --rm busybox echo ok)" "ok"
+  ip -4 addr show "$br" | grep -q "inet $gw/" || fail "$br was not rebuilt with $gw"
+  ip link show "$side" >/dev/null 2>&1 || fail "side's bridge was not rebuilt"
+  grep -q "rebuilt bridge $br (it was gone)" "$log" || fail "the log does not say $br was rebuilt"
+  grep -q "rebuilt bridge $side (it was gone)" "$log" || fail "the log does not say $side was rebuilt"
+  expect_eq "$(d nh run --rm --network side busybox echo ok)" "ok"
+  # Its address alone.
+  ip addr flush dev "$br"
+  expect_eq "$(d nh run --rm busybox echo ok)" "ok"
+  ip -4 addr show "$br" | grep -q "inet $gw/" || fail "$gw was not put back on $br"
+  grep -q "rebuilt bridge $br (it had lost its address)" "$log" || fail "the log does not say the address was put back"
+  # The bridge and every chain: a published port answers on 127.0.0.1 again.
+  ip link del "$br"
+  remove_our_chains nh
+  port=$(free_port)
+  d nh run -d --name web -p "127.0.0.1:$port:80" busybox sh -c 'mkdir /www && echo healed > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
+  expect_eq "$(curl_until "$port" healed)" "healed"
+  grep -q "rebuilt the firewall chains" "$log" || fail "the log does not say the chains were rebuilt"
+  # Nothing twice.
+  expect_eq "$(iptables -S FORWARD | grep -c "BERTH-$tag")" "1"
+  expect_eq "$(ip -4 -o addr show "$br" | wc -l)" "1"
+  # The ports' rules go with the container, as before.
+  d nh rm -f web >/dev/null
+  for _ in $(seq 40); do iptables-save -t nat | grep -q -- "--dport $port " || break; sleep 0.05; done
+  if iptables-save -t nat | grep -q -- "--dport $port "; then fail "the DNAT rule for $port stayed"; fi
+}
+
+scenario_net_chains_removed_under_a_running_daemon_come_back() {
+  start_with_busybox nw
+  local port rules log=$WORK/nw/berthd.log
+  port=$(free_port)
+  d nw run -d --name web -p "127.0.0.1:$port:80" busybox sh -c 'mkdir /www && echo back > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
+  expect_eq "$(curl_until "$port" back)" "back"
+  rules=$(our_rules nw)
+  # A firewall reload that drops our chains: the running container's port
+  # answers again, with no start to notice it.
+  remove_our_chains nw
+  rebuilt_more "$log" 0
+  expect_eq "$(curl_until "$port" back)" "back"
+  expect_eq "$(rules_until nw "$rules")" "$rules"
+  # A flush of one chain alone.
+  local n; n=$(grep -c "rebuilt the firewall chains" "$log")
+  iptables -w -t nat -F "BERTH-$(net_tag nw)-DNAT"
+  rebuilt_more "$log" "$n"
+  expect_eq "$(curl_until "$port" back)" "back"
+  expect_eq "$(rules_until nw "$rules")" "$rules"
+}

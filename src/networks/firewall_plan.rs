@@ -88,6 +88,18 @@ impl FirewallPlan {
         )
     }
 
+    /// What the chains hold now, by the plan (for a check; nothing marked).
+    pub fn installed_rules(&self) -> (Vec<BridgeRules>, Vec<PortRule>) {
+        (
+            self.bridges.values().cloned().collect(),
+            self.ports
+                .iter()
+                .filter(|(id, _)| self.installed.contains(*id))
+                .flat_map(|(_, rules)| rules.iter().cloned())
+                .collect(),
+        )
+    }
+
     /// Container `id`'s rules, for an append, unless a whole write put them
     /// in already (then none); they count as installed from here.
     pub fn to_add(&mut self, id: &str) -> Vec<PortRule> {
@@ -147,7 +159,9 @@ mod tests {
         assert_eq!(plan.to_add("a").len(), 1);
         assert!(plan.to_add("a").is_empty(), "appended once");
         plan.ports_published("b", "br-1", "172.20.0.3", &[port(8081), port(8082)]);
+        assert_eq!(plan.installed_rules().1.len(), 1, "b's are not in yet");
         let (_, rules) = plan.all();
+        assert_eq!(plan.installed_rules().1.len(), 3);
         assert_eq!(rules.len(), 3);
         assert!(plan.to_add("b").is_empty(), "the whole write put b's in");
         plan.container_left("a");

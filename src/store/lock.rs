@@ -13,9 +13,36 @@ pub struct DataRootLock {
     _lock: Flock<File>,
 }
 
+/// Who holds a data root's lock: the pid it wrote there, if it got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: Option<u32>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "berthd (pid {pid})"),
+            None => f.write_str("another berthd"),
+        }
+    }
+}
+
 impl DataRootLock {
     /// Takes the lock or fails at once, naming the pid that holds it.
     pub fn acquire(data_root: &Path) -> Result<DataRootLock> {
+        Self::try_acquire(data_root)?.map_err(|holder| {
+            Error::conflict(format!(
+                "data root {} is in use by {holder}: only one berthd can use a data root; stop it or choose another --data-root",
+                data_root.display()
+            ))
+        })
+    }
+
+    /// Takes the lock (writing this process's pid in it), or answers who
+    /// holds it; never waits. `berthd network-cleanup` holds it too while it
+    /// works, so no daemon starts on the data root meanwhile.
+    pub fn try_acquire(data_root: &Path) -> Result<std::result::Result<DataRootLock, Holder>> {
         let path = data_root.join("berthd.lock");
         let file = OpenOptions::new()
             .read(true)
@@ -30,16 +57,9 @@ impl DataRootLock {
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let who = if holder.is_empty() {
-                    String::from("another berthd")
-                } else {
-                    format!("berthd (pid {holder})")
-                };
-                return Err(Error::conflict(format!(
-                    "data root {} is in use by {who}: only one berthd can use a data root; stop it or choose another --data-root",
-                    data_root.display()
-                )));
+                return Ok(Err(Holder {
+                    pid: holder.trim().parse().ok(),
+                }));
             }
             Err((_, errno)) => {
                 return Err(Error::internal(format!(
@@ -59,6 +79,6 @@ impl DataRootLock {
                 path.display()
             )));
         }
-        Ok(DataRootLock { _lock: lock })
+        Ok(Ok(DataRootLock { _lock: lock }))
     }
 }

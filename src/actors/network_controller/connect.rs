@@ -20,16 +20,27 @@ impl Handler<Connect> for NetworkController {
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
         let checked = check_connect(&state, &msg).and_then(|(c, n, s)| {
-            let actor = if c.status == ContainerStatus::Running {
-                Some(self.actor_for(&n)?)
+            let running = if c.status == ContainerStatus::Running {
+                let bridge = state
+                    .networks
+                    .get(&n)
+                    .ok_or_else(|| Error::not_found(format!("network {n} not found")))
+                    .and_then(|r| NetworkSpec::of(r).bridge_device())?;
+                Some((self.actor_for(&n)?, bridge))
             } else {
                 None
             };
-            Ok((c, n, s, actor))
+            Ok((c, n, s, running))
         });
         let (events, driver) = (self.events.clone(), Arc::clone(&self.driver));
+        let healer = self.healer.clone();
         let fut = async move {
-            let (c, network, config, actor) = checked?;
+            let (c, network, config, running) = checked?;
+            if let Some((_, bridge)) = &running {
+                // Someone may have removed the bridge under us.
+                healer.before_use(std::slice::from_ref(bridge)).await?;
+            }
+            let actor = running.map(|(a, _)| a);
             append(
                 &events,
                 Event::ContainerNetworkConnected {

@@ -51,8 +51,9 @@ impl Handler<Init> for NetworkController {
             firewall.init(state).await?;
             Ok(())
         };
-        Box::pin(fut.into_actor(self).map(|res: Result<()>, act, _| {
+        Box::pin(fut.into_actor(self).map(|res: Result<()>, act, ctx| {
             res?;
+            act.watch_firewall(ctx);
             let state = act.projection.current();
             for id in state.networks.keys() {
                 let _ = act.actor_for(id);

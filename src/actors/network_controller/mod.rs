@@ -28,6 +28,7 @@ use crate::networks::{files, ports, Sandbox};
 
 mod connect;
 mod firewall;
+mod heal;
 mod init;
 mod registry;
 mod sandbox;
@@ -51,6 +52,8 @@ pub struct NetworkController {
     reservations: HashMap<String, Vec<OwnedFd>>,
     /// The firewall's plan and its writes, one at a time.
     firewall: firewall::FirewallWriter,
+    /// Rebuilds what someone else removed under the running daemon.
+    healer: heal::Healer,
 }
 
 impl NetworkController {
@@ -76,10 +79,12 @@ impl NetworkController {
                 .collect::<Result<Vec<_>>>()?
         };
         let driver = Arc::new(driver);
+        let firewall = firewall::FirewallWriter::new(Arc::clone(&driver));
         Ok(NetworkController {
+            healer: heal::Healer::new(Arc::clone(&driver), firewall.clone(), projection.clone()),
             events,
             projection,
-            firewall: firewall::FirewallWriter::new(Arc::clone(&driver)),
+            firewall,
             driver,
             containers_dir: data_root.join("containers"),
             pools,

@@ -116,10 +116,13 @@ impl Handler<RemoveNetwork> for NetworkController {
             .and_then(|n| self.networks.remove(&n.id));
         let (events, driver) = (self.events.clone(), Arc::clone(&self.driver));
         let firewall = self.firewall.clone();
+        let healer = self.healer.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let n = found?;
+                let no_heal = healer.hold().await;
                 remove_network(&state, &n, &events, &driver).await?;
+                drop(no_heal);
                 if let Some(a) = actor {
                     let _ = a.send(Shutdown).await;
                 }
@@ -212,15 +215,18 @@ impl Handler<PruneNetworks> for NetworkController {
             .collect();
         let (events, driver) = (self.events.clone(), Arc::clone(&self.driver));
         let firewall = self.firewall.clone();
+        let healer = self.healer.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let mut removed = Vec::new();
                 let mut ids = Vec::new();
+                let no_heal = healer.hold().await;
                 for n in candidates {
                     remove_network(&state, &n, &events, &driver).await?;
                     removed.push(n.name.clone());
                     ids.push(n.id.clone());
                 }
+                drop(no_heal);
                 for a in actors {
                     let _ = a.send(Shutdown).await;
                 }

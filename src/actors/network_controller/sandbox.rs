@@ -5,6 +5,7 @@ use actix::prelude::*;
 use tracing::warn;
 
 use super::*;
+use crate::drivers::network::Bridge;
 
 /// Everything a container's network needs before its process starts.
 #[derive(Message)]
@@ -33,6 +34,7 @@ impl Handler<PrepareSandbox> for NetworkController {
             self.containers_dir.join(&id),
         );
         let firewall = self.firewall.clone();
+        let healer = self.healer.clone();
         let fut = async move {
             let (kind, joins, reserved) = planned?;
             let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -55,7 +57,10 @@ impl Handler<PrepareSandbox> for NetworkController {
                     let path = driver.names.netns_path(&id);
                     let mut plans: Vec<InterfacePlan> = Vec::new();
                     let mut nameserver = None;
-                    for (i, (actor, user_net, gw)) in joins.into_iter().enumerate() {
+                    // Someone may have removed a bridge under us.
+                    let bridges: Vec<_> = joins.iter().map(|j| j.3.clone()).collect();
+                    healer.before_use(&bridges).await?;
+                    for (i, (actor, user_net, gw, _)) in joins.into_iter().enumerate() {
                         let plan = actor
                             .send(Join {
                                 container: id.clone(),
@@ -148,9 +153,11 @@ pub(super) enum Kind {
     Bridge,
 }
 
+/// The sandbox's kind; each network to join (its actor, whether it is a user
+/// network, its gateway, its bridge); the published ports and their held sockets.
 pub(super) type Planned = (
     Kind,
-    Vec<(Addr<NetworkActor>, bool, String)>,
+    Vec<(Addr<NetworkActor>, bool, String, Bridge)>,
     (Vec<PublishedPort>, Vec<OwnedFd>),
 );
 
@@ -212,7 +219,12 @@ impl NetworkController {
             if !s.is_bridge() {
                 continue;
             }
-            joins.push((self.actor_for(nid)?, !s.builtin, s.gateway.clone()));
+            joins.push((
+                self.actor_for(nid)?,
+                !s.builtin,
+                s.gateway.clone(),
+                s.bridge_device()?,
+            ));
         }
         if joins.is_empty() {
             return Err(Error::not_found(format!("network {mode} not found")));

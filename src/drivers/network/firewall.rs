@@ -48,6 +48,31 @@ impl Firewall {
         format!("{}-{name}", self.prefix)
     }
 
+    /// Our chains, by table.
+    fn chains(&self) -> [(&'static str, Vec<String>); 2] {
+        [
+            (
+                "filter",
+                ["FORWARD", "ISOLATION-1", "ISOLATION-2"]
+                    .iter()
+                    .map(|c| self.chain(c))
+                    .collect(),
+            ),
+            (
+                "nat",
+                ["DNAT", "POSTROUTING"]
+                    .iter()
+                    .map(|c| self.chain(c))
+                    .collect(),
+            ),
+        ]
+    }
+
+    /// The names of our chains, all tables.
+    pub fn chain_names(&self) -> Vec<String> {
+        self.chains().into_iter().flat_map(|(_, c)| c).collect()
+    }
+
     /// The jumps from the built-in chains: (table, chain, rule).
     fn jumps(&self) -> Vec<(&'static str, &'static str, Vec<String>)> {
         let j = |c: &str| vec!["-j".to_string(), self.chain(c)];
@@ -170,6 +195,23 @@ impl Firewall {
         Ok(())
     }
 
+    /// What is wrong with our chains, if anything, when they should hold
+    /// what `render(bridges, ports)` gives: each must exist and hold as many
+    /// rules as that (a flush shows, and so do rules someone added), and the
+    /// built-in chains must jump to them. Reads only: `iptables -S` of each
+    /// table.
+    pub fn damage(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> Result<Option<String>> {
+        let want = self.render(bridges, ports);
+        let jumps = self.jumps();
+        for (table, chains) in self.chains() {
+            let have = list_rules(table)?;
+            if let Some(why) = chains_damage(&want, &have, &chains, table, &jumps) {
+                return Ok(Some(why));
+            }
+        }
+        Ok(None)
+    }
+
     /// Removes the jumps and our chains (network-cleanup).
     pub fn remove_all(&self) {
         for (table, chain, rule) in self.jumps() {
@@ -177,18 +219,68 @@ impl Firewall {
             del.extend(rule.iter().map(String::as_str));
             while iptables(&del).is_ok() {}
         }
-        for (table, chains) in [
-            ("filter", vec!["FORWARD", "ISOLATION-1", "ISOLATION-2"]),
-            ("nat", vec!["DNAT", "POSTROUTING"]),
-        ] {
+        for (table, chains) in self.chains() {
             for c in &chains {
-                let _ = iptables(&["-w", "-t", table, "-F", &self.chain(c)]);
+                let _ = iptables(&["-w", "-t", table, "-F", c]);
             }
             for c in &chains {
-                let _ = iptables(&["-w", "-t", table, "-X", &self.chain(c)]);
+                let _ = iptables(&["-w", "-t", table, "-X", c]);
             }
         }
     }
+}
+
+/// What `damage` finds wrong in one table, from the rules we would write
+/// (`want`, as `render` gives them) and the table's rules (`have`, as
+/// `iptables -S` lists them).
+fn chains_damage(
+    want: &str,
+    have: &str,
+    chains: &[String],
+    table: &str,
+    jumps: &[(&'static str, &'static str, Vec<String>)],
+) -> Option<String> {
+    let count = |text: &str, chain: &str| {
+        let head = format!("-A {chain} ");
+        text.lines().filter(|l| l.starts_with(&head)).count()
+    };
+    for chain in chains {
+        let declared = format!("-N {chain}");
+        if !have.lines().any(|l| l.trim_end() == declared) {
+            return Some(format!("chain {chain} was gone"));
+        }
+        let (w, h) = (count(want, chain), count(have, chain));
+        if w != h {
+            return Some(format!("chain {chain} held {h} rules instead of {w}"));
+        }
+    }
+    for (t, builtin, rule) in jumps.iter().filter(|(t, _, _)| *t == table) {
+        let (head, tail) = (format!("-A {builtin} "), format!(" {}", rule.join(" ")));
+        if !have
+            .lines()
+            .any(|l| l.starts_with(&head) && l.trim_end().ends_with(&tail))
+        {
+            let target = rule.last().map(String::as_str).unwrap_or_default();
+            return Some(format!("the jump from {t} {builtin} to {target} was gone"));
+        }
+    }
+    None
+}
+
+/// `iptables -S` of `table`: its chains (`-N`) and rules (`-A`).
+fn list_rules(table: &str) -> Result<String> {
+    let out = Command::new("iptables")
+        .args(["-w", "-t", table, "-S"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running iptables")?;
+    if !out.status.success() {
+        return Err(Error::internal(format!(
+            "iptables -t {table} -S: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn iptables(args: &[&str]) -> Result<()> {
@@ -276,5 +368,51 @@ mod tests {
         assert_eq!(r.matches("COMMIT\n").count(), 2);
         // Nothing in the built-in chains: those get only the jumps.
         assert!(!r.contains("-A FORWARD") && !r.contains("-A POSTROUTING "));
+    }
+
+    #[test]
+    fn damage_is_read_from_the_listed_rules() {
+        let fw = Firewall::new("BERTH");
+        let bridges = vec![BridgeRules {
+            bridge: "berth0".into(),
+            subnet: "172.17.0.0/16".into(),
+            internal: false,
+        }];
+        let want = fw.render(&bridges, &[]);
+        let jumps = fw.jumps();
+        let [(_, filter), (_, nat)] = fw.chains();
+        // As `iptables -S` lists what `render` wrote, with the jumps and
+        // someone else's chains around it.
+        let mut listed = "-P FORWARD DROP\n-N BERTH-FORWARD\n-N BERTH-ISOLATION-1\n-N BERTH-ISOLATION-2\n-N BERTH-ab12cd-FORWARD\n-A FORWARD -j BERTH-FORWARD\n-A FORWARD -j DOCKER-USER\n-A BERTH-ab12cd-FORWARD -j ACCEPT\n".to_string();
+        for l in want
+            .lines()
+            .filter(|l| l.starts_with("-A BERTH-FORWARD ") || l.starts_with("-A BERTH-ISOLATION-"))
+        {
+            listed += &format!("{l}\n");
+        }
+        assert_eq!(
+            chains_damage(&want, &listed, &filter, "filter", &jumps),
+            None
+        );
+        let flushed: String = listed
+            .lines()
+            .filter(|l| !l.starts_with("-A BERTH-FORWARD "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            chains_damage(&want, &flushed, &filter, "filter", &jumps).as_deref(),
+            Some("chain BERTH-FORWARD held 0 rules instead of 5")
+        );
+        let unjumped = listed.replace("-A FORWARD -j BERTH-FORWARD\n", "");
+        assert_eq!(
+            chains_damage(&want, &unjumped, &filter, "filter", &jumps).as_deref(),
+            Some("the jump from filter FORWARD to BERTH-FORWARD was gone")
+        );
+        assert_eq!(
+            chains_damage(&want, "-P PREROUTING ACCEPT\n", &nat, "nat", &jumps).as_deref(),
+            Some("chain BERTH-DNAT was gone")
+        );
+        let nat_listed = "-N BERTH-DNAT\n-N BERTH-POSTROUTING\n-A PREROUTING -m addrtype --dst-type LOCAL -j BERTH-DNAT\n-A OUTPUT -m addrtype --dst-type LOCAL -j BERTH-DNAT\n-A POSTROUTING -j BERTH-POSTROUTING\n-A BERTH-POSTROUTING -s 172.17.0.0/16 ! -o berth0 -j MASQUERADE\n-A BERTH-POSTROUTING -s 127.0.0.0/8 -o berth0 -j MASQUERADE\n";
+        assert_eq!(chains_damage(&want, nat_listed, &nat, "nat", &jumps), None);
     }
 }

@@ -5,13 +5,15 @@
 
 pub mod firewall;
 pub mod netlink;
+pub mod watch;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use rtnetlink::Handle;
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
+use crate::store::lock::DataRootLock;
 use firewall::Firewall;
 
 /// The data root whose daemon's names carry no tag.
@@ -135,6 +137,17 @@ impl NetDriver {
         Ok(())
     }
 
+    /// What is wrong with a bridge network's device, if anything (gone,
+    /// without its address, down): two netlink requests.
+    pub async fn bridge_damage(&self, bridge: &Bridge) -> Result<Option<&'static str>> {
+        netlink::bridge_damage(&self.handle, &bridge.name, bridge.gateway, bridge.prefix).await
+    }
+
+    /// Deletions in the host's firewall that touch our chains, as they happen.
+    pub fn watch_firewall(&self) -> Result<watch::FirewallWatch> {
+        watch::FirewallWatch::open(&self.firewall.chain_names())
+    }
+
     pub async fn remove_bridge(&self, name: &str) -> Result<()> {
         netlink::delete_link(&self.handle, name).await
     }
@@ -172,8 +185,24 @@ pub fn veth_name() -> Result<String> {
 
 /// `berthd network-cleanup`: removes what the daemon of this data root made
 /// on the host's network (its bridges, chains and namespace mounts). For a
-/// stopped daemon: tests call it after killing theirs.
+/// stopped daemon: tests call it after killing theirs. A daemon running on
+/// the data root (it holds its lock) is refused, naming its pid, and nothing
+/// is removed; the lock is held meanwhile, so none starts while this works.
 pub fn cleanup(data_root: &Path, exec_root: &Path) -> Result<()> {
+    // No data root, no daemon on it (and no lock file to make there).
+    let _lock = if data_root.is_dir() {
+        match DataRootLock::try_acquire(data_root)? {
+            Ok(lock) => Some(lock),
+            Err(holder) => {
+                return Err(Error::conflict(format!(
+                    "data root {} is in use by {holder}: network-cleanup removes what a stopped daemon left; stop it first",
+                    data_root.display()
+                )))
+            }
+        }
+    } else {
+        None
+    };
     let names = Names::new(data_root, exec_root);
     if let Ok(dir) = std::fs::read_dir(&names.netns_dir) {
         for e in dir.flatten() {

@@ -88,6 +88,52 @@ pub async fn ensure_bridge(
     )
 }
 
+/// What is wrong with bridge `name`, which should be up and carry
+/// `gateway/prefix`, if anything (someone else may have removed it, its
+/// address, or brought it down): two requests, a link lookup and an address
+/// dump of that link.
+pub async fn bridge_damage(
+    h: &Handle,
+    name: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+) -> Result<Option<&'static str>> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    use rtnetlink::packet_route::link::LinkFlags;
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    let link = match links.try_next().await {
+        Ok(Some(l)) => l,
+        Ok(None) => return Ok(Some("it was gone")),
+        Err(e) if is_errno(&e, libc::ENODEV) => return Ok(Some("it was gone")),
+        Err(e) => return Err(Error::internal(format!("looking up {name}: {e}"))),
+    };
+    let index = link.header.index;
+    // The kernel dumps every address of the family (the index is matched
+    // here): IPv4 only, not every veth's link-local IPv6 address.
+    let mut get = h.address().get().set_link_index_filter(index);
+    get.message_mut().header.family = rtnetlink::packet_route::AddressFamily::Inet;
+    let mut addrs = get.execute();
+    let mut addressed = false;
+    while let Some(a) = nl(
+        format_args!("listing {name}'s addresses"),
+        addrs.try_next().await,
+    )? {
+        addressed |= a.header.index == index
+            && a.header.prefix_len == prefix
+            && a.attributes.iter().any(|at| {
+                matches!(at, AddressAttribute::Local(ip) | AddressAttribute::Address(ip)
+                    if *ip == IpAddr::V4(gateway))
+            });
+    }
+    if !addressed {
+        return Ok(Some("it had lost its address"));
+    }
+    if !link.header.flags.contains(LinkFlags::Up) {
+        return Ok(Some("it was down"));
+    }
+    Ok(None)
+}
+
 /// Removes link `name` (gone already: fine).
 pub async fn delete_link(h: &Handle, name: &str) -> Result<()> {
     let Some(index) = link_index(h, name).await? else {
