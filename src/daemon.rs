@@ -131,7 +131,16 @@ async fn serve(config: Config) -> Result<()> {
         projection.clone(),
     )
     .start();
-    sweep_container_dirs(&config.data_root, &projection.current());
+    // What a killed daemon left half done, before the networks count the
+    // running containers.
+    crate::actors::container::Leftovers {
+        events: events.clone(),
+        layers: Arc::clone(&layers),
+        exec_root: config.exec_root.clone(),
+        containers_dir: config.data_root.join("containers"),
+    }
+    .settle(&projection.current())
+    .await;
     let network = crate::actors::network_controller::NetworkController::new(
         events.clone(),
         projection.clone(),
@@ -232,20 +241,4 @@ fn new_engine_id() -> Result<String> {
         &h[16..20],
         &h[20..32]
     ))
-}
-
-/// Removes `<data-root>/containers/<id>` directories of containers the log does
-/// not know (a crash between making them and recording the create or after
-/// recording the removal).
-fn sweep_container_dirs(data_root: &std::path::Path, state: &crate::events::projection::State) {
-    let Ok(dir) = std::fs::read_dir(data_root.join("containers")) else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !state.containers.contains_key(&name) {
-            info!(container = %name, "removing the files of a container the log does not know");
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
 }

@@ -29,7 +29,11 @@ impl FirewallPlan {
         for n in state.networks.values() {
             plan.network_added(&n.id, &NetworkSpec::of(n));
         }
-        for c in state.containers.values().filter(|c| !c.ports.is_empty()) {
+        // Only running containers' ports: a start cut by the daemon's end may
+        // have recorded ports for a container that never ran.
+        for c in state.containers.values().filter(|c| {
+            !c.ports.is_empty() && c.status == crate::events::projection::ContainerStatus::Running
+        }) {
             if let Some((bridge, ip)) = primary_endpoint(state, c) {
                 plan.ports_published(&c.id, &bridge, &ip, &c.ports);
             }

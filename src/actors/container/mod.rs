@@ -26,6 +26,7 @@ mod exit;
 mod health;
 mod io;
 mod reconnect;
+mod recover;
 mod runtimes;
 mod start;
 
@@ -35,6 +36,7 @@ pub use exit::{remove_container, Kill, Removed, Stop, Subscribe, Wait};
 use io::{join_attach, PendingAttach};
 pub use io::{Attach, ClientIo, ClientStream, Resize};
 pub use reconnect::Reconnect;
+pub use recover::Leftovers;
 pub use runtimes::{RuntimeCommand, BUILTIN_RUNTIME};
 use start::release_network;
 pub use start::{runtime_words, PolicyStart, Start};

@@ -131,6 +131,7 @@ impl FirewallWriter {
         ports: Vec<PublishedPort>,
     ) -> Result<()> {
         self.blocking("writing the firewall", move |plan, driver| {
+            tracing::debug!(container = %id, %ip, "publishing ports");
             plan.ports_published(&id, &bridge, &ip, &ports);
             let Err(e) = driver.firewall.add_ports(&plan.to_add(&id)) else {
                 return Ok(());

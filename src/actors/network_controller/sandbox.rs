@@ -2,7 +2,7 @@
 //! ports and /etc files, made before its process starts and let go at its exit.
 
 use actix::prelude::*;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::*;
 use crate::drivers::network::Bridge;
@@ -249,6 +249,7 @@ impl Handler<ReleaseSandbox> for NetworkController {
         // The ports' record is cleared once, by the exit the container's
         // actor appends next; the rules go from the plan now.
         let had_ports = self.reservations.remove(&msg.id).is_some();
+        debug!(container = %msg.id, had_ports, "releasing the sandbox");
         let path = self.driver.names.netns_path(&msg.id);
         let firewall = self.firewall.clone();
         let id = msg.id;
