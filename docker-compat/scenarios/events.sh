@@ -75,3 +75,27 @@ scenario_events_live_after_history_has_no_gap_or_duplicate() {
   expect_eq "$(tr '\n' ' ' <"$WORK/evl/out")" "old1 old2 old3 new1 new2 new3 new4 new5 new6 "
   d evl rm old1 old2 old3 new1 new2 new3 new4 new5 new6 >/dev/null
 }
+
+scenario_events_for_actions_that_change_no_state() {
+  start_with_busybox eva
+  local t0; t0=$(date +%s.%N)
+  d eva run -d -t --name act busybox sleep 300 >/dev/null
+  d eva top act >/dev/null
+  expect_eq "$(api eva -o /dev/null -w '%{http_code}' -X POST 'http://berth/containers/act/resize?h=30&w=100')" "200"
+  d eva cp act:/etc/hostname "$WORK/eva/hostname"
+  d eva cp "$WORK/eva/hostname" act:/tmp/
+  d eva export -o "$WORK/eva/rootfs.tar" act
+  d eva commit -m noted act mine:c >/dev/null
+  d eva restart -t 1 act >/dev/null
+  local now; now=$(date +%s.%N)
+  ev() { d eva events --since "$t0" --until "$now" --filter container=act "$@"; }
+  # As dockerd 20.10 names them (docker cp: archive-path out, extract-to-dir
+  # in); the commit's pause and the stop's signals are left out here.
+  expect_eq "$(ev --format '{{.Action}}' | grep -v -e pause -e kill | tr '\n' ' ')" \
+    "create start top resize archive-path extract-to-dir export commit die stop start restart "
+  expect_eq "$(ev --filter event=resize --format '{{.Actor.Attributes.height}} {{.Actor.Attributes.width}} {{.Actor.Attributes.name}}')" \
+    "30 100 act"
+  expect_eq "$(ev --filter event=commit --format '{{.Actor.Attributes.comment}} {{.Actor.Attributes.imageRef}} {{.Actor.Attributes.imageID}}')" \
+    "noted mine:c $(d eva inspect -f '{{.Id}}' mine:c)"
+  d eva rm -f act >/dev/null
+}

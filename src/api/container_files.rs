@@ -81,6 +81,7 @@ async fn get_archive(
 ) -> Result<Response<Body>> {
     let path = path_param(&q)?;
     let (root, stat) = path_stat(&ctx, &name, path.clone()).await?;
+    note_of(&ctx, &name, "archive-path");
     let stream = crate::chan::blocking_body(move |w| {
         archive::write_tar(root.fd.as_fd(), &path, &name, root.ids.clone(), w)
     });
@@ -100,6 +101,7 @@ async fn put_archive(
     body: Body,
 ) -> Result<StatusCode> {
     let mut input = crate::chan::ChannelReader::new(crate::chan::forward_body(body));
+    let (ctx2, name2) = (ctx.clone(), name.clone());
     blocking(move || {
         let extracted = extract_body(&ctx, &name, &q, &mut input);
         // The tar reader stops at the first end-of-archive block while the
@@ -121,6 +123,7 @@ async fn put_archive(
         extracted
     })
     .await?;
+    note_of(&ctx2, &name2, "extract-to-dir");
     Ok(StatusCode::OK)
 }
 
@@ -154,12 +157,21 @@ fn extract_body(
 /// GET /containers/{id}/export: the root filesystem as a tar.
 async fn export(State(ctx): State<ApiContext>, Path(name): Path<String>) -> Result<Response<Body>> {
     let root = open_root(&ctx, &name)?;
+    note_of(&ctx, &name, "export");
     let stream =
         crate::chan::blocking_body(move |w| archive::export(root.fd.as_fd(), root.ids.clone(), w));
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
         .body(Body::from_stream(stream))
         .unwrap_or_default())
+}
+
+/// Records `action` on the container `name` names (still there: it was
+/// just opened).
+fn note_of(ctx: &ApiContext, name: &str, action: &str) {
+    if let Ok(c) = ctx.projection.current().container(name) {
+        super::containers::note(ctx, &c.id, action);
+    }
 }
 
 /// GET /containers/{id}/changes: what the container changed over its image.

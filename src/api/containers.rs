@@ -126,7 +126,14 @@ async fn restart(
         _ => {}
     }
     send(&a, Start).await??;
+    note(&ctx, &id, "restart");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Records a container action that changes no state (dockerd's event for
+/// it: restart, top, export, cp).
+pub(super) fn note(ctx: &ApiContext, id: &str, action: &str) {
+    crate::actors::event_log::note_container(&ctx.events, id, action.into(), Vec::new());
 }
 
 async fn kill(
@@ -314,10 +321,12 @@ async fn top(
 ) -> Result<Json<serde_json::Value>> {
     let id = running_id(&ctx, &id)?;
     let ps_args = q.get("ps_args").cloned().unwrap_or_default();
+    let of = id.clone();
     let v =
-        tokio::task::spawn_blocking(move || crate::containers::top::of_container(&id, &ps_args))
+        tokio::task::spawn_blocking(move || crate::containers::top::of_container(&of, &ps_args))
             .await
             .map_err(|e| Error::internal(format!("top: {e}")))??;
+    note(&ctx, &id, "top");
     Ok(Json(v))
 }
 

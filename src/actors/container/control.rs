@@ -173,14 +173,32 @@ pub(super) async fn commit(
     if freeze {
         set_paused(rt, id, false).await?;
     }
-    rt.images
+    let comment = spec.comment.clone();
+    let image_ref = req
+        .tag
+        .as_ref()
+        .and_then(|t| t.clone().with_default_tag().familiar_tagged())
+        .unwrap_or_default();
+    let image_id = rt
+        .images
         .send(crate::actors::image_service::CommitImage {
             layer_tar: written?,
             spec,
             tag: req.tag,
         })
         .await
-        .map_err(|e| Error::unavailable(format!("image service: {e}")))?
+        .map_err(|e| Error::unavailable(format!("image service: {e}")))??;
+    crate::actors::event_log::note_container(
+        &rt.events,
+        id,
+        "commit".into(),
+        vec![
+            ("comment".into(), comment),
+            ("imageID".into(), image_id.clone()),
+            ("imageRef".into(), image_ref),
+        ],
+    );
+    Ok(image_id)
 }
 
 /// New resource limits or restart policy (POST /containers/{id}/update):

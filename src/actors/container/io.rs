@@ -98,10 +98,12 @@ impl Handler<Resize> for ContainerActor {
         let dir = self.rt.bundle_dir(&self.id);
         let id = self.id.clone();
         let running = self.running().is_some();
+        let events = self.rt.events.clone();
         Box::pin(async move {
             if !running {
                 return Err(not_running(&id));
             }
+            let of_container = msg.exec_id.is_none();
             client::call(
                 &dir,
                 &Request::Resize {
@@ -110,8 +112,20 @@ impl Handler<Resize> for ContainerActor {
                     width: msg.width,
                 },
             )
-            .await
-            .map(|_| ())
+            .await?;
+            // dockerd records the main process's resizes, not an exec's.
+            if of_container {
+                crate::actors::event_log::note_container(
+                    &events,
+                    &id,
+                    "resize".into(),
+                    vec![
+                        ("height".into(), msg.height.to_string()),
+                        ("width".into(), msg.width.to_string()),
+                    ],
+                );
+            }
+            Ok(())
         })
     }
 }
