@@ -86,6 +86,10 @@ pub struct Flags {
     /// and /etc/subgid ranges ("default": the dockremap user, made when missing)
     #[arg(long = "userns-remap", value_name = "USER[:GROUP]")]
     pub userns_remap: Option<String>,
+    /// How much event history to keep: age=DURATION,size=BYTES (e.g.
+    /// age=720h,size=1GB; none lifts a limit). Default: size=1GB
+    #[arg(long = "events-retention", value_name = "age=DURATION,size=BYTES")]
+    pub events_retention: Option<String>,
     /// Print version information and exit
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -139,6 +143,8 @@ pub struct Config {
     pub userns_remap: Option<String>,
     /// None: registry-1.docker.io.
     pub docker_hub_endpoint: Option<String>,
+    /// How much of the event log `docker events` can reach back through.
+    pub events_retention: crate::store::retention::Retention,
 }
 
 /// daemon.json as dockerd spells it. Only keys this berthd acts on.
@@ -166,6 +172,7 @@ struct FileConfig {
     pidfile: Option<PathBuf>,
     group: Option<String>,
     userns_remap: Option<String>,
+    events_retention: Option<String>,
 }
 
 /// daemon.json keys and the flag (clap id) each one shares a value with.
@@ -191,6 +198,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("pidfile", Some("pidfile")),
     ("group", Some("group")),
     ("userns-remap", Some("userns_remap")),
+    ("events-retention", Some("events_retention")),
 ];
 
 /// dockerd keys berthd accepts without acting on them yet (a warning says so), so
@@ -331,6 +339,11 @@ impl Config {
                 ))
             })?;
         }
+        let events_retention = match flags.events_retention.or(file.events_retention) {
+            Some(s) => crate::store::retention::Retention::parse(&s)
+                .map_err(|e| Error::invalid(format!("invalid events-retention {s:?}: {e}")))?,
+            None => Default::default(),
+        };
         let pick = |flag: Vec<String>, file: Option<Vec<String>>| {
             if flag.is_empty() {
                 file.unwrap_or_default()
@@ -368,6 +381,7 @@ impl Config {
                 .or(file.userns_remap)
                 .filter(|u| !u.is_empty()),
             docker_hub_endpoint: flags.docker_hub_endpoint,
+            events_retention,
         })
     }
 }

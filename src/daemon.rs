@@ -83,6 +83,7 @@ async fn serve(config: Config) -> Result<()> {
         projection.clone(),
         DEFAULT_SNAPSHOT_EVERY,
     )
+    .with_retention(config.events_retention)
     .start();
     if projection.current().engine.id.is_none() {
         append(

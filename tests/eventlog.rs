@@ -302,3 +302,106 @@ fn snapshots_shorten_replay_and_agree_with_a_full_replay() {
     assert_eq!(replayed.state, full);
     assert_eq!(full.engine.id.as_deref(), Some("snap-test"));
 }
+
+/// Writes `list` as one envelope each, at `time_ns` and on, folding them into `state`.
+fn write_events(store: &EventStore, state: &mut State, time_ns: u64, list: Vec<Event>) {
+    let mut envelopes = Vec::new();
+    for (i, e) in list.into_iter().enumerate() {
+        let seq = state.last_seq + 1;
+        let time = time_ns + i as u64;
+        state.apply(seq, time, &e);
+        envelopes.push(Envelope {
+            seq,
+            time_ns: time,
+            schema: events::CURRENT_SCHEMA,
+            payload: events::encode(&e).expect("encode"),
+        });
+    }
+    store.append(&envelopes, true).expect("append");
+}
+
+fn created(id: &str, name: &str) -> Event {
+    Event::ContainerCreated {
+        id: id.into(),
+        name: name.into(),
+        image: "sha256:0".into(),
+        image_name: "busybox".into(),
+        config: "{}".into(),
+    }
+}
+
+#[test]
+fn retention_drops_old_events_and_replay_keeps_the_whole_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EventStore::open(&dir.path().join("events")).expect("open");
+    let mut state = State::default();
+    write_events(
+        &store,
+        &mut state,
+        1_000,
+        vec![
+            Event::EngineInitialized { id: "kept".into() },
+            created("a", "old"),
+            created("b", "gone"),
+            Event::ContainerRemoved { id: "b".into() },
+        ],
+    );
+    write_events(&store, &mut state, 5_000, (0..6).map(|n| tagged(1, n)).collect());
+    assert_eq!(state.last_seq, 10);
+    assert!(store.log_bytes() > 0, "the size retention measures");
+    store.compact(&state, 7).expect("compact");
+    assert_eq!(store.first_seq().expect("first"), 7);
+    assert_eq!(all_events(&store).keys().copied().collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+    // History before the cut is simply not there: --since reaches the first kept.
+    assert_eq!(store.seq_at_time(0).expect("seq"), 7);
+    // The state the dropped events made is whole, from the snapshot written
+    // with the cut, and from the base alone when no snapshot can be read (a
+    // berthd whose snapshot format changed).
+    assert_eq!(store.replay().expect("replay").state, state);
+    store.drop_snapshots_for_tests().expect("drop");
+    let replayed = store.replay().expect("replay from the base");
+    assert_eq!(replayed.snapshot_seq, Some(10));
+    assert_eq!(replayed.state, state);
+    assert_eq!(replayed.state.engine.id.as_deref(), Some("kept"));
+    assert!(replayed.state.containers.contains_key("a"));
+    // The log goes on after the cut.
+    write_events(&store, &mut state, 9_000, vec![Event::ContainerRemoved { id: "a".into() }]);
+    assert_eq!(store.replay().expect("replay").state, state);
+    // A cut past the state it keeps would lose what the state did not fold.
+    assert!(store.compact(&state, state.last_seq + 2).is_err());
+}
+
+#[test]
+fn retention_by_age_runs_in_the_background_and_forgets_departed_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(EventStore::open(&dir.path().join("events")).expect("open"));
+    let projection = actix::System::new().block_on({
+        let store = Arc::clone(&store);
+        async move {
+            let replayed = store.replay().expect("replay");
+            let projection = Projection::default();
+            let retention = berth::store::retention::Retention::parse("age=1s").expect("valid");
+            let log = EventLog::new(store, replayed, projection.clone(), 1_000_000)
+                .with_retention(retention)
+                .start();
+            for e in [created("a", "one"), Event::ContainerRemoved { id: "a".into() }] {
+                log.send(Append(e)).await.expect("mailbox").expect("append");
+            }
+            assert!(projection.current().departed.contains_key("a"));
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            log.send(Append(tagged(1, 1))).await.expect("mailbox").expect("append");
+            // Checked every second (a quarter of the age, at least 1 s).
+            for _ in 0..40 {
+                if !projection.current().departed.contains_key("a") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            projection
+        }
+    });
+    let state = projection.current();
+    assert!(!state.departed.contains_key("a"), "the departed name was kept");
+    assert!(store.first_seq().expect("first") >= 3, "old events were kept");
+    assert_eq!(store.replay().expect("replay").state, *state);
+}

@@ -251,6 +251,11 @@ fn scenario() -> Vec<Event> {
             id: "c2".into(),
             status: "healthy".into(),
         },
+        // Retention's record (appended after the health status), frozen in v1-retention.
+        Event::EventsCompacted {
+            before_seq: 1,
+            before_ns: 1,
+        },
     ]
 }
 
@@ -295,7 +300,7 @@ fn freeze_current(dir: &Path) {
 /// (what removed containers and networks were called, a container's name
 /// before its last rename): an old log fills them, and the folder frozen with
 /// them (v1-actions) records them exactly.
-const DERIVED_LATER: &[&str] = &["departed", "previous_name"];
+const DERIVED_LATER: &[&str] = &["departed", "previous_name", "removed_ns"];
 
 /// `got` must hold everything `want` recorded. Fields the state gained after that
 /// version was frozen did not exist then: replaying the old log must leave them

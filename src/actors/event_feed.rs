@@ -6,7 +6,9 @@
 //! ahead is filled from the log) and no duplicate (what it already sent is
 //! skipped). Live batches come through a bounded broadcast: a subscriber that
 //! falls behind (a client that does not read) never slows the engine or the
-//! other subscribers; it is told it lagged and continues from the log.
+//! other subscribers; it is told it lagged and continues from the log. One
+//! that fell so far behind that retention dropped what it had not read yet
+//! is ended with an error (its client sees the stream fail, not a gap).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +89,7 @@ impl Feed {
                 Ok(Ok(seq)) => seq,
                 _ => live_from,
             };
-            if self.catch_up(&mut next).await.is_err() {
+            if self.catch_up(&mut next, false).await.is_err() {
                 return;
             }
         }
@@ -103,7 +105,7 @@ impl Feed {
             };
             match received {
                 Ok(batch) => {
-                    if batch.first > next && self.catch_up(&mut next).await.is_err() {
+                    if batch.first > next && self.catch_up(&mut next, true).await.is_err() {
                         return;
                     }
                     if self.send_batch(&batch, &mut next).await.is_err() {
@@ -122,8 +124,10 @@ impl Feed {
 
     /// Sends what the log holds from `next` to its end (or to `until`). One
     /// blocking reader walks the log and hands the client a chunk as each fills,
-    /// so reading and sending overlap.
-    async fn catch_up(&mut self, next: &mut u64) -> Result<(), Ended> {
+    /// so reading and sending overlap. `owed`: the events from `next` were
+    /// promised to this subscriber, so a log that no longer starts there
+    /// (retention) ends the stream with an error.
+    async fn catch_up(&mut self, next: &mut u64, owed: bool) -> Result<(), Ended> {
         let store = Arc::clone(&self.store);
         let state = self.projection.current();
         let (from, filter, until) = (*next, self.req.filter.clone(), self.req.until_ns);
@@ -139,6 +143,14 @@ impl Feed {
             };
             for env in iter {
                 let Ok(env) = env else { break };
+                if owed && next == from && env.seq > from {
+                    let lost = std::io::Error::other(format!(
+                        "events {from} to {} were dropped by events-retention before this subscriber read them",
+                        env.seq - 1
+                    ));
+                    let _ = tx.blocking_send(Err(lost));
+                    return (names, next, true);
+                }
                 if until.is_some_and(|u| env.time_ns > u) {
                     ended = true;
                     break;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
@@ -19,6 +19,7 @@ use crate::events::projection::{Projection, State};
 use crate::events::{self, Event};
 use crate::store::envelope::Envelope;
 use crate::store::eventlog::{EventStore, Replayed};
+use crate::store::retention::Retention;
 
 use super::event_feed::Batch;
 
@@ -108,6 +109,8 @@ pub struct EventLog {
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// Committed batches, for `GET /events` subscribers.
     live: tokio::sync::broadcast::Sender<Arc<Batch>>,
+    retention: Retention,
+    compacting: bool,
 }
 
 impl EventLog {
@@ -133,7 +136,78 @@ impl EventLog {
             snapshotting: false,
             drain_waiters: Vec::new(),
             live: tokio::sync::broadcast::channel(LIVE_BATCHES).0,
+            retention: Retention::default(),
+            compacting: false,
         }
+    }
+
+    /// Keeps history as `retention` says (checked at start and then now and then).
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Drops the events beyond retention, off the actor's thread; then
+    /// records that it did (which forgets the names only they needed).
+    fn apply_retention(&mut self, ctx: &mut Context<Self>) {
+        if self.compacting {
+            return;
+        }
+        self.compacting = true;
+        let (store, state, retention) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.state),
+            self.retention,
+        );
+        let now = now_ns();
+        let work = tokio::task::spawn_blocking(move || -> Result<Option<(u64, u64, u64)>> {
+            let (first, last) = (store.first_seq()?, state.last_seq);
+            if first == 0 || last <= first {
+                return Ok(None);
+            }
+            let first_young = match retention.max_age {
+                Some(age) => {
+                    let since = now.saturating_sub(age.as_nanos() as u64);
+                    Some(store.seq_at_time(since)?).filter(|s| *s <= last)
+                }
+                None => None,
+            };
+            let keep = retention.keep_from(first, last, store.log_bytes(), first_young);
+            if keep <= first {
+                return Ok(None);
+            }
+            let kept_from_ns = store
+                .read_from(keep)?
+                .next()
+                .transpose()?
+                .map_or(now, |e| e.time_ns);
+            store.compact(&state, keep)?;
+            Ok(Some((keep - first, keep, kept_from_ns)))
+        });
+        ctx.spawn(work.into_actor(self).map(|res, act, ctx| {
+            act.compacting = false;
+            match res {
+                Ok(Ok(Some((dropped, before_seq, before_ns)))) => {
+                    info!(dropped, keep_from = before_seq, "events-retention: dropped the oldest events");
+                    // Recorded when it lets the state forget something.
+                    if !act.state.departed.values().any(|d| d.removed_ns < before_ns) {
+                        return;
+                    }
+                    let (reply, _) = oneshot::channel();
+                    act.pending.push(Pending {
+                        event: Event::EventsCompacted {
+                            before_seq,
+                            before_ns,
+                        },
+                        reply,
+                    });
+                    act.flush(ctx);
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => warn!(error = %e, "events-retention"),
+                Err(e) => warn!(error = %e, "events-retention"),
+            }
+        }));
     }
 
     /// Starts writing the queued appends unless a write is already under way.
@@ -269,6 +343,10 @@ impl Actor for EventLog {
         // Appends arrive in bursts (16 writers, a compose up): a deep mailbox lets
         // them queue here, where group commit can take them all.
         ctx.set_mailbox_capacity(4096);
+        self.apply_retention(ctx);
+        ctx.run_interval(self.retention.check_every(), |act, ctx| {
+            act.apply_retention(ctx)
+        });
     }
 }
 

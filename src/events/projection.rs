@@ -41,6 +41,9 @@ pub struct Departed {
     pub labels: BTreeMap<String, String>,
     /// The networks a container was attached to.
     pub networks: Vec<String>,
+    /// When it was removed: retention forgets it with the events before.
+    #[serde(default)]
+    pub removed_ns: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +335,10 @@ impl State {
             }
             // A docker event only: the state changes came as their own events.
             Event::ImageAction { .. } | Event::ContainerAction { .. } => {}
+            Event::EventsCompacted { before_ns, .. } => {
+                // Every event of these was before the cut: no event left needs them.
+                self.departed.retain(|_, d| d.removed_ns >= *before_ns);
+            }
             Event::ContainerCreated {
                 id,
                 name,
@@ -415,6 +422,7 @@ impl State {
                             image_or_driver: c.image_name,
                             labels: labels_of(&c.config),
                             networks: c.networks.into_keys().collect(),
+                            removed_ns: time_ns,
                         },
                     );
                 }
@@ -469,6 +477,7 @@ impl State {
                         Departed {
                             name: n.name,
                             image_or_driver: driver,
+                            removed_ns: time_ns,
                             ..Default::default()
                         },
                     );

@@ -134,6 +134,10 @@ pub enum Event {
     /// Container `id`'s health check says `status` ("starting", "healthy",
     /// "unhealthy"): its shim probes it, the daemon records each change.
     ContainerHealthStatus { id: String, status: String },
+    /// Retention dropped the log's events before `before_seq` (all older than
+    /// `before_ns`); the state they made lives on in a snapshot. What only
+    /// they needed (the names of objects removed before) goes too.
+    EventsCompacted { before_seq: u64, before_ns: u64 },
 }
 
 /// One published port: `host_ip:host_port` on the host to `container_port/proto`.

@@ -25,9 +25,13 @@ const CF_META: &str = "meta";
 
 /// Bump when `State` changes shape: older snapshots are then ignored and the
 /// state is rebuilt from the log, which is always the source of truth.
-const SNAPSHOT_FORMAT: u16 = 9;
+const SNAPSHOT_FORMAT: u16 = 10;
 /// Snapshots kept; older ones are deleted when a new one is written.
 const SNAPSHOTS_KEPT: usize = 2;
+/// In `meta`: the state the log goes on from once retention dropped its
+/// start, as JSON, which a later berthd reads even after the snapshots'
+/// format changed (new fields of `State` take `#[serde(default)]`).
+const META_BASE: &[u8] = b"base";
 
 pub struct EventStore {
     db: DB,
@@ -210,13 +214,8 @@ impl EventStore {
     /// derived data and a lost one only means a longer replay.
     pub fn write_snapshot(&self, state: &State) -> Result<()> {
         let cf = self.cf(CF_SNAPSHOTS)?;
-        let body = events::encode_value(state)?;
-        let mut value = Vec::with_capacity(body.len() + 6);
-        value.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
-        value.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        value.extend_from_slice(&body);
         let mut batch = WriteBatch::default();
-        batch.put_cf(cf, envelope::key(state.last_seq), value);
+        batch.put_cf(cf, envelope::key(state.last_seq), snapshot_value(state)?);
         // Keep the newest few; the log itself is never truncated.
         let older: Vec<Box<[u8]>> = self
             .db
@@ -231,15 +230,108 @@ impl EventStore {
         self.db.write(batch).context("writing a snapshot")
     }
 
-    /// The newest usable snapshot: right format, intact, not beyond the log's end.
-    fn newest_snapshot(&self, last_log_seq: u64) -> Result<Option<State>> {
+    /// The first sequence the log holds (0 when empty): past 1 once
+    /// retention dropped its start.
+    pub fn first_seq(&self) -> Result<u64> {
+        let cf = self.cf(CF_LOG)?;
+        match self.db.iterator_cf(cf, IteratorMode::Start).next() {
+            None => Ok(0),
+            Some(item) => {
+                let (k, _) = item.context("reading the event log")?;
+                envelope::seq_of_key(&k).map_err(|e| Error::internal(e.to_string()))
+            }
+        }
+    }
+
+    /// About how many bytes the log's events take (files and memory).
+    pub fn log_bytes(&self) -> u64 {
+        let Ok(cf) = self.cf(CF_LOG) else {
+            return 0;
+        };
+        let property = |name: &str| {
+            self.db
+                .property_int_value_cf(cf, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        property("rocksdb.total-sst-files-size") + property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    /// Drops the events before `keep_from` (retention). `base` is the state
+    /// folded up to its `last_seq`, at or past `keep_from - 1`: it is stored
+    /// first, in the same synced write, as a snapshot and as the log's base,
+    /// so replay never needs what went. Older snapshots go with the events.
+    pub fn compact(&self, base: &State, keep_from: u64) -> Result<()> {
+        if keep_from == 0 || base.last_seq + 1 < keep_from {
+            return Err(Error::internal(format!(
+                "compacting the event log before {keep_from} with a state at {}",
+                base.last_seq
+            )));
+        }
+        if keep_from <= self.first_seq()? {
+            return Ok(());
+        }
+        let (log, snapshots, meta) = (
+            self.cf(CF_LOG)?,
+            self.cf(CF_SNAPSHOTS)?,
+            self.cf(CF_META)?,
+        );
+        let json = serde_json::to_vec(base)
+            .map_err(|e| Error::internal(format!("encoding the log's base: {e}")))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_BASE, json);
+        batch.put_cf(snapshots, envelope::key(base.last_seq), snapshot_value(base)?);
+        batch.delete_range_cf(snapshots, envelope::key(0), envelope::key(base.last_seq));
+        batch.delete_range_cf(log, envelope::key(0), envelope::key(keep_from));
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .write_opt(batch, &wo)
+            .context("dropping old events from the log")?;
+        // Give the space back now rather than at RocksDB's next compaction.
+        self.db
+            .compact_range_cf(log, None::<&[u8]>, Some(&envelope::key(keep_from)[..]));
+        Ok(())
+    }
+
+    /// The base retention left (see `compact`), if it fits a log that holds
+    /// `first..=last`.
+    fn base(&self, first: u64, last: u64) -> Result<Option<State>> {
+        let meta = self.cf(CF_META)?;
+        let Some(json) = self.db.get_cf(meta, META_BASE).context("reading the log's base")? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice::<State>(&json) {
+            Ok(s) if s.last_seq + 1 >= first && s.last_seq <= last => Ok(Some(s)),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                warn!(error = %e, "the event log's base does not decode");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Drops every snapshot. Only for tests that stand for a berthd whose
+    /// snapshot format changed.
+    #[doc(hidden)]
+    pub fn drop_snapshots_for_tests(&self) -> Result<()> {
+        let cf = self.cf(CF_SNAPSHOTS)?;
+        self.db
+            .delete_range_cf(cf, envelope::key(0), envelope::key(u64::MAX))
+            .context("dropping snapshots")
+    }
+
+    /// The newest usable snapshot: right format, intact, within the log
+    /// (not beyond its end, nor before its start).
+    fn newest_snapshot(&self, first_log_seq: u64, last_log_seq: u64) -> Result<Option<State>> {
         let cf = self.cf(CF_SNAPSHOTS)?;
         for item in self.db.iterator_cf(cf, IteratorMode::End) {
             let (k, v) = item.context("reading snapshots")?;
             let Ok(seq) = envelope::seq_of_key(&k) else {
                 continue;
             };
-            if seq > last_log_seq || v.len() < 6 {
+            if seq > last_log_seq || seq + 1 < first_log_seq || v.len() < 6 {
                 continue;
             }
             let format = u16::from_le_bytes([v[0], v[1]]);
@@ -265,7 +357,18 @@ impl EventStore {
     /// would destroy good data.
     pub fn replay(&self) -> Result<Replayed> {
         let last_log_seq = self.last_seq()?;
-        let snapshot = self.newest_snapshot(last_log_seq)?;
+        let first_log_seq = self.first_seq()?;
+        let mut snapshot = self.newest_snapshot(first_log_seq, last_log_seq)?;
+        if snapshot.is_none() && first_log_seq > 1 {
+            // Retention dropped the log's start: go on from its base.
+            snapshot = self.base(first_log_seq, last_log_seq)?;
+            if snapshot.is_none() {
+                return Err(Error::internal(format!(
+                    "the event log at {} starts at event {first_log_seq} and neither a snapshot nor its base holds the state before",
+                    self.path.display()
+                )));
+            }
+        }
         let snapshot_seq = snapshot.as_ref().map(|s| s.last_seq);
         let mut state = snapshot.unwrap_or_default();
         let mut expected = state.last_seq + 1;
@@ -360,4 +463,14 @@ impl EventStore {
             .put_cf(cf, envelope::key(seq), value)
             .context("writing a raw record")
     }
+}
+
+/// A snapshot as stored: format, CRC of the body, the body (bincode).
+fn snapshot_value(state: &State) -> Result<Vec<u8>> {
+    let body = events::encode_value(state)?;
+    let mut value = Vec::with_capacity(body.len() + 6);
+    value.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    value.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    value.extend_from_slice(&body);
+    Ok(value)
 }

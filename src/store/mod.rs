@@ -4,3 +4,4 @@ pub mod blobs;
 pub mod envelope;
 pub mod eventlog;
 pub mod lock;
+pub mod retention;
