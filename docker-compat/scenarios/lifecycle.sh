@@ -184,3 +184,20 @@ scenario_devices_and_group_names() {
   if out=$(d dv run --rm --group-add nosuchgrp busybox id 2>&1); then fail "an unknown group was accepted"; fi
   expect_contains "$out" "Unable to find group nosuchgrp: no matching entries in group file"
 }
+
+scenario_rm_force_during_a_start_leaves_nothing_running() {
+  start_with_busybox rmst
+  local i
+  for i in $(seq 8); do
+    d rmst create --name s$i busybox sleep 300 >/dev/null
+    d rmst start s$i >/dev/null 2>&1 &
+    local starting=$!
+    sleep "0.0$((RANDOM % 5))"
+    d rmst rm -f s$i >/dev/null
+    wait "$starting" || true
+  done
+  # As with dockerd, the removal waits for the start: nothing is left behind.
+  expect_eq "$(d rmst ps -aq)" ""
+  expect_eq "$(ls "$WORK/rmst/exec/containers")" ""
+  expect_eq "$(pgrep -fc -- "$WORK/rmst/exec/containers/" || true)" "0"
+}

@@ -341,10 +341,16 @@ impl Handler<RemoveContainer> for ContainerService {
         let rt = self.runtime();
         let found = state.container(&msg.name).map(|c| c.clone());
         let actor = found.as_ref().ok().map(|c| self.actor(&c.id));
+        let projection = self.projection.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let c = found?;
+                let id = found?.id;
                 let actor = actor.ok_or_else(|| Error::internal("no container actor"))?;
+                // A start under way finishes first (dockerd's container lock
+                // does the same): removed under it, the container it launches
+                // would run on untracked.
+                let _ = actor.send(super::container::StartSettled).await;
+                let c = projection.current().container(&id)?.clone();
                 if c.status == ContainerStatus::Running || c.restarting {
                     if !msg.force {
                         let (state, procedure) = if c.restarting {

@@ -39,7 +39,7 @@ pub use reconnect::Reconnect;
 pub use recover::Leftovers;
 pub use runtimes::{RuntimeCommand, BUILTIN_RUNTIME};
 use start::release_network;
-pub use start::{runtime_words, PolicyStart, Start};
+pub use start::{runtime_words, PolicyStart, Start, StartSettled};
 
 /// The shim's pid, in the bundle: a daemon that starts again watches it.
 const SHIM_PID: &str = "shim.pid";

@@ -39,6 +39,25 @@ impl Handler<PolicyStart> for ContainerActor {
     }
 }
 
+/// Resolves once no start of this container is under way.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StartSettled;
+
+impl Handler<StartSettled> for ContainerActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: StartSettled, _: &mut Context<Self>) -> Self::Result {
+        if !self.starting {
+            return Box::pin(async {});
+        }
+        let mut ended = self.start_ends.subscribe();
+        Box::pin(async move {
+            let _ = ended.changed().await;
+        })
+    }
+}
+
 impl ContainerActor {
     pub(super) fn start(
         &mut self,
