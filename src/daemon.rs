@@ -195,6 +195,10 @@ async fn serve(config: Config) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(listen::serve(listeners, api, stop_rx, SHUTDOWN_GRACE));
     info!(version = buildinfo::VERSION, id = ?projection.current().engine.id, "berthd is ready");
+    // The start's code (replay, RocksDB's open, the flags) is not needed
+    // again: out of RSS it goes; what serving uses faults back in from the
+    // page cache.
+    tokio::task::spawn_blocking(berth_shim::pages::shed_code_pages);
 
     wait_for_stop_signal().await?;
     info!("stopping: no new connections; finishing requests in flight");

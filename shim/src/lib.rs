@@ -5,6 +5,7 @@
 
 pub mod exec;
 pub mod init;
+pub mod pages;
 pub mod proto;
 pub mod shim;
 pub mod signals;

@@ -19,7 +19,7 @@ impl Shim {
                 }
             }
             if self.poll_once(&mut buf) {
-                shed_code_pages();
+                crate::pages::shed_code_pages();
             }
         }
         let id = self.config.id.clone();
