@@ -166,12 +166,9 @@ impl EventStore {
     /// binary search over the sequences finds it in a few reads.
     pub fn seq_at_time(&self, time_ns: u64) -> Result<u64> {
         let cf = self.cf(CF_LOG)?;
-        let first = match self.db.iterator_cf(cf, IteratorMode::Start).next() {
-            None => return Ok(1),
-            Some(item) => {
-                let (k, _) = item.context("reading the event log")?;
-                envelope::seq_of_key(&k).map_err(|e| Error::internal(e.to_string()))?
-            }
+        let first = match self.first_seq()? {
+            0 => return Ok(1),
+            first => first,
         };
         let (mut lo, mut hi) = (first, self.last_seq()? + 1);
         while lo < hi {
@@ -200,8 +197,19 @@ impl EventStore {
 
     /// The highest sequence in the log (0 when empty).
     pub fn last_seq(&self) -> Result<u64> {
+        self.edge_seq(IteratorMode::End)
+    }
+
+    /// The first sequence the log holds (0 when empty): past 1 once
+    /// retention dropped its start.
+    pub fn first_seq(&self) -> Result<u64> {
+        self.edge_seq(IteratorMode::Start)
+    }
+
+    /// The sequence at one end of the log (0 when empty).
+    fn edge_seq(&self, end: IteratorMode) -> Result<u64> {
         let cf = self.cf(CF_LOG)?;
-        match self.db.iterator_cf(cf, IteratorMode::End).next() {
+        match self.db.iterator_cf(cf, end).next() {
             None => Ok(0),
             Some(item) => {
                 let (k, _) = item.context("reading the event log")?;
@@ -228,19 +236,6 @@ impl EventStore {
             batch.delete_cf(cf, k);
         }
         self.db.write(batch).context("writing a snapshot")
-    }
-
-    /// The first sequence the log holds (0 when empty): past 1 once
-    /// retention dropped its start.
-    pub fn first_seq(&self) -> Result<u64> {
-        let cf = self.cf(CF_LOG)?;
-        match self.db.iterator_cf(cf, IteratorMode::Start).next() {
-            None => Ok(0),
-            Some(item) => {
-                let (k, _) = item.context("reading the event log")?;
-                envelope::seq_of_key(&k).map_err(|e| Error::internal(e.to_string()))
-            }
-        }
     }
 
     /// About how many bytes the log's events take (files and memory).

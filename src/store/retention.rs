@@ -84,31 +84,20 @@ impl Retention {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &s[digits.len()..];
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid age {s:?} (e.g. 30d, 12h, 90m)"))?;
-    let secs = match unit {
+    let (n, unit) = number_and_unit(s, "age", "30d, 12h, 90m")?;
+    let secs = match unit.as_str() {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
         _ => return Err(format!("invalid age {s:?}: unit must be s, m, h or d")),
     };
-    if n == 0 {
-        return Err(format!("invalid age {s:?}: must be more than 0 (or none)"));
-    }
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = s[digits.len()..].to_ascii_lowercase();
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid size {s:?} (e.g. 512MB, 1GB)"))?;
-    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+    let (n, unit) = number_and_unit(s, "size", "512MB, 1GB")?;
+    let shift = match unit.to_ascii_lowercase().trim_end_matches('b').trim_end_matches('i') {
         "" => 0,
         "k" => 10,
         "m" => 20,
@@ -116,10 +105,19 @@ fn parse_size(s: &str) -> Result<u64, String> {
         "t" => 40,
         _ => return Err(format!("invalid size {s:?}: unit must be B, KB, MB, GB or TB")),
     };
-    if n == 0 {
-        return Err(format!("invalid size {s:?}: must be more than 0 (or none)"));
-    }
     Ok(n.saturating_mul(1 << shift))
+}
+
+/// `30d` -> (30, "d"); the number must be more than 0.
+fn number_and_unit(s: &str, what: &str, examples: &str) -> Result<(u64, String), String> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid {what} {s:?} (e.g. {examples})"))?;
+    if n == 0 {
+        return Err(format!("invalid {what} {s:?}: must be more than 0 (or none)"));
+    }
+    Ok((n, s[digits.len()..].to_string()))
 }
 
 #[cfg(test)]
