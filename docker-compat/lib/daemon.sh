@@ -13,7 +13,9 @@ start_berthd() {
   local pid=$!
   echo "$pid" >> "$PIDFILE"
   echo "$pid" > "$dir/pid"
-  for _ in $(seq 200); do
+  # START_WAIT: seconds to wait for it to answer (a start after a kill
+  # repairs first).
+  for _ in $(seq $(( ${START_WAIT:-10} * 20 ))); do
     if curl -sf --unix-socket "$dir/berth.sock" http://berth/_ping >/dev/null 2>&1; then return 0; fi
     kill -0 "$pid" 2>/dev/null || { echo "berthd $name exited early:"; cat "$dir/berthd.log"; return 1; }
     sleep 0.05

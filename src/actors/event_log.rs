@@ -167,7 +167,8 @@ impl EventLog {
             }
             let first_young = match retention.max_age {
                 Some(age) => {
-                    let since = now.saturating_sub(age.as_nanos() as u64);
+                    let age = u64::try_from(age.as_nanos()).unwrap_or(u64::MAX);
+                    let since = now.saturating_sub(age);
                     Some(store.seq_at_time(since)?).filter(|s| *s <= last)
                 }
                 None => None,

@@ -250,7 +250,9 @@ impl EventStore {
                 .flatten()
                 .unwrap_or(0)
         };
-        property("rocksdb.total-sst-files-size") + property("rocksdb.cur-size-all-mem-tables")
+        // Live files only: files a reader still holds after a cut are not
+        // the log's size, and counting them would cut again and again.
+        property("rocksdb.live-sst-files-size") + property("rocksdb.cur-size-all-mem-tables")
     }
 
     /// Drops the events before `keep_from` (retention). `base` is the state
@@ -415,6 +417,13 @@ impl EventStore {
             Some((from_seq, reason)) => Some(self.truncate_from(from_seq, reason)?),
         };
         let last_seq = state.last_seq;
+        if events_replayed == 0 && last_seq > 0 {
+            // Nothing after the snapshot: the newest event's time still
+            // bounds the next (event times never go backwards).
+            if let Some(Ok(env)) = self.read_from(last_seq)?.next() {
+                last_time_ns = env.time_ns;
+            }
+        }
         Ok(Replayed {
             state,
             last_seq,
