@@ -346,12 +346,20 @@ fn retention_drops_old_events_and_replay_keeps_the_whole_state() {
             Event::ContainerRemoved { id: "b".into() },
         ],
     );
-    write_events(&store, &mut state, 5_000, (0..6).map(|n| tagged(1, n)).collect());
+    write_events(
+        &store,
+        &mut state,
+        5_000,
+        (0..6).map(|n| tagged(1, n)).collect(),
+    );
     assert_eq!(state.last_seq, 10);
     assert!(store.log_bytes() > 0, "the size retention measures");
     store.compact(&state, 7).expect("compact");
     assert_eq!(store.first_seq().expect("first"), 7);
-    assert_eq!(all_events(&store).keys().copied().collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+    assert_eq!(
+        all_events(&store).keys().copied().collect::<Vec<_>>(),
+        vec![7, 8, 9, 10]
+    );
     // History before the cut is simply not there: --since reaches the first kept.
     assert_eq!(store.seq_at_time(0).expect("seq"), 7);
     // The state the dropped events made is whole, from the snapshot written
@@ -365,7 +373,12 @@ fn retention_drops_old_events_and_replay_keeps_the_whole_state() {
     assert_eq!(replayed.state.engine.id.as_deref(), Some("kept"));
     assert!(replayed.state.containers.contains_key("a"));
     // The log goes on after the cut.
-    write_events(&store, &mut state, 9_000, vec![Event::ContainerRemoved { id: "a".into() }]);
+    write_events(
+        &store,
+        &mut state,
+        9_000,
+        vec![Event::ContainerRemoved { id: "a".into() }],
+    );
     assert_eq!(store.replay().expect("replay").state, state);
     // A cut past the state it keeps would lose what the state did not fold.
     assert!(store.compact(&state, state.last_seq + 2).is_err());
@@ -384,12 +397,18 @@ fn retention_by_age_runs_in_the_background_and_forgets_departed_names() {
             let log = EventLog::new(store, replayed, projection.clone(), 1_000_000)
                 .with_retention(retention)
                 .start();
-            for e in [created("a", "one"), Event::ContainerRemoved { id: "a".into() }] {
+            for e in [
+                created("a", "one"),
+                Event::ContainerRemoved { id: "a".into() },
+            ] {
                 log.send(Append(e)).await.expect("mailbox").expect("append");
             }
             assert!(projection.current().departed.contains_key("a"));
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            log.send(Append(tagged(1, 1))).await.expect("mailbox").expect("append");
+            log.send(Append(tagged(1, 1)))
+                .await
+                .expect("mailbox")
+                .expect("append");
             // Checked every second (a quarter of the age, at least 1 s).
             for _ in 0..40 {
                 if !projection.current().departed.contains_key("a") {
@@ -401,7 +420,13 @@ fn retention_by_age_runs_in_the_background_and_forgets_departed_names() {
         }
     });
     let state = projection.current();
-    assert!(!state.departed.contains_key("a"), "the departed name was kept");
-    assert!(store.first_seq().expect("first") >= 3, "old events were kept");
+    assert!(
+        !state.departed.contains_key("a"),
+        "the departed name was kept"
+    );
+    assert!(
+        store.first_seq().expect("first") >= 3,
+        "old events were kept"
+    );
     assert_eq!(store.replay().expect("replay").state, *state);
 }

@@ -189,9 +189,18 @@ impl EventLog {
             act.compacting = false;
             match res {
                 Ok(Ok(Some((dropped, before_seq, before_ns)))) => {
-                    info!(dropped, keep_from = before_seq, "events-retention: dropped the oldest events");
+                    info!(
+                        dropped,
+                        keep_from = before_seq,
+                        "events-retention: dropped the oldest events"
+                    );
                     // Recorded when it lets the state forget something.
-                    if !act.state.departed.values().any(|d| d.removed_ns < before_ns) {
+                    if !act
+                        .state
+                        .departed
+                        .values()
+                        .any(|d| d.removed_ns < before_ns)
+                    {
                         return;
                     }
                     let (reply, _) = oneshot::channel();

@@ -269,16 +269,16 @@ impl EventStore {
         if keep_from <= self.first_seq()? {
             return Ok(());
         }
-        let (log, snapshots, meta) = (
-            self.cf(CF_LOG)?,
-            self.cf(CF_SNAPSHOTS)?,
-            self.cf(CF_META)?,
-        );
+        let (log, snapshots, meta) = (self.cf(CF_LOG)?, self.cf(CF_SNAPSHOTS)?, self.cf(CF_META)?);
         let json = serde_json::to_vec(base)
             .map_err(|e| Error::internal(format!("encoding the log's base: {e}")))?;
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, META_BASE, json);
-        batch.put_cf(snapshots, envelope::key(base.last_seq), snapshot_value(base)?);
+        batch.put_cf(
+            snapshots,
+            envelope::key(base.last_seq),
+            snapshot_value(base)?,
+        );
         batch.delete_range_cf(snapshots, envelope::key(0), envelope::key(base.last_seq));
         batch.delete_range_cf(log, envelope::key(0), envelope::key(keep_from));
         let mut wo = WriteOptions::default();
@@ -296,7 +296,11 @@ impl EventStore {
     /// `first..=last`.
     fn base(&self, first: u64, last: u64) -> Result<Option<State>> {
         let meta = self.cf(CF_META)?;
-        let Some(json) = self.db.get_cf(meta, META_BASE).context("reading the log's base")? else {
+        let Some(json) = self
+            .db
+            .get_cf(meta, META_BASE)
+            .context("reading the log's base")?
+        else {
             return Ok(None);
         };
         match serde_json::from_slice::<State>(&json) {

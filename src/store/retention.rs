@@ -97,13 +97,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     let (n, unit) = number_and_unit(s, "size", "512MB, 1GB")?;
-    let shift = match unit.to_ascii_lowercase().trim_end_matches('b').trim_end_matches('i') {
+    let shift = match unit
+        .to_ascii_lowercase()
+        .trim_end_matches('b')
+        .trim_end_matches('i')
+    {
         "" => 0,
         "k" => 10,
         "m" => 20,
         "g" => 30,
         "t" => 40,
-        _ => return Err(format!("invalid size {s:?}: unit must be B, KB, MB, GB or TB")),
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unit must be B, KB, MB, GB or TB"
+            ))
+        }
     };
     Ok(n.saturating_mul(1 << shift))
 }
@@ -115,7 +123,9 @@ fn number_and_unit(s: &str, what: &str, examples: &str) -> Result<(u64, String),
         .parse()
         .map_err(|_| format!("invalid {what} {s:?} (e.g. {examples})"))?;
     if n == 0 {
-        return Err(format!("invalid {what} {s:?}: must be more than 0 (or none)"));
+        return Err(format!(
+            "invalid {what} {s:?}: must be more than 0 (or none)"
+        ));
     }
     Ok((n, s[digits.len()..].to_string()))
 }
@@ -134,13 +144,28 @@ mod tests {
         assert_eq!(r.max_bytes, Some(DEFAULT_MAX_BYTES));
         let r = Retention::parse("size=none").expect("valid");
         assert_eq!(r.max_bytes, None);
-        assert_eq!(Retention::parse("size=1GiB").expect("valid").max_bytes, Some(1 << 30));
-        assert_eq!(Retention::parse("size=65536").expect("valid").max_bytes, Some(65536));
+        assert_eq!(
+            Retention::parse("size=1GiB").expect("valid").max_bytes,
+            Some(1 << 30)
+        );
+        assert_eq!(
+            Retention::parse("size=65536").expect("valid").max_bytes,
+            Some(65536)
+        );
     }
 
     #[test]
     fn refuses_what_it_cannot_read() {
-        for bad in ["", "age", "age=10", "age=10w", "age=0s", "size=1XB", "size=-1", "color=red"] {
+        for bad in [
+            "",
+            "age",
+            "age=10",
+            "age=10w",
+            "age=0s",
+            "size=1XB",
+            "size=-1",
+            "color=red",
+        ] {
             assert!(Retention::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
@@ -163,8 +188,14 @@ mod tests {
 
     #[test]
     fn checks_often_enough_for_a_short_age() {
-        assert_eq!(Retention::parse("age=8s").expect("valid").check_every(), Duration::from_secs(2));
-        assert_eq!(Retention::parse("age=1h").expect("valid").check_every(), Duration::from_secs(60));
+        assert_eq!(
+            Retention::parse("age=8s").expect("valid").check_every(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            Retention::parse("age=1h").expect("valid").check_every(),
+            Duration::from_secs(60)
+        );
         assert_eq!(Retention::default().check_every(), Duration::from_secs(60));
     }
 }

@@ -67,7 +67,11 @@ fn is_shim_of(pid: i32, bundle: &std::path::Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let args: Vec<&[u8]> = cmdline.strip_suffix(&[0]).unwrap_or(&cmdline).split(|b| *b == 0).collect();
+    let args: Vec<&[u8]> = cmdline
+        .strip_suffix(&[0])
+        .unwrap_or(&cmdline)
+        .split(|b| *b == 0)
+        .collect();
     args.len() == 2 && args[1] == bundle.as_os_str().as_bytes()
 }
 

@@ -78,7 +78,16 @@ impl Leftovers {
         let dir = self.bundle_dir(id);
         if let Some(shim) = open_shim(&dir) {
             if let Some(pid) = finish_start(&dir, &shim).await {
-                if self.record(id, Event::ContainerStarted { id: id.to_string(), pid }).await {
+                if self
+                    .record(
+                        id,
+                        Event::ContainerStarted {
+                            id: id.to_string(),
+                            pid,
+                        },
+                    )
+                    .await
+                {
                     info!(container = %id, pid, "repaired: a start cut by the daemon's end had its shim running; finished it and recorded it as started");
                     return;
                 }
@@ -89,7 +98,15 @@ impl Leftovers {
             // It started and ended while no daemon watched: its own exit,
             // which the restart policy then reads, not a made-up one.
             let pid = init_pid(&dir).unwrap_or(0);
-            if self.record(id, Event::ContainerStarted { id: id.to_string(), pid }).await
+            if self
+                .record(
+                    id,
+                    Event::ContainerStarted {
+                        id: id.to_string(),
+                        pid,
+                    },
+                )
+                .await
                 && self
                     .record(
                         id,
@@ -184,13 +201,16 @@ impl Leftovers {
     /// Ids with a directory in `<data-root>/containers` or a bundle, that the
     /// log does not know.
     fn unknown_ids(&self, state: &State) -> Vec<String> {
-        let mut ids: Vec<String> = [self.containers_dir.clone(), self.exec_root.join("containers")]
-            .iter()
-            .filter_map(|d| std::fs::read_dir(d).ok())
-            .flat_map(|entries| entries.flatten())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|id| !state.containers.contains_key(id))
-            .collect();
+        let mut ids: Vec<String> = [
+            self.containers_dir.clone(),
+            self.exec_root.join("containers"),
+        ]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|id| !state.containers.contains_key(id))
+        .collect();
         ids.sort();
         ids.dedup();
         ids
@@ -237,14 +257,22 @@ async fn end_shim(shim: std::os::fd::OwnedFd, dir: &Path) {
         );
     }
     let ended = match shim.try_clone() {
-        Ok(watch) => tokio::time::timeout(SHIM_END, shim_ended(watch)).await.is_ok(),
+        Ok(watch) => tokio::time::timeout(SHIM_END, shim_ended(watch))
+            .await
+            .is_ok(),
         Err(_) => false,
     };
     if !ended {
         warn!(dir = %dir.display(), "a shim did not end with its container; killing it");
         // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo.
         unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, shim.as_raw_fd(), libc::SIGKILL, 0, 0);
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                shim.as_raw_fd(),
+                libc::SIGKILL,
+                0,
+                0,
+            );
         }
         let _ = tokio::time::timeout(SHIM_END, shim_ended(shim)).await;
     }
@@ -285,6 +313,9 @@ fn read_exit(dir: &Path) -> Option<crate::drivers::exec::proto::ExitStatus> {
 /// Whether the process behind a pidfd has ended (the pidfd reads ready).
 fn pidfd_ended(fd: &std::os::fd::OwnedFd) -> bool {
     use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
     matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
 }
