@@ -384,6 +384,54 @@ fn retention_drops_old_events_and_replay_keeps_the_whole_state() {
     assert!(store.compact(&state, state.last_seq + 2).is_err());
 }
 
+/// A berthd from before retention (schema 1, snapshot format 9) reads neither
+/// today's snapshots nor the base, so it replays from sequence 1 and cuts the
+/// log at the first gap as a damaged tail: a cut log would be lost whole. What
+/// it meets at sequence 1 after a cut must make it refuse instead. Its replay
+/// (b6cf8e2^, src/store/eventlog.rs) refuses a record in sequence whose schema
+/// is newer than its own, before it decodes the payload.
+#[test]
+fn a_cut_log_makes_a_berthd_from_before_retention_refuse_rather_than_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events");
+    let mut state = State::default();
+    {
+        let store = EventStore::open(&path).expect("open");
+        write_events(
+            &store,
+            &mut state,
+            1_000,
+            (0..6).map(|n| tagged(1, n)).collect(),
+        );
+        store.compact(&state, 4).expect("compact");
+        // This build does not see the marker as an event.
+        assert_eq!(store.first_seq().expect("first"), 4);
+        assert_eq!(store.seq_at_time(0).expect("seq"), 4);
+        assert_eq!(
+            all_events(&store).keys().copied().collect::<Vec<_>>(),
+            vec![4, 5, 6]
+        );
+        assert_eq!(store.replay().expect("replay").state, state);
+    }
+    // The old replay's first step, on the raw log.
+    let cfs = ["log", "snapshots", "meta"];
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), &path, cfs, false)
+        .expect("open the log read-only");
+    let log = db.cf_handle("log").expect("log family");
+    let (k, v) = db
+        .iterator_cf(log, rocksdb::IteratorMode::Start)
+        .next()
+        .expect("a first record")
+        .expect("readable");
+    let first = Envelope::decode(&k, &v).expect("an intact envelope");
+    assert_eq!(first.seq, 1, "no gap where the old replay starts");
+    assert!(
+        first.schema > events::CURRENT_SCHEMA,
+        "the old replay refuses a newer schema (got {})",
+        first.schema
+    );
+}
+
 #[test]
 fn retention_by_age_runs_in_the_background_and_forgets_departed_names() {
     let dir = tempfile::tempdir().expect("tempdir");

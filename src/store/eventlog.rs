@@ -26,6 +26,12 @@ const CF_META: &str = "meta";
 /// Bump when `State` changes shape: older snapshots are then ignored and the
 /// state is rebuilt from the log, which is always the source of truth.
 const SNAPSHOT_FORMAT: u16 = 10;
+/// The schema of the record retention leaves at sequence 1 once it cut the
+/// log's start: no event. A berthd from before retention reads neither the
+/// snapshots nor the base, so it replays from sequence 1; there it meets a
+/// record "of a newer schema" and refuses to start, where a gap would have
+/// made it cut the whole log as a damaged tail. This build skips the record.
+pub const CUT_MARKER_SCHEMA: u16 = u16::MAX;
 /// Snapshots kept; older ones are deleted when a new one is written.
 const SNAPSHOTS_KEPT: usize = 2;
 /// In `meta`: the state the log goes on from once retention dropped its
@@ -155,10 +161,12 @@ impl EventStore {
         let iter = self
             .db
             .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward));
-        Ok(iter.map(|item| {
-            let (k, v) = item.context("reading the event log")?;
-            Envelope::decode(&k, &v).map_err(|e| Error::internal(e.to_string()))
-        }))
+        Ok(iter
+            .map(|item| {
+                let (k, v) = item.context("reading the event log")?;
+                Envelope::decode(&k, &v).map_err(|e| Error::internal(e.to_string()))
+            })
+            .filter(|env| !matches!(env, Ok(env) if env.schema == CUT_MARKER_SCHEMA)))
     }
 
     /// The first sequence whose event was committed at or after `time_ns`
@@ -206,16 +214,19 @@ impl EventStore {
         self.edge_seq(IteratorMode::Start)
     }
 
-    /// The sequence at one end of the log (0 when empty).
+    /// The sequence at one end of the log (0 when empty), past the cut marker.
     fn edge_seq(&self, end: IteratorMode) -> Result<u64> {
         let cf = self.cf(CF_LOG)?;
-        match self.db.iterator_cf(cf, end).next() {
-            None => Ok(0),
-            Some(item) => {
-                let (k, _) = item.context("reading the event log")?;
-                envelope::seq_of_key(&k).map_err(|e| Error::internal(e.to_string()))
+        for item in self.db.iterator_cf(cf, end).take(2) {
+            let (k, v) = item.context("reading the event log")?;
+            let seq = envelope::seq_of_key(&k).map_err(|e| Error::internal(e.to_string()))?;
+            let marker = seq == 1
+                && Envelope::decode(&k, &v).is_ok_and(|env| env.schema == CUT_MARKER_SCHEMA);
+            if !marker {
+                return Ok(seq);
             }
         }
+        Ok(0)
     }
 
     /// Stores the state folded up to `state.last_seq`. Not synced: a snapshot is
@@ -281,6 +292,13 @@ impl EventStore {
         );
         batch.delete_range_cf(snapshots, envelope::key(0), envelope::key(base.last_seq));
         batch.delete_range_cf(log, envelope::key(0), envelope::key(keep_from));
+        let marker = Envelope {
+            seq: 1,
+            time_ns: 0,
+            schema: CUT_MARKER_SCHEMA,
+            payload: b"events-retention cut the log's start; see the base".to_vec(),
+        };
+        batch.put_cf(log, envelope::key(1), marker.encode_value());
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db
