@@ -103,7 +103,7 @@ pub fn summary(state: &State, c: &ContainerRecord, now_ns: u64) -> ContainerSumm
         network_settings: Some(ContainerSummaryNetworkSettings {
             networks: Some(crate::networks::render::networks_of(state, c)),
         }),
-        mounts: Some(vec![]),
+        mounts: Some(super::mounts::inspect(b.host_config.as_ref())),
         ..Default::default()
     }
 }
@@ -208,7 +208,7 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
         exec_ids: None,
         host_config: b.host_config.clone(),
         graph_driver: Some(paths.graph_driver),
-        mounts: Some(vec![]),
+        mounts: Some(super::mounts::inspect(b.host_config.as_ref())),
         config: Some(inspect_config(&b)),
         network_settings: Some(Default::default()),
         ..Default::default()

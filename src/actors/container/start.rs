@@ -128,6 +128,15 @@ impl ContainerActor {
                     let (rt, id, body) = (rt.clone(), id.clone(), body.clone());
                     tokio::task::spawn_blocking(move || {
                         let rotation = crate::containers::config::log_rotation_of(&body)?;
+                        let mounts: Vec<_> = match &body.host_config {
+                            Some(h) => crate::containers::mounts::plan(h, &|p| {
+                                std::path::Path::new(p).exists()
+                            })?
+                            .iter()
+                            .map(|m| m.runtime())
+                            .collect(),
+                            None => Vec::new(),
+                        };
                         bundle::prepare(
                             &id,
                             &body,
@@ -139,6 +148,7 @@ impl ContainerActor {
                             &sandbox,
                             rotation,
                             crate::containers::health::check(&body),
+                            &mounts,
                         )
                     })
                     .await

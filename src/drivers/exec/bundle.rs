@@ -1,6 +1,7 @@
 //! A container's OCI bundle under the exec root: config.json (the spec) and
 //! shim.json (what the shim needs), with the root filesystem mounted.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::ContainerCreateBody;
@@ -81,6 +82,7 @@ pub fn prepare(
     sandbox: &spec::Sandbox,
     log_rotation: (u64, u32),
     health: Option<HealthCheck>,
+    mounts: &[spec::Mount],
 ) -> Result<Bundle> {
     let remap = layers
         .remap()
@@ -99,6 +101,7 @@ pub fn prepare(
         remap.as_deref(),
         log_rotation,
         health,
+        mounts,
     );
     if made.is_err() {
         layers.unmount_rw(id);
@@ -118,7 +121,24 @@ fn write(
     remap: Option<&crate::drivers::userns::Remap>,
     log_rotation: (u64, u32),
     health: Option<HealthCheck>,
+    mounts: &[spec::Mount],
 ) -> Result<Bundle> {
+    for m in mounts {
+        check_propagation(m)?;
+    }
+    for m in mounts.iter().filter(|m| m.create_source) {
+        // `-v /host/path:/path` makes a missing host directory, as dockerd does.
+        if std::fs::symlink_metadata(&m.source).is_err() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&m.source)
+                .context(format_args!(
+                    "creating the bind source {}",
+                    m.source.display()
+                ))?;
+        }
+    }
     let group = read_in_root(rootfs, "etc/group");
     let mut user = spec::resolve_user(
         body.user.as_deref().unwrap_or_default(),
@@ -146,6 +166,7 @@ fn write(
         init_binary,
         sandbox,
         remap: remap.map(|r| (r, crate::drivers::userns::userns_path(exec_root, id))),
+        mounts,
     })?;
     if let Some(r) = remap {
         // As dockerd: the remapped root owns its /etc files.
@@ -265,4 +286,77 @@ fn compile_seccomp(config: &serde_json::Value, exec_root: &Path) -> Result<Optio
         super::seccomp_bpf::cached(&parsed, &path).map_err(Error::internal)?;
     }
     Ok(Some(path))
+}
+
+/// A bind mount that shares its events with the host (shared, rshared) needs
+/// a source on a shared mount; one that receives them (slave, rslave) a
+/// shared or slave one. Refused with dockerd's words otherwise: the kernel
+/// would quietly make it private.
+fn check_propagation(m: &spec::Mount) -> Result<()> {
+    let wants = |names: [&str; 2]| m.options.iter().any(|o| names.contains(&o.as_str()));
+    let (shared, slave) = (wants(["shared", "rshared"]), wants(["slave", "rslave"]));
+    if m.kind != spec::MountKind::Bind || !(shared || slave) {
+        return Ok(());
+    }
+    let source = std::fs::canonicalize(&m.source).unwrap_or_else(|_| m.source.clone());
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let Some((point, optional)) = mount_of(&info, &source) else {
+        return Ok(());
+    };
+    let is = |tag: &str| optional.split(' ').any(|f| f.starts_with(tag));
+    let src = m.source.display();
+    if shared && !is("shared:") {
+        return Err(Error::internal(format!(
+            "path {src} is mounted on {point} but it is not a shared mount"
+        )));
+    }
+    if slave && !is("shared:") && !is("master:") {
+        return Err(Error::internal(format!(
+            "path {src} is mounted on {point} but it is not a shared or slave mount"
+        )));
+    }
+    Ok(())
+}
+
+/// The mount point under which `path` lies (the longest that contains it) and
+/// its optional fields ("shared:1 master:2"), from a mountinfo text.
+fn mount_of<'a>(mountinfo: &'a str, path: &Path) -> Option<(&'a str, &'a str)> {
+    let mut best: Option<(&str, &str)> = None;
+    for line in mountinfo.lines() {
+        let Some((head, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = head.splitn(7, ' ').collect();
+        let (Some(point), optional) = (fields.get(4), fields.get(6).copied().unwrap_or("")) else {
+            continue;
+        };
+        if path.starts_with(point) && best.is_none_or(|(b, _)| point.len() >= b.len()) {
+            best = Some((point, optional));
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_mount_a_path_lies_under() {
+        let info = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 22 0:35 / /tmp/sh rw shared:7 master:3 - tmpfs tmpfs rw
+41 22 0:36 / /tmp/private rw - tmpfs tmpfs rw
+";
+        assert_eq!(mount_of(info, Path::new("/srv/x")), Some(("/", "shared:1")));
+        assert_eq!(
+            mount_of(info, Path::new("/tmp/sh/a")),
+            Some(("/tmp/sh", "shared:7 master:3"))
+        );
+        assert_eq!(
+            mount_of(info, Path::new("/tmp/private")),
+            Some(("/tmp/private", ""))
+        );
+    }
 }

@@ -275,6 +275,25 @@ pub struct Sandbox {
     pub etc_files: Vec<(String, std::path::PathBuf)>,
 }
 
+/// What a mount is made of (the runtime's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountKind {
+    Bind,
+    Tmpfs,
+}
+
+/// A mount the container asked for (`-v`, `--mount`), checked above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub kind: MountKind,
+    pub source: std::path::PathBuf,
+    pub destination: String,
+    /// The runtime's mount options ("rbind", "rprivate", "ro", "size=...").
+    pub options: Vec<String>,
+    /// A missing bind source is made as a directory first (`-v`, as dockerd).
+    pub create_source: bool,
+}
+
 pub struct SpecInput<'a> {
     pub id: &'a str,
     pub body: &'a ContainerCreateBody,
@@ -289,6 +308,8 @@ pub struct SpecInput<'a> {
     /// userns-remap: the container's user namespace (bound at the path,
     /// made with these mappings).
     pub remap: Option<(&'a crate::drivers::userns::Remap, std::path::PathBuf)>,
+    /// Bind and tmpfs mounts, parents first.
+    pub mounts: &'a [Mount],
 }
 
 /// Where `--init` puts the init, as dockerd does.
@@ -393,6 +414,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
         mounts
             .push(json!({ "destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o }));
+    }
+    for m in input.mounts {
+        let (kind, source) = match m.kind {
+            MountKind::Bind => ("bind", m.source.to_string_lossy().into_owned()),
+            MountKind::Tmpfs => ("tmpfs", "tmpfs".to_string()),
+        };
+        mounts.push(json!({ "destination": m.destination, "type": kind, "source": source, "options": m.options }));
     }
     let mut resources = json!({ "devices": if privileged { json!([{ "allow": true, "access": "rwm" }]) } else { default_device_rules() } });
     let devices = host_devices(h.devices.as_deref().unwrap_or_default())?;
@@ -584,6 +612,7 @@ mod tests {
             init_binary: std::path::Path::new("/bin/init"),
             sandbox: &Default::default(),
             remap: None,
+            mounts: &[],
         })
         .unwrap();
         assert_eq!(s["process"]["args"], json!(["echo", "hi"]));
