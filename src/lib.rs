@@ -2,7 +2,7 @@
 //! The map of the code is DESIGN.md (README's "Layout" says where each thing
 //! lives); each module says what it owns. Imports point one way: api -> actors
 //! -> domain (containers, images, networks, registry) -> drivers -> store and
-//! events, with leaf helpers (clock, error, chan, spool, config, hostinfo)
+//! events, with leaf helpers (clock, error, chan, spool, config, hostinfo, paths)
 //! usable from all; `tests/layering.rs` keeps it so.
 
 pub mod actors;
@@ -20,6 +20,7 @@ pub mod hostinfo;
 pub mod images;
 pub mod logging;
 pub mod networks;
+pub mod paths;
 pub mod registry;
 pub mod spool;
 pub mod store;

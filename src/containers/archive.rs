@@ -46,17 +46,7 @@ impl PathStat {
 /// A path given by a client, made absolute and clean, keeping a trailing
 /// `/` or `/.` (they mean "the directory's contents" to the CLI).
 fn absolute(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in path.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    let mut abs = format!("/{}", parts.join("/"));
+    let mut abs = crate::paths::clean_absolute(path);
     if abs != "/" {
         if path.ends_with("/.") || path == "." {
             abs.push_str("/.");

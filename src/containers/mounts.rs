@@ -14,6 +14,7 @@ use bollard_stubs::models::{
 
 use crate::drivers::exec::spec::{Mount as RuntimeMount, MountKind};
 use crate::error::{Error, Result};
+use crate::paths::clean_absolute as clean;
 
 /// One mount as the container will have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,22 +274,6 @@ fn valid_volume_name(name: &str) -> Result<()> {
     Err(Error::invalid(format!(
         "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
     )))
-}
-
-/// A path without doubled or trailing slashes, "." or ".." (Go's filepath.Clean
-/// for absolute paths).
-fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for p in path.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
 }
 
 impl Planned {

@@ -231,17 +231,7 @@ fn workdir(base: &str, dir: &str) -> String {
     } else {
         format!("{}/{dir}", if base.is_empty() { "" } else { base })
     };
-    let mut parts: Vec<&str> = Vec::new();
-    for p in joined.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    crate::paths::clean_absolute(&joined)
 }
 
 /// A signal by name ("SIGTERM", "TERM", "term") or number, as dockerd accepts it.
