@@ -54,6 +54,7 @@ fn resources_of(h: HostConfig) -> oci_spec::runtime::LinuxResources {
         init_binary: Path::new("/bin/init"),
         sandbox: &Default::default(),
         remap: None,
+        mounts: &[],
     })
     .unwrap();
     serde_json::from_value(spec["linux"]["resources"].clone())
