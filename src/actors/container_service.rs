@@ -225,7 +225,7 @@ impl ContainerService {
         if let Some(h) = &body.host_config {
             validate_host_config(h, self.cpus)?;
             crate::drivers::userns::validate(h, self.layers.remap().is_some())?;
-            crate::containers::mounts::plan(h, &|p| std::path::Path::new(p).exists())?;
+            crate::containers::mounts::plan_on_host(Some(h))?;
             if let Some(r) = h.runtime.as_deref().filter(|r| !r.is_empty()) {
                 if self.command.argv(r).is_none() {
                     return Err(crate::error::Error::invalid(format!(

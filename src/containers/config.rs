@@ -13,14 +13,19 @@ use crate::error::{Error, Result};
 
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
+/// dockerd's RestrictedNamePattern, `^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`: what a
+/// container's name and a local volume's name may be.
+pub fn restricted_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 /// `name` as dockerd accepts it ("/x" or "x"), without the slash.
 pub fn valid_name(name: &str) -> Result<String> {
     let bare = name.strip_prefix('/').unwrap_or(name);
-    let mut chars = bare.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && bare.len() >= 2
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !ok {
+    if !restricted_name(bare) {
         return Err(Error::invalid(format!(
             "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )));

@@ -104,15 +104,12 @@ fn parse_bind(spec: &str) -> Result<Planned> {
         .find(|m| PROPAGATIONS.contains(m))
         .map_or("rprivate", |m| *m);
     Ok(Planned {
-        kind: MountKind::Bind,
         source: clean(source),
-        destination: clean(destination),
         mode: mode.to_string(),
         read_only: modes.contains(&"ro"),
         propagation: propagation.to_string(),
-        non_recursive: false,
         create_source: true,
-        tmpfs_options: Vec::new(),
+        ..Planned::at(MountKind::Bind, destination)
     })
 }
 
@@ -182,15 +179,11 @@ fn parse_mount(m: &Mount, exists: &dyn Fn(&str) -> bool) -> Result<Planned> {
                 .filter(|p| *p != MountBindOptionsPropagationEnum::EMPTY)
                 .map_or_else(|| "rprivate".to_string(), |p| p.to_string());
             Ok(Planned {
-                kind: MountKind::Bind,
                 source: clean(&source),
-                destination: clean(&target),
-                mode: String::new(),
                 read_only: m.read_only.unwrap_or(false),
                 propagation,
                 non_recursive: opts.non_recursive.unwrap_or(false),
-                create_source: false,
-                tmpfs_options: Vec::new(),
+                ..Planned::at(MountKind::Bind, &target)
             })
         }
         MountType::TMPFS => {
@@ -213,15 +206,9 @@ fn parse_mount(m: &Mount, exists: &dyn Fn(&str) -> bool) -> Result<Planned> {
                 tmpfs_options.push(format!("mode={:o}", mode & 0o7777));
             }
             Ok(Planned {
-                kind: MountKind::Tmpfs,
-                source: String::new(),
-                destination: clean(&target),
-                mode: String::new(),
                 read_only: m.read_only.unwrap_or(false),
-                propagation: String::new(),
-                non_recursive: false,
-                create_source: false,
                 tmpfs_options,
+                ..Planned::at(MountKind::Tmpfs, &target)
             })
         }
         MountType::VOLUME => Err(volumes_not_yet()),
@@ -264,11 +251,7 @@ fn check_destination(path: &str) -> std::result::Result<(), String> {
 
 /// dockerd's volume-name check (what it answers for `-v "bad name":/x`).
 fn valid_volume_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && name.len() > 1;
-    if ok {
+    if super::config::restricted_name(name) {
         return Ok(());
     }
     Err(Error::invalid(format!(
@@ -277,6 +260,21 @@ fn valid_volume_name(name: &str) -> Result<()> {
 }
 
 impl Planned {
+    /// A `kind` mount at `destination`, read-write, with no options yet.
+    fn at(kind: MountKind, destination: &str) -> Planned {
+        Planned {
+            kind,
+            source: String::new(),
+            destination: clean(destination),
+            mode: String::new(),
+            read_only: false,
+            propagation: String::new(),
+            non_recursive: false,
+            create_source: false,
+            tmpfs_options: Vec::new(),
+        }
+    }
+
     /// What the runtime mounts.
     pub fn runtime(&self) -> RuntimeMount {
         let mut options = Vec::new();
@@ -285,10 +283,7 @@ impl Planned {
                 options.push(if self.non_recursive { "bind" } else { "rbind" }.to_string());
                 options.push(self.propagation.clone());
             }
-            MountKind::Tmpfs => {
-                options.extend(["nosuid", "nodev", "noexec"].map(String::from));
-                options.extend(self.tmpfs_options.iter().cloned());
-            }
+            MountKind::Tmpfs => options.extend(self.tmpfs_options.iter().cloned()),
         }
         if self.read_only {
             options.push("ro".into());
@@ -319,6 +314,15 @@ impl Planned {
             propagation: Some(self.propagation.clone()),
             ..Default::default()
         }
+    }
+}
+
+/// The mounts `h` asks for, checked against this host (a `--mount` bind
+/// source must be there): at create, and again at start.
+pub fn plan_on_host(h: Option<&HostConfig>) -> Result<Vec<Planned>> {
+    match h {
+        Some(h) => plan(h, &|p| std::path::Path::new(p).exists()),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -427,7 +431,7 @@ mod tests {
             vec!["bind".to_string(), "rslave".into()]
         );
         assert_eq!(
-            p[2].runtime().options[3..],
+            p[2].runtime().options,
             ["size=1024k".to_string(), "mode=1770".into()]
         );
         let missing = plan(&h, &|_| false).expect_err("missing source");

@@ -128,15 +128,11 @@ impl ContainerActor {
                     let (rt, id, body) = (rt.clone(), id.clone(), body.clone());
                     tokio::task::spawn_blocking(move || {
                         let rotation = crate::containers::config::log_rotation_of(&body)?;
-                        let mounts: Vec<_> = match &body.host_config {
-                            Some(h) => crate::containers::mounts::plan(h, &|p| {
-                                std::path::Path::new(p).exists()
-                            })?
-                            .iter()
-                            .map(|m| m.runtime())
-                            .collect(),
-                            None => Vec::new(),
-                        };
+                        let mounts: Vec<_> =
+                            crate::containers::mounts::plan_on_host(body.host_config.as_ref())?
+                                .iter()
+                                .map(|m| m.runtime())
+                                .collect();
                         bundle::prepare(
                             &id,
                             &body,

@@ -288,7 +288,8 @@ pub struct Mount {
     pub kind: MountKind,
     pub source: std::path::PathBuf,
     pub destination: String,
-    /// The runtime's mount options ("rbind", "rprivate", "ro", "size=...").
+    /// The mount's own options ("rbind", "rprivate", "ro", "size=..."); a
+    /// tmpfs also gets the flags every container tmpfs has.
     pub options: Vec<String>,
     /// A missing bind source is made as a directory first (`-v`, as dockerd).
     pub create_source: bool,
@@ -405,22 +406,25 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if init {
         mounts.push(json!({ "destination": INIT_PATH, "type": "bind", "source": input.init_binary, "options": ["bind", "ro", "nosuid", "nodev"] }));
     }
+    // A tmpfs, by --tmpfs or --mount, is nosuid, nodev and noexec first, as
+    // dockerd makes it; its own options (size, mode, ro) come after.
+    let tmpfs = |dest: &str, own: &mut dyn Iterator<Item = &str>| {
+        let options: Vec<&str> = ["nosuid", "nodev", "noexec"]
+            .into_iter()
+            .chain(own)
+            .collect();
+        json!({ "destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options })
+    };
     for (dest, opts) in h.tmpfs.iter().flatten() {
-        let mut o = vec![
-            "nosuid".to_string(),
-            "nodev".to_string(),
-            "noexec".to_string(),
-        ];
-        o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
-        mounts
-            .push(json!({ "destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o }));
+        mounts.push(tmpfs(dest, &mut opts.split(',').filter(|s| !s.is_empty())));
     }
     for m in input.mounts {
-        let (kind, source) = match m.kind {
-            MountKind::Bind => ("bind", m.source.to_string_lossy().into_owned()),
-            MountKind::Tmpfs => ("tmpfs", "tmpfs".to_string()),
-        };
-        mounts.push(json!({ "destination": m.destination, "type": kind, "source": source, "options": m.options }));
+        mounts.push(match m.kind {
+            MountKind::Bind => {
+                json!({ "destination": m.destination, "type": "bind", "source": m.source, "options": m.options })
+            }
+            MountKind::Tmpfs => tmpfs(&m.destination, &mut m.options.iter().map(String::as_str)),
+        });
     }
     let mut resources = json!({ "devices": if privileged { json!([{ "allow": true, "access": "rwm" }]) } else { default_device_rules() } });
     let devices = host_devices(h.devices.as_deref().unwrap_or_default())?;
