@@ -65,10 +65,16 @@ scenario_bad_mounts_are_refused_in_dockerds_words_and_nothing_is_created() {
   expect_eq "$(d badm ps -aq)" ""
   # Propagation the host's mount cannot give is refused at start, as dockerd
   # does (where the host's mount is shared, it is given).
-  if out=$(d badm run --rm -v "$h:/m:shared" busybox true 2>&1); then
+  local id status
+  id=$(d badm create -v "$h:/m:shared" busybox true)
+  status=$(api badm -o "$WORK/badm/start.out" -w '%{http_code}' -X POST "http://berth/containers/$id/start")
+  if [ "$status" = 204 ]; then
     expect_contains "$(findmnt -no PROPAGATION --target "$h")" "shared"
   else
-    expect_contains "$out" "is mounted on $(findmnt -no TARGET --target "$h") but it is not a shared mount"
+    expect_eq "$status" "500" "dockerd's status for a propagation the host cannot give"
+    expect_contains "$(cat "$WORK/badm/start.out")" "is mounted on $(findmnt -no TARGET --target "$h") but it is not a shared mount"
+    expect_eq "$(d badm inspect -f '{{.State.Status}}' "$id")" "created"
   fi
+  d badm rm -f "$id" >/dev/null
   expect_eq "$(d badm ps -aq)" ""
 }

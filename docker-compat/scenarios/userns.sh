@@ -32,6 +32,14 @@ scenario_userns_remap_runs_root_as_a_subordinate_range() {
   expect_eq "$(d un exec box sh -c 'stat -c %u /etc/hosts; echo ok >> /etc/hosts && echo wrote')" "$(printf '0\nwrote')"
   local upper; upper=$(d un inspect -f '{{.GraphDriver.Data.UpperDir}}' box)
   expect_eq "$(stat -c %u "$upper/made")" "$start"
+  # A bind mount under userns-remap: the host's files read as they are (a
+  # host root's file is nobody's inside, as on dockerd), what root writes lands
+  # as the range's first id, and :ro holds.
+  mkdir -p "$WORK/un-bind"; chmod 777 "$WORK/un-bind"; echo host > "$WORK/un-bind/f"
+  expect_eq "$(d un run --rm -v "$WORK/un-bind:/b" -v "$WORK/un-bind:/r:ro" busybox \
+    sh -c 'cat /b/f; stat -c %u /b/f; echo c > /b/c; echo x > /r/x 2>/dev/null || echo ro-refused')" \
+    "$(printf 'host\n65534\nro-refused')"
+  expect_eq "$(stat -c %u "$WORK/un-bind/c")" "$start"
   # Execs join its user namespace; -u users are shifted too.
   expect_eq "$(d un exec box cat /proc/self/uid_map | oneline)" "0 $start 65536"
   expect_eq "$(d un exec -u 1000 box id -u)" "1000"
