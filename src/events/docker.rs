@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::projection::{labels_of, network_driver, State, HEALTH_STARTING};
+use super::v1::MountRecord;
 use super::Event;
 use crate::error::{Error, Result};
 
@@ -109,6 +110,17 @@ struct ContainerNames {
     image: String,
     labels: BTreeMap<String, String>,
     networks: Vec<String>,
+    /// Its volume mounts (a start mounts them, an exit unmounts them).
+    volumes: Vec<MountRecord>,
+}
+
+fn volumes_of(mounts: &Option<Vec<MountRecord>>) -> Vec<MountRecord> {
+    mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.kind == "volume")
+        .cloned()
+        .collect()
 }
 
 /// Names of containers and networks, for one reader of the log.
@@ -128,6 +140,7 @@ impl Names {
                     image: c.image_name.clone(),
                     labels: labels_of(&c.config),
                     networks: c.networks.keys().cloned().collect(),
+                    volumes: volumes_of(&c.mounts),
                 }
             } else if let Some(d) = state.departed.get(id) {
                 ContainerNames {
@@ -135,6 +148,7 @@ impl Names {
                     image: d.image_or_driver.clone(),
                     labels: d.labels.clone(),
                     networks: d.networks.clone(),
+                    volumes: Vec::new(),
                 }
             } else {
                 ContainerNames::default()
@@ -197,6 +211,20 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
             time_ns,
         }
     };
+    let volume = |name: &str, action: &str, driver: &str, extra: &[(&str, String)]| {
+        let mut attributes = BTreeMap::from([("driver".to_string(), driver.to_string())]);
+        for (k, v) in extra {
+            attributes.insert((*k).to_string(), v.clone());
+        }
+        Message {
+            kind: "volume",
+            action: action.to_string(),
+            id: name.to_string(),
+            attributes,
+            from: None,
+            time_ns,
+        }
+    };
     let image = |action: &str, id: &str, name: &str| Message {
         kind: "image",
         action: action.to_string(),
@@ -220,6 +248,7 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
                     image: image_name.clone(),
                     labels: labels_of(config),
                     networks: Vec::new(),
+                    volumes: Vec::new(),
                 },
             );
             vec![container(names, id, "create", &[])]
@@ -241,7 +270,36 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
                 &[("oldName", format!("/{old}"))],
             )]
         }
-        Event::ContainerStarted { id, .. } => vec![container(names, id, "start", &[])],
+        Event::ContainerMountsPlanned { id, mounts } => {
+            let volumes = volumes_of(&Some(mounts.clone()));
+            if let Some(c) = names.containers.get_mut(id) {
+                c.volumes = volumes;
+            }
+            Vec::new()
+        }
+        Event::ContainerStarted { id, .. } => {
+            // dockerd mounts each volume (an event each) before the start.
+            let mut out: Vec<Message> = names
+                .container(state, id)
+                .volumes
+                .iter()
+                .map(|m| {
+                    volume(
+                        &m.name,
+                        "mount",
+                        &m.driver,
+                        &[
+                            ("container", id.clone()),
+                            ("destination", m.destination.clone()),
+                            ("read/write", (!m.read_only).to_string()),
+                            ("propagation", m.propagation.clone()),
+                        ],
+                    )
+                })
+                .collect();
+            out.push(container(names, id, "start", &[]));
+            out
+        }
         Event::ContainerExited {
             id,
             exit_code,
@@ -260,6 +318,14 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
             ));
             for net in names.container(state, id).networks.clone() {
                 out.push(network(names, &net, "disconnect", Some(id)));
+            }
+            for m in names.container(state, id).volumes.clone() {
+                out.push(volume(
+                    &m.name,
+                    "unmount",
+                    &m.driver,
+                    &[("container", id.clone())],
+                ));
             }
             out
         }
@@ -326,6 +392,27 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
         // dockerd names the image by its ID in both (its quirk, kept).
         Event::ImageUntagged { id, .. } => vec![image("untag", id, id)],
         Event::ImageDeleted { id } => vec![image("delete", id, id)],
+        Event::VolumeCreated { name, driver, .. } => vec![volume(name, "create", driver, &[])],
+        Event::VolumeRemoved { pruned: true, .. } => Vec::new(),
+        Event::VolumeRemoved { name, .. } => {
+            let driver = state
+                .departed
+                .get(&format!("volume:{name}"))
+                .map_or("local", |d| d.image_or_driver.as_str());
+            vec![volume(name, "destroy", driver, &[])]
+        }
+        Event::VolumeAction {
+            name,
+            action,
+            attributes,
+        } => vec![Message {
+            kind: "volume",
+            action: action.clone(),
+            id: name.clone(),
+            attributes: attributes.iter().cloned().collect(),
+            from: None,
+            time_ns,
+        }],
         _ => Vec::new(),
     }
 }

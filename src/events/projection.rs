@@ -29,6 +29,23 @@ pub struct State {
     /// docker events still carry (a `destroy` read after the removal).
     #[serde(default)]
     pub departed: BTreeMap<String, Departed>,
+    /// Volumes by name.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, VolumeRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub name: String,
+    pub driver: String,
+    /// Where its data is on the host.
+    pub mountpoint: String,
+    /// The driver's options and the user's labels; `None`: none given.
+    pub options: Option<BTreeMap<String, String>>,
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Made for a container's mount that named none (prune takes these).
+    pub anonymous: bool,
+    pub created_ns: u64,
 }
 
 /// What `docker events` still shows of a removed container or network.
@@ -120,6 +137,10 @@ pub struct ContainerRecord {
     /// makes it "starting" again (the probe results live in its directory).
     #[serde(default)]
     pub health: Option<String>,
+    /// Its mounts as planned at create; `None` for a container created
+    /// before they were recorded (its create body says them).
+    #[serde(default)]
+    pub mounts: Option<Vec<super::v1::MountRecord>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +230,27 @@ impl State {
             ))),
             Found::Nothing => Err(Error::not_found(format!("network {name} not found"))),
         }
+    }
+
+    /// A volume by name, with dockerd's words when there is none.
+    pub fn volume(&self, name: &str) -> crate::error::Result<&VolumeRecord> {
+        self.volumes
+            .get(name)
+            .ok_or_else(|| crate::error::Error::not_found(format!("get {name}: no such volume")))
+    }
+
+    /// The containers that mount volume `name`, by ID.
+    pub fn volume_users(&self, name: &str) -> Vec<&str> {
+        self.containers
+            .values()
+            .filter(|c| {
+                c.mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.kind == "volume" && m.name == name)
+            })
+            .map(|c| c.id.as_str())
+            .collect()
     }
 
     /// The sum of the image's layer sizes, as `docker images` shows it.
@@ -334,7 +376,9 @@ impl State {
                 self.layers.remove(chain_id);
             }
             // A docker event only: the state changes came as their own events.
-            Event::ImageAction { .. } | Event::ContainerAction { .. } => {}
+            Event::ImageAction { .. }
+            | Event::ContainerAction { .. }
+            | Event::VolumeAction { .. } => {}
             Event::EventsCompacted { before_ns, .. } => {
                 // Every event of these was before the cut: no event left needs them.
                 self.departed.retain(|_, d| d.removed_ns >= *before_ns);
@@ -519,6 +563,45 @@ impl State {
             Event::ContainerPortsPublished { id, ports } => {
                 if let Some(c) = self.containers.get_mut(id) {
                     c.ports = ports.clone();
+                }
+            }
+            Event::VolumeCreated {
+                name,
+                driver,
+                mountpoint,
+                options,
+                labels,
+                anonymous,
+            } => {
+                self.volumes.insert(
+                    name.clone(),
+                    VolumeRecord {
+                        name: name.clone(),
+                        driver: driver.clone(),
+                        mountpoint: mountpoint.clone(),
+                        options: options.as_ref().map(|o| o.iter().cloned().collect()),
+                        labels: labels.as_ref().map(|l| l.iter().cloned().collect()),
+                        anonymous: *anonymous,
+                        created_ns: time_ns,
+                    },
+                );
+            }
+            Event::VolumeRemoved { name, .. } => {
+                if let Some(v) = self.volumes.remove(name) {
+                    self.departed.insert(
+                        format!("volume:{name}"),
+                        Departed {
+                            name: v.name,
+                            image_or_driver: v.driver,
+                            removed_ns: time_ns,
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+            Event::ContainerMountsPlanned { id, mounts } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.mounts = Some(mounts.clone());
                 }
             }
             Event::LayerBlobStored {

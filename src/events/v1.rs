@@ -138,6 +138,64 @@ pub enum Event {
     /// `before_ns`); the state they made lives on in a snapshot. What only
     /// they needed (the names of objects removed before) goes too.
     EventsCompacted { before_seq: u64, before_ns: u64 },
+    /// Volume `name` exists: made by `driver` ("local"), its data at
+    /// `mountpoint` on the host, with the driver's options and the user's
+    /// labels (`None` when the request gave none: inspect shows `null`).
+    /// `anonymous`: made for a container's mount that named none.
+    VolumeCreated {
+        name: String,
+        driver: String,
+        mountpoint: String,
+        options: Option<Vec<(String, String)>>,
+        labels: Option<Vec<(String, String)>>,
+        anonymous: bool,
+    },
+    /// Volume `name` is gone, with its data. `pruned`: by `volume prune`,
+    /// which dockerd tells as one `prune` event, not a `destroy` each.
+    VolumeRemoved { name: String, pruned: bool },
+    /// Container `id`'s mounts as its create planned them (volumes named,
+    /// `--volumes-from` followed, the image's VOLUMEs added): what start
+    /// mounts and inspect shows. Written with `ContainerCreated`.
+    ContainerMountsPlanned {
+        id: String,
+        mounts: Vec<MountRecord>,
+    },
+    /// A docker event for a volume action that changes no state of its own:
+    /// `create` again for each use of a named volume (as dockerd tells it),
+    /// `prune` (with an empty name). Its attributes are given whole.
+    VolumeAction {
+        name: String,
+        action: String,
+        attributes: Vec<(String, String)>,
+    },
+}
+
+/// One mount of a container, as recorded at its create.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// "bind", "volume" or "tmpfs".
+    pub kind: String,
+    /// A volume's name; empty otherwise.
+    pub name: String,
+    /// A bind's host path; a volume's mountpoint; empty for tmpfs.
+    pub source: String,
+    pub destination: String,
+    /// The mode string as `-v` gave it ("ro", "z"); empty for `--mount`.
+    pub mode: String,
+    pub read_only: bool,
+    /// A bind's propagation ("rprivate"); empty otherwise.
+    pub propagation: String,
+    /// `bind-nonrecursive`.
+    pub non_recursive: bool,
+    /// `-v` makes a missing bind source.
+    pub create_source: bool,
+    /// A volume is filled from the image's content at its destination
+    /// while it is empty (not with `nocopy`).
+    pub copy_data: bool,
+    /// A volume's driver ("local").
+    pub driver: String,
+    /// tmpfs options ("size=1024k", "mode=1770").
+    pub options: Vec<String>,
 }
 
 /// One published port: `host_ip:host_port` on the host to `container_port/proto`.
