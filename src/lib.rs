@@ -24,3 +24,4 @@ pub mod paths;
 pub mod registry;
 pub mod spool;
 pub mod store;
+pub mod volumes;

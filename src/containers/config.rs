@@ -13,19 +13,10 @@ use crate::error::{Error, Result};
 
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
-/// dockerd's RestrictedNamePattern, `^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`: what a
-/// container's name and a local volume's name may be.
-pub fn restricted_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.len() >= 2
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
 /// `name` as dockerd accepts it ("/x" or "x"), without the slash.
 pub fn valid_name(name: &str) -> Result<String> {
     let bare = name.strip_prefix('/').unwrap_or(name);
-    if !restricted_name(bare) {
+    if !crate::volumes::restricted_name(bare) {
         return Err(Error::invalid(format!(
             "Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )));
@@ -177,8 +168,14 @@ pub fn merge(
     if empty(&body.working_dir) {
         body.working_dir = image_config.working_dir.clone();
     }
-    if body.volumes.is_none() {
-        body.volumes = image_config.volumes.clone();
+    // The image's VOLUMEs join the user's (`-v /path`), as dockerd merges them.
+    if let Some(image_volumes) = &image_config.volumes {
+        let volumes = body.volumes.get_or_insert_with(Default::default);
+        for v in image_volumes {
+            if !volumes.contains(v) {
+                volumes.push(v.clone());
+            }
+        }
     }
     if empty(&body.stop_signal) {
         body.stop_signal = image_config.stop_signal.clone();

@@ -4,3 +4,4 @@ pub mod exec;
 pub mod network;
 pub mod storage;
 pub mod userns;
+pub mod volumes;
