@@ -156,6 +156,13 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .map_err(|e| Error::internal(format!("setting up the networks: {e}")))?
         .map_err(|e| e.context("setting up the networks"))?;
+    let volumes = crate::actors::volume_service::VolumeService::new(
+        events.clone(),
+        projection.clone(),
+        &config.data_root,
+        layers.remap().map(|r| r.root()),
+    )?
+    .start();
     let execs = crate::containers::exec::ExecRegistry::default();
     let containers = crate::actors::container_service::ContainerService::new(
         Arc::clone(&layers),
@@ -168,6 +175,7 @@ async fn serve(config: Config) -> Result<()> {
         execs.clone(),
         network.clone(),
         images.clone(),
+        volumes.clone(),
     )
     .start();
     containers
@@ -182,6 +190,7 @@ async fn serve(config: Config) -> Result<()> {
         images,
         containers,
         network,
+        volumes,
         storage: Arc::new(crate::containers::storage::ContainerStorage::new(
             layers,
             &config.data_root,

@@ -11,3 +11,4 @@ pub mod event_log;
 pub mod image_service;
 pub mod network;
 pub mod network_controller;
+pub mod volume_service;

@@ -19,6 +19,7 @@ pub struct ApiContext {
     pub images: Addr<ImageService>,
     pub containers: Addr<crate::actors::container_service::ContainerService>,
     pub network: Addr<crate::actors::network_controller::NetworkController>,
+    pub volumes: Addr<crate::actors::volume_service::VolumeService>,
     /// A container's files on the host (cp, export, diff, inspect's paths).
     pub storage: Arc<crate::containers::storage::ContainerStorage>,
     /// An image's config and layer directories (labels, GraphDriver).

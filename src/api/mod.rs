@@ -13,6 +13,7 @@ pub mod listen;
 pub mod networks;
 pub mod system;
 pub mod version;
+pub mod volumes;
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -44,6 +45,7 @@ impl Api {
             .merge(exec::routes())
             .merge(networks::routes())
             .merge(events::routes())
+            .merge(volumes::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)
             .with_state(ctx);

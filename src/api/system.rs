@@ -281,7 +281,8 @@ fn normalize_mirror(m: &str) -> String {
 }
 
 /// `docker system df`, in the shape API 1.50 clients read (LayersSize, Images,
-/// Containers, Volumes, BuildCache). Only images exist so far.
+/// Containers, Volumes, BuildCache). Containers and the build cache are not
+/// counted yet.
 async fn disk_usage(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {
     let state = ctx.projection.current();
     let layers_size: u64 = state.layers.values().map(|l| l.size).sum();
@@ -297,11 +298,17 @@ async fn disk_usage(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {
             serde_json::to_value(summary).unwrap_or_default()
         })
         .collect();
+    let volumes = {
+        let state = std::sync::Arc::clone(&state);
+        tokio::task::spawn_blocking(move || crate::volumes::disk_usage(&state))
+            .await
+            .unwrap_or_default()
+    };
     Json(serde_json::json!({
         "LayersSize": layers_size,
         "Images": images,
         "Containers": [],
-        "Volumes": [],
+        "Volumes": volumes,
         "BuildCache": [],
     }))
 }
