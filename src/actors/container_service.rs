@@ -13,7 +13,9 @@ use tracing::info;
 
 use super::container::{remove_container, ContainerActor, Runtime, RuntimeCommand};
 use super::event_log::{append, EventLog};
+use super::volume_service::{EnsureVolumes, RemoveUnused, VolumeService, VolumeWant};
 use crate::containers::config::{merge, valid_name, validate_host_config};
+use crate::containers::mounts::{Kind, Planned};
 use crate::containers::names::random_name;
 use crate::drivers::storage::LayerStore;
 use crate::error::{Context as _, Error, Result};
@@ -39,6 +41,7 @@ pub struct ContainerService {
     execs: crate::containers::exec::ExecRegistry,
     network: Addr<super::network_controller::NetworkController>,
     images: Addr<super::image_service::ImageService>,
+    volumes: Addr<super::volume_service::VolumeService>,
 }
 
 impl ContainerService {
@@ -53,6 +56,7 @@ impl ContainerService {
         execs: crate::containers::exec::ExecRegistry,
         network: Addr<super::network_controller::NetworkController>,
         images: Addr<super::image_service::ImageService>,
+        volumes: Addr<super::volume_service::VolumeService>,
     ) -> Self {
         ContainerService {
             actors: std::collections::HashMap::new(),
@@ -69,6 +73,7 @@ impl ContainerService {
             execs,
             network,
             images,
+            volumes,
         }
     }
 }
@@ -138,11 +143,17 @@ impl Handler<CreateContainer> for ContainerService {
         let events = self.events.clone();
         let layers = Arc::clone(&self.layers);
         let containers_dir = self.containers_dir.clone();
+        let volumes = self.volumes.clone();
+        let projection = self.projection.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let (id, name, image, image_name, body, top, attachments) = prepared?;
+                let (id, name, image, image_name, body, top, attachments, mut mounts) = prepared?;
                 let config = serde_json::to_string(&body)
                     .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
+                let anonymous = name_volumes(&volumes, &mut mounts).await?;
+                let copy_ups = copy_ups(&projection.current(), &mounts);
+                let remapped = layers.remap().is_some()
+                    && crate::drivers::userns::private(body.host_config.as_ref());
                 let has_health_check = crate::containers::health::check(&body).is_some();
                 let dir = containers_dir.join(&id);
                 let made = tokio::task::spawn_blocking({
@@ -150,20 +161,46 @@ impl Handler<CreateContainer> for ContainerService {
                     move || -> Result<()> {
                         std::fs::create_dir_all(&dir)
                             .context(format_args!("creating {}", dir.display()))?;
-                        layers.create_rw(&id, top.as_deref())
+                        layers.create_rw(&id, top.as_deref())?;
+                        if copy_ups.is_empty() {
+                            return Ok(());
+                        }
+                        // A new (empty) volume gets what the image has at its
+                        // path, at create, as dockerd fills it.
+                        let root = layers.open_rootfs(&id, false, remapped)?;
+                        let rootfs = PathBuf::from(format!(
+                            "/proc/self/fd/{}",
+                            std::os::fd::AsRawFd::as_raw_fd(&root)
+                        ));
+                        for (destination, data) in &copy_ups {
+                            crate::drivers::volumes::copy_up(&rootfs, destination, data).map_err(
+                                |e| {
+                                    e.context(format_args!(
+                                        "copying the image's {destination} into its volume"
+                                    ))
+                                },
+                            )?;
+                        }
+                        Ok(())
                     }
                 })
                 .await
                 .map_err(|e| Error::internal(format!("creating the container layer: {e}")))?;
                 let recorded = match made {
                     Ok(()) => {
-                        let mut list = vec![Event::ContainerCreated {
-                            id: id.clone(),
-                            name: name.clone(),
-                            image,
-                            image_name,
-                            config,
-                        }];
+                        let mut list = vec![
+                            Event::ContainerCreated {
+                                id: id.clone(),
+                                name: name.clone(),
+                                image,
+                                image_name,
+                                config,
+                            },
+                            Event::ContainerMountsPlanned {
+                                id: id.clone(),
+                                mounts: mounts.iter().map(|m| m.record()).collect(),
+                            },
+                        ];
                         for (network, settings) in attachments {
                             list.push(Event::ContainerNetworkConnected {
                                 container: id.clone(),
@@ -189,6 +226,7 @@ impl Handler<CreateContainer> for ContainerService {
                     // Nothing half-made stays: no layer, no directory.
                     let _ = layers.remove_rw(&id);
                     let _ = std::fs::remove_dir_all(&dir);
+                    volumes.do_send(RemoveUnused(anonymous));
                     return Err(e);
                 }
                 info!(container = %id, name = %name, "created");
@@ -207,7 +245,67 @@ type Prepared = (
     ContainerCreateBody,
     Option<String>,
     Vec<(String, bollard_stubs::models::EndpointSettings)>,
+    Vec<Planned>,
 );
+
+/// The volumes a create fills from the image: (container path, data), for
+/// each volume mount that copies and whose volume is a plain directory
+/// (one made with driver options is mounted only when it is used).
+fn copy_ups(state: &State, mounts: &[Planned]) -> Vec<(String, PathBuf)> {
+    mounts
+        .iter()
+        .filter(|m| m.kind == Kind::Volume && m.copy_data)
+        .filter(|m| {
+            state
+                .volumes
+                .get(&m.name)
+                .is_some_and(|v| v.options.as_ref().is_none_or(|o| o.is_empty()))
+        })
+        .map(|m| (m.destination.clone(), PathBuf::from(&m.source)))
+        .collect()
+}
+
+/// Makes the volumes `mounts` name that are not there yet, and a new one
+/// for each anonymous mount, filling in names and mountpoints. Answers the
+/// anonymous ones made (a failed create removes them).
+async fn name_volumes(
+    volumes: &Addr<VolumeService>,
+    mounts: &mut [Planned],
+) -> Result<Vec<String>> {
+    let wants: Vec<VolumeWant> = mounts
+        .iter()
+        .filter(|m| m.kind == Kind::Volume && m.source.is_empty())
+        .map(|m| VolumeWant {
+            name: Some(m.name.clone()).filter(|n| !n.is_empty()),
+            driver: m.driver.clone(),
+            options: Some(m.volume_options.clone()).filter(|o| !o.is_empty()),
+            labels: Some(m.volume_labels.clone()).filter(|l| !l.is_empty()),
+        })
+        .collect();
+    if wants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let named = volumes
+        .send(EnsureVolumes(wants))
+        .await
+        .map_err(|e| Error::unavailable(format!("volume service: {e}")))??;
+    let mut anonymous = Vec::new();
+    let mut named = named.into_iter();
+    for m in mounts
+        .iter_mut()
+        .filter(|m| m.kind == Kind::Volume && m.source.is_empty())
+    {
+        let (name, mountpoint) = named
+            .next()
+            .ok_or_else(|| Error::internal("the volume service answered too few volumes"))?;
+        if m.name.is_empty() {
+            anonymous.push(name.clone());
+        }
+        m.name = name;
+        m.source = mountpoint;
+    }
+    Ok(anonymous)
+}
 
 impl ContainerService {
     /// Everything a create decides before touching the disk: checks, the name,
@@ -225,7 +323,6 @@ impl ContainerService {
         if let Some(h) = &body.host_config {
             validate_host_config(h, self.cpus)?;
             crate::drivers::userns::validate(h, self.layers.remap().is_some())?;
-            crate::containers::mounts::plan_on_host(Some(h))?;
             if let Some(r) = h.runtime.as_deref().filter(|r| !r.is_empty()) {
                 if self.command.argv(r).is_none() {
                     return Err(crate::error::Error::invalid(format!(
@@ -272,6 +369,7 @@ impl ContainerService {
             .unwrap_or_default();
         let id = new_id(state)?;
         let merged = merge(body, &image_config, &id);
+        let mounts = crate::containers::mounts::plan_create(&merged, state)?;
         let attachments = crate::networks::spec::create_attachments(state, &merged)?;
         crate::networks::ports::requests(&merged)?;
         let top = image.chain_ids.last().cloned();
@@ -283,6 +381,7 @@ impl ContainerService {
             merged,
             top,
             attachments,
+            mounts,
         ))
     }
 }
@@ -332,6 +431,8 @@ impl Handler<RenameContainer> for ContainerService {
 pub struct RemoveContainer {
     pub name: String,
     pub force: bool,
+    /// `rm -v`: its anonymous volumes go too.
+    pub volumes: bool,
 }
 
 impl Handler<RemoveContainer> for ContainerService {
@@ -369,7 +470,7 @@ impl Handler<RemoveContainer> for ContainerService {
                     let stop = super::container::Stop { signal: libc::SIGKILL, timeout: std::time::Duration::from_secs(0) };
                     let _ = actor.send(stop).await;
                 }
-                remove_container(&rt, &c.id).await?;
+                remove_container(&rt, &c.id, msg.volumes).await?;
                 let _ = actor.send(super::container::Removed).await;
                 Ok(())
             }
@@ -394,6 +495,7 @@ impl ContainerService {
             execs: self.execs.clone(),
             network: self.network.clone(),
             images: self.images.clone(),
+            volumes: self.volumes.clone(),
         }
     }
 

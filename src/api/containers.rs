@@ -623,6 +623,7 @@ async fn remove(
         RemoveContainer {
             name: id,
             force: flag(&q, "force"),
+            volumes: flag(&q, "v"),
         },
     )
     .await??;
@@ -673,6 +674,7 @@ async fn prune(
             RemoveContainer {
                 name: c.id.clone(),
                 force: false,
+                volumes: false,
             },
         )
         .await?;

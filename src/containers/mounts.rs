@@ -2,25 +2,48 @@
 //! and `--mount` (HostConfig.Mounts), checked with dockerd's words and turned
 //! into what the runtime mounts and what inspect shows.
 //!
-//! Bind mounts and `--mount type=tmpfs` are made here. Named and anonymous
-//! volumes need the VolumeService (issue 15): a body that asks for one is
-//! refused at create, never run without the volume it asked for.
+//! A create plans them once (`plan_create`: volumes named, `--volumes-from`
+//! followed, the image's VOLUMEs added) and records the plan with the
+//! container (`ContainerMountsPlanned`); start mounts it and inspect shows it.
+//! A volume's data is found through the VolumeService at start.
 
 use std::path::PathBuf;
 
 use bollard_stubs::models::{
-    HostConfig, Mount, MountBindOptionsPropagationEnum, MountPoint, MountType,
+    ContainerCreateBody, HostConfig, Mount, MountBindOptionsPropagationEnum, MountPoint, MountType,
 };
 
 use crate::drivers::exec::spec::{Mount as RuntimeMount, MountKind};
 use crate::error::{Error, Result};
+use crate::events::projection::{ContainerRecord, State};
+use crate::events::v1::MountRecord;
 use crate::paths::clean_absolute as clean;
+
+/// What is mounted: a host path, a volume's data, or a new tmpfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bind => "bind",
+            Kind::Volume => "volume",
+            Kind::Tmpfs => "tmpfs",
+        }
+    }
+}
 
 /// One mount as the container will have it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
-    pub kind: MountKind,
-    /// The host path (binds); empty for tmpfs.
+    pub kind: Kind,
+    /// A volume's name (empty: an anonymous one, named at create).
+    pub name: String,
+    /// The host path (binds; a volume's mountpoint once known); empty for tmpfs.
     pub source: String,
     pub destination: String,
     /// The mode string as `-v` gave it ("ro", "rw,shared"); empty for `--mount`.
@@ -34,26 +57,123 @@ pub struct Planned {
     pub create_source: bool,
     /// tmpfs size= and mode= options.
     pub tmpfs_options: Vec<String>,
+    /// A volume is filled from the image while empty (not `nocopy`).
+    pub copy_data: bool,
+    /// A volume's driver, and what a new one is made with (`--mount`'s
+    /// volume-opt and its labels).
+    pub driver: String,
+    pub volume_options: Vec<(String, String)>,
+    pub volume_labels: Vec<(String, String)>,
 }
 
 const PROPAGATIONS: [&str; 6] = [
     "shared", "rshared", "slave", "rslave", "private", "rprivate",
 ];
 
-/// The mounts `h` asks for, in the order the runtime must make them (a parent
-/// before what is mounted under it). `exists` says whether a host path is there
-/// (`--mount type=bind` refuses a missing source).
+/// The mounts `h` asks for (its binds and `--mount`s), parents first.
+/// `exists` says whether a host path is there (`--mount type=bind` refuses a
+/// missing source).
 pub fn plan(h: &HostConfig, exists: &dyn Fn(&str) -> bool) -> Result<Vec<Planned>> {
     let mut out: Vec<Planned> = Vec::new();
     for spec in h.binds.iter().flatten() {
-        push(&mut out, parse_bind(spec)?)?;
+        let mut p = parse_bind(spec)?;
+        if let Some(d) = h.volume_driver.as_deref().filter(|d| !d.is_empty()) {
+            if p.kind == Kind::Volume {
+                p.driver = d.to_string();
+            }
+        }
+        push(&mut out, p)?;
     }
     for m in h.mounts.iter().flatten() {
         push(&mut out, parse_mount(m, exists)?)?;
     }
-    // dockerd mounts shallow destinations first, so /a is there before /a/b.
-    out.sort_by_key(|p| p.destination.split('/').filter(|s| !s.is_empty()).count());
+    sort(&mut out);
     Ok(out)
+}
+
+/// dockerd mounts shallow destinations first, so /a is there before /a/b.
+fn sort(out: &mut [Planned]) {
+    out.sort_by_key(|p| p.destination.split('/').filter(|s| !s.is_empty()).count());
+}
+
+/// Everything a create mounts: its binds and `--mount`s, then what
+/// `--volumes-from` carries over, then an anonymous volume for each path of
+/// `Config.Volumes` (the user's `-v /path` and the image's VOLUMEs) that no
+/// other mount covers. Anonymous volumes have no name yet.
+pub fn plan_create(body: &ContainerCreateBody, state: &State) -> Result<Vec<Planned>> {
+    let empty = HostConfig::default();
+    let h = body.host_config.as_ref().unwrap_or(&empty);
+    let mut out = plan(h, &|p| std::path::Path::new(p).exists())?;
+    for from in h.volumes_from.iter().flatten() {
+        let (name, mode) = match from.split_once(':') {
+            Some((n, m)) => (n, m),
+            None => (from.as_str(), ""),
+        };
+        // ":ro" makes every mount read-only; ":rw" keeps a read-only one so.
+        let read_only = match mode {
+            "" | "rw" => false,
+            "ro" => true,
+            _ => return Err(Error::invalid(format!("invalid mode: {mode}"))),
+        };
+        let source = state.container(name)?;
+        for mut m in recorded(source)? {
+            if m.kind == Kind::Tmpfs || out.iter().any(|o| o.destination == m.destination) {
+                continue;
+            }
+            m.read_only |= read_only;
+            m.mode.clear();
+            m.copy_data = false;
+            out.push(m);
+        }
+    }
+    let mut paths: Vec<&String> = body.volumes.iter().flatten().collect();
+    paths.sort();
+    for path in paths {
+        check_destination(path).map_err(|why| {
+            Error::invalid(format!(
+                "invalid volume specification: '{path}': invalid mount config for type \"volume\": {why}"
+            ))
+        })?;
+        if out.iter().any(|o| o.destination == clean(path)) {
+            continue;
+        }
+        out.push(Planned {
+            copy_data: true,
+            driver: crate::volumes::LOCAL.into(),
+            ..Planned::at(Kind::Volume, path)
+        });
+    }
+    sort(&mut out);
+    Ok(out)
+}
+
+/// A container's mounts: as its create recorded them, or (made before they
+/// were recorded) as its create body says.
+pub fn recorded(c: &ContainerRecord) -> Result<Vec<Planned>> {
+    match &c.mounts {
+        Some(list) => Ok(list.iter().map(Planned::from_record).collect()),
+        None => {
+            let body: ContainerCreateBody = serde_json::from_str(&c.config).unwrap_or_default();
+            match body.host_config.as_ref() {
+                Some(h) => plan(h, &|_| true),
+                None => Ok(Vec::new()),
+            }
+        }
+    }
+}
+
+/// Refuses a start whose `--mount type=bind` source has gone since create,
+/// in dockerd's words.
+pub fn check_on_host(mounts: &[Planned]) -> Result<()> {
+    for m in mounts {
+        if m.kind == Kind::Bind && !m.create_source && !std::path::Path::new(&m.source).exists() {
+            return Err(Error::invalid(format!(
+                "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                m.source
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn push(out: &mut Vec<Planned>, p: Planned) -> Result<()> {
@@ -67,7 +187,7 @@ fn push(out: &mut Vec<Planned>, p: Planned) -> Result<()> {
     Ok(())
 }
 
-/// `-v SRC:DST[:MODE]` (a host path or a volume name) or `-v DST` (an
+/// `-v SRC:DST[:MODE]` (a host path or a volume name) or `-v DST[:MODE]` (an
 /// anonymous volume), as dockerd's linux parser reads it.
 fn parse_bind(spec: &str) -> Result<Planned> {
     let invalid =
@@ -75,6 +195,8 @@ fn parse_bind(spec: &str) -> Result<Planned> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (source, destination, mode) = match parts.as_slice() {
         [d] => ("", *d, ""),
+        // "/data:ro" is a path and a mode, not a source and a path.
+        [d, m] if valid_mode(m) && !m.is_empty() => ("", *d, *m),
         [s, d] => (*s, *d, ""),
         [s, d, m] => (*s, *d, *m),
         _ => {
@@ -86,30 +208,41 @@ fn parse_bind(spec: &str) -> Result<Planned> {
     if !valid_mode(mode) {
         return Err(Error::invalid(format!("invalid mode: {mode}")));
     }
-    if source.is_empty() || !source.starts_with('/') {
+    let modes: Vec<&str> = mode.split(',').filter(|m| !m.is_empty()).collect();
+    let propagation = modes.iter().find(|m| PROPAGATIONS.contains(m));
+    if !source.starts_with('/') {
+        let volume_invalid =
+            |why: &str| invalid(format!("invalid mount config for type \"volume\": {why}"));
         if !source.is_empty() {
-            valid_volume_name(source)?;
+            crate::volumes::check_name(source)?;
         }
-        return Err(volumes_not_yet());
+        check_destination(destination).map_err(|why| volume_invalid(&why))?;
+        if propagation.is_some() {
+            return Err(volume_invalid("field BindOptions must not be specified"));
+        }
+        return Ok(Planned {
+            name: source.to_string(),
+            // dockerd's local driver marks a volume "z" when no mode was given.
+            mode: if mode.is_empty() { "z" } else { mode }.to_string(),
+            read_only: modes.contains(&"ro"),
+            copy_data: !modes.contains(&"nocopy"),
+            driver: crate::volumes::LOCAL.into(),
+            ..Planned::at(Kind::Volume, destination)
+        });
     }
     let bind_invalid =
         |why: &str| invalid(format!("invalid mount config for type \"bind\": {why}"));
     check_destination(destination).map_err(|why| bind_invalid(&why))?;
-    let modes: Vec<&str> = mode.split(',').filter(|m| !m.is_empty()).collect();
     if modes.contains(&"nocopy") {
         return Err(bind_invalid("field VolumeOptions must not be specified"));
     }
-    let propagation = modes
-        .iter()
-        .find(|m| PROPAGATIONS.contains(m))
-        .map_or("rprivate", |m| *m);
     Ok(Planned {
         source: clean(source),
         mode: mode.to_string(),
         read_only: modes.contains(&"ro"),
-        propagation: propagation.to_string(),
+        propagation: propagation.map_or("rprivate", |m| *m).to_string(),
         create_source: true,
-        ..Planned::at(MountKind::Bind, destination)
+        ..Planned::at(Kind::Bind, destination)
     })
 }
 
@@ -183,7 +316,7 @@ fn parse_mount(m: &Mount, exists: &dyn Fn(&str) -> bool) -> Result<Planned> {
                 read_only: m.read_only.unwrap_or(false),
                 propagation,
                 non_recursive: opts.non_recursive.unwrap_or(false),
-                ..Planned::at(MountKind::Bind, &target)
+                ..Planned::at(Kind::Bind, &target)
             })
         }
         MountType::TMPFS => {
@@ -208,10 +341,47 @@ fn parse_mount(m: &Mount, exists: &dyn Fn(&str) -> bool) -> Result<Planned> {
             Ok(Planned {
                 read_only: m.read_only.unwrap_or(false),
                 tmpfs_options,
-                ..Planned::at(MountKind::Tmpfs, &target)
+                ..Planned::at(Kind::Tmpfs, &target)
             })
         }
-        MountType::VOLUME => Err(volumes_not_yet()),
+        MountType::VOLUME => {
+            if m.bind_options.is_some() {
+                return Err(invalid("field BindOptions must not be specified"));
+            }
+            if m.tmpfs_options.is_some() {
+                return Err(invalid("field TmpfsOptions must not be specified"));
+            }
+            if m.read_only.unwrap_or(false) && source.is_empty() {
+                return Err(invalid(
+                    "must not set ReadOnly mode when using anonymous volumes",
+                ));
+            }
+            if !source.is_empty() {
+                crate::volumes::check_name(&source)?;
+            }
+            check_destination(&target).map_err(|why| invalid(&why))?;
+            let opts = m.volume_options.clone().unwrap_or_default();
+            let driver_config = opts.driver_config.unwrap_or_default();
+            let driver = driver_config
+                .name
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| crate::volumes::LOCAL.into());
+            let sorted = |map: Option<std::collections::HashMap<String, String>>| {
+                let mut v: Vec<(String, String)> = map.unwrap_or_default().into_iter().collect();
+                v.sort();
+                v
+            };
+            Ok(Planned {
+                name: source,
+                mode: "z".into(),
+                read_only: m.read_only.unwrap_or(false),
+                copy_data: !opts.no_copy.unwrap_or(false),
+                driver,
+                volume_options: sorted(driver_config.options),
+                volume_labels: sorted(opts.labels),
+                ..Planned::at(Kind::Volume, &target)
+            })
+        }
         _ => Err(Error::invalid(format!("mount type unknown: \"{name}\""))),
     }
 }
@@ -223,12 +393,6 @@ fn tmpfs_size(bytes: i64) -> String {
     } else {
         bytes.to_string()
     }
-}
-
-fn volumes_not_yet() -> Error {
-    Error::invalid(
-        "named and anonymous volumes are not supported by this berthd yet; use a bind mount (-v /host/path:/path)",
-    )
 }
 
 fn check_absolute(path: &str) -> std::result::Result<(), String> {
@@ -249,21 +413,12 @@ fn check_destination(path: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// dockerd's volume-name check (what it answers for `-v "bad name":/x`).
-fn valid_volume_name(name: &str) -> Result<()> {
-    if super::config::restricted_name(name) {
-        return Ok(());
-    }
-    Err(Error::invalid(format!(
-        "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
-    )))
-}
-
 impl Planned {
     /// A `kind` mount at `destination`, read-write, with no options yet.
-    fn at(kind: MountKind, destination: &str) -> Planned {
+    fn at(kind: Kind, destination: &str) -> Planned {
         Planned {
             kind,
+            name: String::new(),
             source: String::new(),
             destination: clean(destination),
             mode: String::new(),
@@ -272,24 +427,37 @@ impl Planned {
             non_recursive: false,
             create_source: false,
             tmpfs_options: Vec::new(),
+            copy_data: false,
+            driver: String::new(),
+            volume_options: Vec::new(),
+            volume_labels: Vec::new(),
         }
     }
 
-    /// What the runtime mounts.
+    /// What the runtime mounts. A volume is a bind of its data (`source`,
+    /// its mountpoint, known once the VolumeService has it).
     pub fn runtime(&self) -> RuntimeMount {
         let mut options = Vec::new();
-        match self.kind {
-            MountKind::Bind => {
+        let kind = match self.kind {
+            Kind::Bind => {
                 options.push(if self.non_recursive { "bind" } else { "rbind" }.to_string());
                 options.push(self.propagation.clone());
+                MountKind::Bind
             }
-            MountKind::Tmpfs => options.extend(self.tmpfs_options.iter().cloned()),
-        }
+            Kind::Volume => {
+                options.extend(["rbind".to_string(), "rprivate".to_string()]);
+                MountKind::Bind
+            }
+            Kind::Tmpfs => {
+                options.extend(self.tmpfs_options.iter().cloned());
+                MountKind::Tmpfs
+            }
+        };
         if self.read_only {
             options.push("ro".into());
         }
         RuntimeMount {
-            kind: self.kind,
+            kind,
             source: PathBuf::from(&self.source),
             destination: self.destination.clone(),
             options,
@@ -299,38 +467,62 @@ impl Planned {
 
     /// The entry of inspect's `Mounts` (and of `ps`'s).
     pub fn inspect(&self) -> MountPoint {
+        let volume = self.kind == Kind::Volume;
         MountPoint {
-            typ: Some(
-                match self.kind {
-                    MountKind::Bind => "bind",
-                    MountKind::Tmpfs => "tmpfs",
-                }
-                .into(),
-            ),
+            typ: Some(self.kind.as_str().into()),
+            name: volume.then(|| self.name.clone()),
             source: Some(self.source.clone()),
             destination: Some(self.destination.clone()),
+            driver: volume.then(|| self.driver.clone()),
             mode: Some(self.mode.clone()),
             rw: Some(!self.read_only),
             propagation: Some(self.propagation.clone()),
-            ..Default::default()
+        }
+    }
+
+    /// As recorded with the container.
+    pub fn record(&self) -> MountRecord {
+        MountRecord {
+            kind: self.kind.as_str().into(),
+            name: self.name.clone(),
+            source: self.source.clone(),
+            destination: self.destination.clone(),
+            mode: self.mode.clone(),
+            read_only: self.read_only,
+            propagation: self.propagation.clone(),
+            non_recursive: self.non_recursive,
+            create_source: self.create_source,
+            copy_data: self.copy_data,
+            driver: self.driver.clone(),
+            options: self.tmpfs_options.clone(),
+        }
+    }
+
+    pub fn from_record(r: &MountRecord) -> Planned {
+        let kind = match r.kind.as_str() {
+            "volume" => Kind::Volume,
+            "tmpfs" => Kind::Tmpfs,
+            _ => Kind::Bind,
+        };
+        Planned {
+            name: r.name.clone(),
+            source: r.source.clone(),
+            mode: r.mode.clone(),
+            read_only: r.read_only,
+            propagation: r.propagation.clone(),
+            non_recursive: r.non_recursive,
+            create_source: r.create_source,
+            tmpfs_options: r.options.clone(),
+            copy_data: r.copy_data,
+            driver: r.driver.clone(),
+            ..Planned::at(kind, &r.destination)
         }
     }
 }
 
-/// The mounts `h` asks for, checked against this host (a `--mount` bind
-/// source must be there): at create, and again at start.
-pub fn plan_on_host(h: Option<&HostConfig>) -> Result<Vec<Planned>> {
-    match h {
-        Some(h) => plan(h, &|p| std::path::Path::new(p).exists()),
-        None => Ok(Vec::new()),
-    }
-}
-
-/// Inspect's `Mounts` for a stored create body (checked at create, so what
-/// fails here now is left out rather than failing the inspect).
-pub fn inspect(h: Option<&HostConfig>) -> Vec<MountPoint> {
-    let Some(h) = h else { return Vec::new() };
-    plan(h, &|_| true)
+/// Inspect's `Mounts` for a container.
+pub fn inspect(c: &ContainerRecord) -> Vec<MountPoint> {
+    recorded(c)
         .map(|p| p.iter().map(Planned::inspect).collect())
         .unwrap_or_default()
 }
@@ -401,8 +593,28 @@ mod tests {
         assert_eq!(err(binds(&["/tmp:/x:nocopy"])), "invalid volume specification: '/tmp:/x:nocopy': invalid mount config for type \"bind\": field VolumeOptions must not be specified");
         assert!(err(binds(&["bad name:/x"]))
             .starts_with("create bad name: \"bad name\" includes invalid characters"));
-        assert!(err(binds(&["vol:/x"])).contains("not supported"));
-        assert!(err(binds(&["/x"])).contains("not supported"));
+        assert_eq!(err(binds(&["vol:/x:shared"])), "invalid volume specification: 'vol:/x:shared': invalid mount config for type \"volume\": field BindOptions must not be specified");
+    }
+
+    #[test]
+    fn reads_volumes_as_dockerd() {
+        let p = binds(&["vol:/data", "/anon", "/ro:ro", "v2:/n:nocopy,ro"]).expect("valid");
+        let by = |d: &str| p.iter().find(|m| m.destination == d).expect("planned");
+        let data = by("/data");
+        assert_eq!(
+            (data.kind, data.name.as_str(), data.copy_data),
+            (Kind::Volume, "vol", true)
+        );
+        assert_eq!(
+            (by("/anon").kind, by("/anon").name.as_str()),
+            (Kind::Volume, "")
+        );
+        assert!(by("/ro").read_only && by("/ro").name.is_empty());
+        assert!(!by("/n").copy_data && by("/n").read_only);
+        let rt = by("/data").runtime();
+        assert_eq!(rt.options, ["rbind".to_string(), "rprivate".into()]);
+        let r = by("/n").record();
+        assert_eq!(Planned::from_record(&r), by("/n").clone());
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub fn summary(state: &State, c: &ContainerRecord, now_ns: u64) -> ContainerSumm
         network_settings: Some(ContainerSummaryNetworkSettings {
             networks: Some(crate::networks::render::networks_of(state, c)),
         }),
-        mounts: Some(super::mounts::inspect(b.host_config.as_ref())),
+        mounts: Some(super::mounts::inspect(c)),
         ..Default::default()
     }
 }
@@ -208,7 +208,7 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
         exec_ids: None,
         host_config: b.host_config.clone(),
         graph_driver: Some(paths.graph_driver),
-        mounts: Some(super::mounts::inspect(b.host_config.as_ref())),
+        mounts: Some(super::mounts::inspect(c)),
         config: Some(inspect_config(&b)),
         network_settings: Some(Default::default()),
         ..Default::default()
@@ -259,6 +259,7 @@ pub struct ListOptions {
 
 const FILTERS: &[&str] = &[
     "id", "name", "label", "status", "ancestor", "exited", "before", "since", "network", "health",
+    "volume",
 ];
 
 /// Containers to list, newest first, as dockerd filters them.
@@ -351,6 +352,23 @@ pub fn list<'a>(
                     c.networks.keys().any(|id| {
                         id.starts_with(n.as_str())
                             || state.networks.get(id).is_some_and(|r| r.name == *n)
+                    })
+                })
+            })
+        })
+        .filter(|c| {
+            // dockerd matches a volume's name, a mount's destination, or a
+            // bind's host path.
+            f("volume").is_none_or(|vs| {
+                let mounts = super::mounts::recorded(c).unwrap_or_default();
+                vs.iter().any(|v| {
+                    mounts.iter().any(|m| {
+                        let named = if m.kind == super::mounts::Kind::Volume {
+                            &m.name
+                        } else {
+                            &m.source
+                        };
+                        (!named.is_empty() && named == v) || m.destination == *v
                     })
                 })
             })

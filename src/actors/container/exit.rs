@@ -135,7 +135,7 @@ impl ContainerActor {
         let (rt, id) = (self.rt.clone(), self.id.clone());
         ctx.spawn(
             async move {
-                if let Err(e) = remove_container(&rt, &id).await {
+                if let Err(e) = remove_container(&rt, &id, true).await {
                     warn!(container = %id, error = %e, "auto-remove");
                 }
             }
@@ -150,10 +150,31 @@ impl ContainerActor {
 }
 
 /// Records the removal, then removes the layer and the container's directory.
-pub async fn remove_container(rt: &Runtime, id: &str) -> Result<()> {
+/// With `volumes` (`rm -v`, `--rm`), its anonymous volumes go too.
+pub async fn remove_container(rt: &Runtime, id: &str, volumes: bool) -> Result<()> {
+    let anonymous: Vec<String> = if volumes {
+        let state = rt.projection.current();
+        state
+            .containers
+            .get(id)
+            .and_then(|c| c.mounts.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| state.volumes.get(&m.name).is_some_and(|v| v.anonymous))
+            .map(|m| m.name)
+            .collect()
+    } else {
+        Vec::new()
+    };
     // The record goes first: a crash after it leaves only files, which the
     // start-up sweep removes; never a record without its layer.
     append(&rt.events, Event::ContainerRemoved { id: id.to_string() }).await?;
+    if !anonymous.is_empty() {
+        let _ = rt
+            .volumes
+            .send(crate::actors::volume_service::RemoveUnused(anonymous))
+            .await;
+    }
     rt.execs.forget_container(id);
     rt.layers.unmount_rw(id);
     crate::drivers::userns::release(&rt.exec_root, id);

@@ -58,6 +58,8 @@ pub struct Runtime {
     pub network: Addr<crate::actors::network_controller::NetworkController>,
     /// Where `docker commit` sends the new layer.
     pub images: Addr<super::image_service::ImageService>,
+    /// Where a start finds its volumes' data.
+    pub volumes: Addr<super::volume_service::VolumeService>,
 }
 
 impl Runtime {

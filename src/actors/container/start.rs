@@ -123,16 +123,15 @@ impl ContainerActor {
                 Err(e) => Err(e),
             };
             tracing::debug!(container = %id, sandbox_us = sandbox_at.elapsed().as_micros() as u64, "sandbox");
+            let sandbox = match sandbox {
+                Ok(sandbox) => mounts_of(&rt, &c).await.map(|m| (sandbox, m)),
+                Err(e) => Err(e),
+            };
             let prep = match sandbox {
-                Ok(sandbox) => {
+                Ok((sandbox, mounts)) => {
                     let (rt, id, body) = (rt.clone(), id.clone(), body.clone());
                     tokio::task::spawn_blocking(move || {
                         let rotation = crate::containers::config::log_rotation_of(&body)?;
-                        let mounts: Vec<_> =
-                            crate::containers::mounts::plan_on_host(body.host_config.as_ref())?
-                                .iter()
-                                .map(|m| m.runtime())
-                                .collect();
                         bundle::prepare(
                             &id,
                             &body,
@@ -355,4 +354,35 @@ pub(super) async fn launch(
     } else {
         created.error
     })
+}
+
+/// What a start mounts: the container's recorded mounts, each volume's data
+/// found (and mounted, for one made with options) by the VolumeService.
+async fn mounts_of(
+    rt: &Runtime,
+    c: &crate::events::projection::ContainerRecord,
+) -> Result<Vec<crate::drivers::exec::spec::Mount>> {
+    use crate::containers::mounts::{self, Kind};
+    let mut planned = mounts::recorded(c)?;
+    mounts::check_on_host(&planned)?;
+    let names: Vec<String> = planned
+        .iter()
+        .filter(|m| m.kind == Kind::Volume)
+        .map(|m| m.name.clone())
+        .collect();
+    if !names.is_empty() {
+        let paths = rt
+            .volumes
+            .send(crate::actors::volume_service::MountVolumes(names))
+            .await
+            .map_err(|e| Error::unavailable(format!("volume service: {e}")))??;
+        for (m, path) in planned
+            .iter_mut()
+            .filter(|m| m.kind == Kind::Volume)
+            .zip(paths)
+        {
+            m.source = path.display().to_string();
+        }
+    }
+    Ok(planned.iter().map(|m| m.runtime()).collect())
 }
