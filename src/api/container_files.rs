@@ -48,14 +48,32 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::internal(format!("a blocking task failed: {e}")))?
 }
 
-async fn path_stat(ctx: &ApiContext, name: &str, path: String) -> Result<(Root, HeaderValue)> {
-    let root = open_root(ctx, name)?;
+/// The root `path` lies on (a bind's or volume's data, or the rootfs), the
+/// path inside it, and the name of a mount point itself.
+fn open_root_at(
+    ctx: &ApiContext,
+    name: &str,
+    path: &str,
+) -> Result<(Root, String, Option<String>)> {
+    let (root, inner, top) = ctx
+        .storage
+        .open_root_at(&ctx.projection.current(), name, path)?;
+    let top = top.filter(|_| inner == "/");
+    Ok((root, inner, top))
+}
+
+async fn path_stat(
+    ctx: &ApiContext,
+    name: &str,
+    path: String,
+) -> Result<(Root, String, Option<String>, HeaderValue)> {
+    let (root, inner, top) = open_root_at(ctx, name, &path)?;
     let name = name.to_string();
     blocking(move || {
-        let st = archive::stat(root.fd.as_fd(), &path, &name)?;
+        let st = archive::stat(root.fd.as_fd(), &inner, &name, top.as_deref())?;
         let value = HeaderValue::from_str(&st.header_value())
             .map_err(|e| Error::internal(format!("stat header: {e}")))?;
-        Ok((root, value))
+        Ok((root, inner, top, value))
     })
     .await
 }
@@ -66,7 +84,7 @@ async fn head_archive(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response<Body>> {
-    let (_, stat) = path_stat(&ctx, &name, path_param(&q)?).await?;
+    let (_, _, _, stat) = path_stat(&ctx, &name, path_param(&q)?).await?;
     Ok(Response::builder()
         .header(STAT_HEADER, stat)
         .body(Body::empty())
@@ -80,10 +98,17 @@ async fn get_archive(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response<Body>> {
     let path = path_param(&q)?;
-    let (root, stat) = path_stat(&ctx, &name, path.clone()).await?;
+    let (root, inner, top, stat) = path_stat(&ctx, &name, path).await?;
     note_of(&ctx, &name, "archive-path");
     let stream = crate::chan::blocking_body(move |w| {
-        archive::write_tar(root.fd.as_fd(), &path, &name, root.ids.clone(), w)
+        archive::write_tar(
+            root.fd.as_fd(),
+            &inner,
+            &name,
+            top.as_deref(),
+            root.ids.clone(),
+            w,
+        )
     });
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
@@ -134,7 +159,10 @@ fn extract_body(
     input: &mut crate::chan::ChannelReader,
 ) -> Result<()> {
     let path = path_param(q)?;
-    let root = open_root(ctx, name)?;
+    let (root, path, _) = open_root_at(ctx, name, &path)?;
+    if root.readonly_mount {
+        return Err(Error::forbidden("mounted volume is marked read-only"));
+    }
     if root.readonly {
         return Err(Error::forbidden("container rootfs is marked read-only"));
     }

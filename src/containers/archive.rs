@@ -207,7 +207,13 @@ pub fn go_mode(st_mode: u32) -> u32 {
 
 /// HEAD /containers/{id}/archive: what `path` is, without following its last
 /// element; a symlink's target is given resolved in the container.
-pub fn stat(root: BorrowedFd<'_>, path: &str, container: &str) -> Result<PathStat> {
+/// `top`: the name the root itself goes by (a mount point's last element).
+pub fn stat(
+    root: BorrowedFd<'_>,
+    path: &str,
+    container: &str,
+    top: Option<&str>,
+) -> Result<PathStat> {
     let r = resolve(root, path)?;
     let st = lstat_in(root, &r.parts()).map_err(|e| match e {
         Errno::NOENT | Errno::NOTDIR => not_found(&r.abs, container),
@@ -221,7 +227,7 @@ pub fn stat(root: BorrowedFd<'_>, path: &str, container: &str) -> Result<PathSta
     };
     let ns = st.st_mtime as u64 * 1_000_000_000 + st.st_mtime_nsec as u64;
     Ok(PathStat {
-        name: base(&r.abs),
+        name: top.map_or_else(|| base(&r.abs), str::to_string),
         size: st.st_size,
         mode: go_mode(st.st_mode),
         mtime: crate::clock::rfc3339(ns),
@@ -236,6 +242,7 @@ pub fn write_tar<W: Write>(
     root: BorrowedFd<'_>,
     path: &str,
     container: &str,
+    top: Option<&str>,
     ids: Option<IdShift>,
     out: W,
 ) -> Result<()> {
@@ -245,13 +252,14 @@ pub fn write_tar<W: Write>(
         Errno::NOENT | Errno::NOTDIR => not_found(&r.abs, container),
         e => Error::internal(format!("stat {}: {e}", r.abs)),
     })?;
-    let name = match base(&r.abs).as_str() {
-        "/" => PathBuf::from("."),
-        b => PathBuf::from(b),
+    let name = match (top, base(&r.abs).as_str()) {
+        (Some(t), _) => PathBuf::from(t),
+        (None, "/") => PathBuf::from("."),
+        (None, b) => PathBuf::from(b),
     };
     let mut tar = TarWriter::new(out, ids);
     match parts.split_last() {
-        None => tar.dir_entry(root, &name, true)?,
+        None => tar.dir_entry(root, &name, top.is_none())?,
         Some((last, dir)) => {
             let d =
                 open_in_root(root, dir).map_err(|e| Error::internal(format!("{}: {e}", r.abs)))?;
@@ -472,8 +480,9 @@ impl<W: Write> TarWriter<W> {
         if !skip_self || as_name != Path::new(".") {
             let st = rustix::fs::fstat(dir).map_err(|e| io_err(as_name, e))?;
             let mut h = self.header(&st, tar::EntryType::Directory);
+            // Go's archive/tar (dockerd's) names a directory with a slash: "etc/".
             self.tar
-                .append_data(&mut h, as_name, std::io::empty())
+                .append_data(&mut h, as_name.join(""), std::io::empty())
                 .map_err(|e| io_err(as_name, e))?;
             let mut opaque = [0u8; 1];
             if self.layer

@@ -28,6 +28,8 @@ pub struct ContainerStorage {
 pub struct Root {
     pub fd: OwnedFd,
     pub readonly: bool,
+    /// Opened on a read-only bind or volume (`docker cp` into it fails).
+    pub readonly_mount: bool,
     /// The container's `User` (for `copyUIDGID`).
     pub user: String,
     /// A remapped container's ids (userns-remap).
@@ -109,6 +111,7 @@ impl ContainerStorage {
         let fd = self.layers.open_rootfs(&c.id, running, ids.is_some())?;
         Ok(Root {
             fd,
+            readonly_mount: false,
             readonly: body
                 .host_config
                 .as_ref()
@@ -117,6 +120,60 @@ impl ContainerStorage {
             user: body.user.clone().unwrap_or_default(),
             ids,
         })
+    }
+
+    /// Opens what `path` of container `name` lies on, for `docker cp`: the
+    /// data of the bind or volume mounted over it (the longest destination
+    /// that holds it), else the root filesystem. Answers the root, the path
+    /// inside it, and the name a mount point itself goes by (its last
+    /// element: inside the mount it is `/`). A path reached through a
+    /// symlink into a mount is not followed there (left for later).
+    pub fn open_root_at(
+        &self,
+        state: &State,
+        name: &str,
+        path: &str,
+    ) -> Result<(Root, String, Option<String>)> {
+        let mut root = self.open_root(state, name)?;
+        let c = state.container(name)?;
+        let abs = crate::paths::clean_absolute(path);
+        let mounts = super::mounts::recorded(c)?;
+        let over = mounts
+            .iter()
+            .filter(|m| m.kind != super::mounts::Kind::Tmpfs && !m.source.is_empty())
+            .filter(|m| abs == m.destination || abs.starts_with(&format!("{}/", m.destination)))
+            .max_by_key(|m| m.destination.len());
+        let Some(m) = over else {
+            return Ok((root, path.to_string(), None));
+        };
+        use rustix::fs::{Mode, OFlags};
+        root.fd = rustix::fs::open(
+            &m.source,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::internal(format!("opening {}: {e}", m.source)))?;
+        // A writable mount takes writes on a read-only rootfs, as dockerd's.
+        root.readonly = false;
+        root.readonly_mount = m.read_only;
+        let rest = &abs[m.destination.len()..];
+        // A trailing "/" or "/." means "the directory's contents" to the CLI.
+        let tail = if path.ends_with("/.") {
+            "/."
+        } else if path.ends_with('/') && !rest.is_empty() {
+            "/"
+        } else {
+            ""
+        };
+        let inner = format!("/{}{tail}", rest.trim_start_matches('/'));
+        let top = rest.is_empty().then(|| {
+            m.destination
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        });
+        Ok((root, inner, top))
     }
 
     /// What the container changed over its image (`docker diff`); blocking.
