@@ -40,6 +40,12 @@ scenario_userns_remap_runs_root_as_a_subordinate_range() {
     sh -c 'cat /b/f; stat -c %u /b/f; echo c > /b/c; echo x > /r/x 2>/dev/null || echo ro-refused')" \
     "$(printf 'host\n65534\nro-refused')"
   expect_eq "$(stat -c %u "$WORK/un-bind/c")" "$start"
+  # A named volume under userns-remap: the image's files copied in and what
+  # root writes are root's inside and the range's first id on the host.
+  expect_eq "$(d un run --rm -v unvol:/etc busybox sh -c 'stat -c %u /etc/passwd; echo w > /etc/w && stat -c %u /etc/w')" \
+    "$(printf '0\n0')"
+  local unvol; unvol=$(d un volume inspect -f '{{.Mountpoint}}' unvol)
+  expect_eq "$(stat -c %u "$unvol" "$unvol/passwd" "$unvol/w" | oneline)" "$start $start $start"
   # Execs join its user namespace; -u users are shifted too.
   expect_eq "$(d un exec box cat /proc/self/uid_map | oneline)" "0 $start 65536"
   expect_eq "$(d un exec -u 1000 box id -u)" "1000"
