@@ -173,13 +173,21 @@ pub fn exec_words(e: &str) -> String {
 /// The part of a start or exec failure runc words after "unable to start
 /// container process: ".
 pub fn runc_detail(e: &str) -> String {
-    match e
-        .split_once("executable '")
-        .and_then(|(_, r)| r.split_once("' not found"))
-    {
-        Some((binary, _)) => format!("exec: \"{binary}\": executable file not found in $PATH"),
-        None => e.to_string(),
+    let named = |tail: &str| {
+        e.split_once("executable '")
+            .and_then(|(_, r)| r.split_once(tail))
+            .map(|(binary, _)| binary.to_string())
+    };
+    if let Some(binary) = named("' not found") {
+        return format!("exec: \"{binary}\": executable file not found in $PATH");
     }
+    // A file that is there but not executable: runc's EACCES (the CLI exits 126).
+    if let Some(binary) =
+        named("' at path").filter(|_| e.contains("does not have correct permissions"))
+    {
+        return format!("exec: \"{binary}\": permission denied");
+    }
+    e.to_string()
 }
 
 /// Stream numbers of the Docker multiplexed framing.
@@ -216,5 +224,17 @@ mod tests {
         let mut out = Vec::new();
         frame(STDERR, b"hi", &mut out);
         assert_eq!(out, [2, 0, 0, 0, 0, 0, 0, 2, b'h', b'i']);
+    }
+
+    #[test]
+    fn runtime_errors_read_as_runc_words() {
+        assert_eq!(
+            runc_detail("error in executing process : executable 'nope' not found in $PATH"),
+            "exec: \"nope\": executable file not found in $PATH"
+        );
+        assert_eq!(
+            runc_detail("error in executing process : executable '/etc/passwd' at path '\"/etc/passwd\"' does not have correct permissions"),
+            "exec: \"/etc/passwd\": permission denied"
+        );
     }
 }

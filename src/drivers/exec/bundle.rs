@@ -139,6 +139,22 @@ fn write(
                 ))?;
         }
     }
+    if let Some(wd) = body.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        // A missing working directory is made, as runc makes it.
+        let root = rustix::fs::open(
+            rootfs,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .context(format_args!("opening {}", rootfs.display()))?;
+        crate::drivers::storage::extract::make_dir_in_root(
+            std::os::fd::AsFd::as_fd(&root),
+            wd,
+            remap.map(|r| r.root()),
+        )?;
+    }
     let group = read_in_root(rootfs, "etc/group");
     let mut user = spec::resolve_user(
         body.user.as_deref().unwrap_or_default(),

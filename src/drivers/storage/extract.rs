@@ -96,6 +96,22 @@ fn clean_path(raw: &Path) -> Result<Vec<PathBuf>> {
     Ok(parts)
 }
 
+/// Makes the container path `path` a directory in the container's root
+/// `root`, with its missing parents (0755, owned by `owner`: the remapped
+/// root under userns-remap), each step resolved in the root as the
+/// container would, so no symlink leads out of it. What runc does for a
+/// missing working directory.
+pub fn make_dir_in_root(root: BorrowedFd<'_>, path: &str, owner: Option<(u32, u32)>) -> Result<()> {
+    let parts: Vec<PathBuf> = Path::new(&crate::paths::clean_absolute(path))
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(PathBuf::from(p)),
+            _ => None,
+        })
+        .collect();
+    open_dir_owned(root, &parts, Path::new(path), Scope::InRoot, owner).map(|_| ())
+}
+
 /// Opens (creating what is missing) the directory `parts` under `root`. Each
 /// step is resolved from the root, so `scope` holds for every one.
 fn open_dir(
@@ -103,6 +119,16 @@ fn open_dir(
     parts: &[PathBuf],
     entry: &Path,
     scope: Scope,
+) -> Result<OwnedFd> {
+    open_dir_owned(root, parts, entry, scope, None)
+}
+
+fn open_dir_owned(
+    root: BorrowedFd<'_>,
+    parts: &[PathBuf],
+    entry: &Path,
+    scope: Scope,
+    owner: Option<(u32, u32)>,
 ) -> Result<OwnedFd> {
     let rel = |n: usize| -> PathBuf {
         if n == 0 {
@@ -122,7 +148,19 @@ fn open_dir(
     for (i, p) in parts.iter().enumerate() {
         let dir = open(i).map_err(|e| escape_error(entry, e))?;
         match rustix::fs::mkdirat(&dir, p, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(Errno::EXIST) => {}
+            Ok(()) => {
+                if let Some((uid, gid)) = owner {
+                    rustix::fs::chownat(
+                        &dir,
+                        p,
+                        Some(rustix::fs::Uid::from_raw(uid)),
+                        Some(rustix::fs::Gid::from_raw(gid)),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| io(entry, "chown of a made directory", e))?;
+                }
+            }
+            Err(Errno::EXIST) => {}
             Err(e) => return Err(io(entry, "creating a parent directory", e)),
         }
     }
