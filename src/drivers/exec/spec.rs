@@ -545,7 +545,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if !rlimits.is_empty() {
         process["rlimits"] = json!(rlimits);
     }
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": process,
         "root": { "path": input.rootfs, "readonly": h.readonly_rootfs.unwrap_or(false) },
@@ -553,7 +553,16 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         "mounts": mounts,
         "linux": linux,
         "annotations": { "berth.container.id": input.id },
-    }))
+    });
+    // In the host's UTS namespace the name is the host's (runc refuses to
+    // set one there); the container's own still fills HOSTNAME and
+    // /etc/hostname, as dockerd leaves them.
+    if mode(&h.uts_mode) == "host" {
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]
