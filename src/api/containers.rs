@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, Response, StatusCode};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use bollard_stubs::models::{ContainerCreateBody, ContainerSummary};
+use bollard_stubs::models::ContainerSummary;
 
 use super::context::ApiContext;
 use crate::actors::container::{
@@ -421,6 +421,9 @@ async fn logs(
             "Bad parameters: you must choose at least one stream",
         ));
     }
+    if let Ok(c) = ctx.projection.current().container(&id) {
+        crate::containers::logs::check_readable(&render::body(c))?;
+    }
     let tty = tty_of(&ctx, &id);
     let timestamps = flag(&q, "timestamps");
     let path = ctx.storage.log_path(&id);
@@ -546,9 +549,7 @@ async fn create(
             "Config cannot be empty in order to create a container",
         ));
     }
-    // bollard-stubs' enums are strict: a value they do not know is a bad request.
-    let body: ContainerCreateBody =
-        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let body = crate::containers::config::parse_create_body(&body)?;
     let id = ask(
         &ctx,
         CreateContainer {

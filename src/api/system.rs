@@ -168,14 +168,25 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
             .unwrap_or_default()
     };
     let no_commit = || Some(Commit { id: s("") });
+    let count = |paused: bool| {
+        state
+            .containers
+            .values()
+            .filter(|c| {
+                c.status == crate::events::projection::ContainerStatus::Running
+                    && c.paused == paused
+            })
+            .count() as i64
+    };
+    let (running, paused) = (count(false), count(true));
 
     Json(SystemInfo {
         id: state.engine.id.clone(),
-        // No container events exist yet: the projection holds none.
-        containers: Some(0),
-        containers_running: Some(0),
-        containers_paused: Some(0),
-        containers_stopped: Some(0),
+        // dockerd's counts: a created container is a stopped one.
+        containers: Some(state.containers.len() as i64),
+        containers_running: Some(running),
+        containers_paused: Some(paused),
+        containers_stopped: Some(state.containers.len() as i64 - running - paused),
         images: Some(state.images.len() as i64),
         driver: Some(cfg.storage_driver.clone()),
         driver_status: Some(vec![

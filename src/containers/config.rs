@@ -13,6 +13,55 @@ use crate::error::{Error, Result};
 
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
+/// A create body from its JSON. bollard-stubs' enums are strict: a value
+/// they do not know is refused here first, in dockerd's words rather than
+/// serde's ("invalid restart policy 'x'").
+pub fn parse_create_body(bytes: &[u8]) -> Result<ContainerCreateBody> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let h = &v["HostConfig"];
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    if let Some(name) = text(&h["RestartPolicy"]["Name"]) {
+        if !["", "no", "always", "unless-stopped", "on-failure"].contains(&name.as_str()) {
+            return Err(Error::invalid(format!("invalid restart policy '{name}'")));
+        }
+    }
+    if let Some(mode) = text(&h["CgroupnsMode"]) {
+        if !["", "private", "host"].contains(&mode.as_str()) {
+            return Err(Error::invalid(format!(
+                "invalid cgroup namespace mode: {mode}"
+            )));
+        }
+    }
+    if let Some(iso) = text(&h["Isolation"]) {
+        if !["", "default"].contains(&iso.as_str()) {
+            return Err(Error::internal(format!(
+                "Invalid isolation: \"{iso}\" - linux only supports 'default'"
+            )));
+        }
+    }
+    for m in h["Mounts"].as_array().into_iter().flatten() {
+        let typ = text(&m["Type"]).unwrap_or_default();
+        if !["bind", "volume", "tmpfs", "npipe", "cluster", "image", ""].contains(&typ.as_str()) {
+            return Err(Error::invalid(format!(
+                "invalid mount config for type \"{typ}\": mount type unknown"
+            )));
+        }
+        if let Some(p) = text(&m["BindOptions"]["Propagation"]) {
+            if ![
+                "", "private", "rprivate", "shared", "rshared", "slave", "rslave",
+            ]
+            .contains(&p.as_str())
+            {
+                return Err(Error::invalid(format!(
+                    "invalid mount config for type \"{typ}\": invalid propagation mode: {p}"
+                )));
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))
+}
+
 /// `name` as dockerd accepts it ("/x" or "x"), without the slash.
 pub fn valid_name(name: &str) -> Result<String> {
     let bare = name.strip_prefix('/').unwrap_or(name);
@@ -195,11 +244,13 @@ pub fn merge(
     if h.runtime.as_deref().is_none_or(str::is_empty) {
         h.runtime = Some(BUILTIN_RUNTIME.into());
     }
-    if h.log_config.is_none() {
-        h.log_config = Some(HostConfigLogConfig {
-            typ: Some("json-file".into()),
-            config: Some(Default::default()),
-        });
+    // The CLI sends an empty Type when no --log-driver is given.
+    let log_config = h.log_config.get_or_insert_with(Default::default);
+    if log_config.typ.as_deref().is_none_or(str::is_empty) {
+        log_config.typ = Some("json-file".into());
+    }
+    if log_config.config.is_none() {
+        log_config.config = Some(Default::default());
     }
     if h.restart_policy.is_none() {
         h.restart_policy = Some(RestartPolicy {

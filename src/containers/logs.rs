@@ -240,6 +240,24 @@ pub fn select(
     }
 }
 
+/// dockerd's refusal to read the log of a container whose driver keeps none.
+pub fn check_readable(
+    body: &bollard_stubs::models::ContainerCreateBody,
+) -> crate::error::Result<()> {
+    let driver = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.log_config.as_ref())
+        .and_then(|l| l.typ.as_deref())
+        .unwrap_or_default();
+    if driver == "none" {
+        return Err(crate::error::Error::not_implemented(
+            "configured logging driver does not support reading",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
