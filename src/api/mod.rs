@@ -11,6 +11,7 @@ pub mod exec;
 pub mod images;
 pub mod listen;
 pub mod networks;
+pub mod swarm;
 pub mod system;
 pub mod version;
 pub mod volumes;
@@ -46,6 +47,7 @@ impl Api {
             .merge(networks::routes())
             .merge(events::routes())
             .merge(volumes::routes())
+            .merge(swarm::routes())
             .fallback(error::page_not_found)
             .method_not_allowed_fallback(error::page_not_found)
             .with_state(ctx);

@@ -1,0 +1,42 @@
+# Details real programs check, as dockerd 20.10 answers them (issue 17's
+# table; each expectation was read off the reference dockerd).
+
+scenario_container_details_match_dockerd() {
+  start_with_busybox dt
+  local out rc
+  # A file that is not executable: runc's "permission denied", exit 126.
+  out=$(d dt run --rm busybox /etc/passwd 2>&1) && fail "ran a non-executable"
+  rc=$?
+  expect_eq "$rc" "126"
+  expect_contains "$out" 'exec: "/etc/passwd": permission denied'
+  # A missing working directory is made.
+  expect_eq "$(d dt run --rm -w /tmp/new/dir busybox pwd)" "/tmp/new/dir"
+  # --uts host: the host's name; the container's own stays in HOSTNAME.
+  local id; id=$(d dt create --uts host busybox sh -c 'hostname; echo $HOSTNAME')
+  expect_eq "$(d dt start -a "$id")" "$(hostname)
+${id:0:12}"
+  d dt rm "$id" >/dev/null
+  # The default log driver is named; "none" keeps nothing to read.
+  d dt create --name plain busybox >/dev/null
+  expect_eq "$(d dt inspect -f '{{json .HostConfig.LogConfig}}' plain)" '{"Type":"json-file","Config":{}}'
+  expect_eq "$(d dt info -f '{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}}')" "1 0 1"
+  d dt run --name quiet --log-driver none busybox echo hi >/dev/null
+  out=$(d dt logs quiet 2>&1) && fail "read the logs of a none driver"
+  expect_eq "$out" "Error response from daemon: configured logging driver does not support reading"
+  expect_eq "$(api dt -o /dev/null -w '%{http_code}' "http://berth/containers/quiet/logs?stdout=1")" "501"
+  # Enums in dockerd's words, not serde's.
+  create_says() {
+    expect_eq "$(api dt -H 'Content-Type: application/json' -d "$1" http://berth/containers/create)" "{\"message\":\"$2\"}"
+  }
+  create_says '{"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"bogus"}}}' "invalid restart policy 'bogus'"
+  create_says '{"Image":"busybox","HostConfig":{"CgroupnsMode":"bogus"}}' "invalid cgroup namespace mode: bogus"
+  create_says '{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bogus","Target":"/x"}]}}' 'invalid mount config for type \"bogus\": mount type unknown'
+  create_says '{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bind","Source":"/tmp","Target":"/x","BindOptions":{"Propagation":"bogus"}}]}}' 'invalid mount config for type \"bind\": invalid propagation mode: bogus'
+  # Swarm and plugin endpoints of a daemon in no swarm.
+  local manager='This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.'
+  expect_eq "$(api dt -w ' %{http_code}' http://berth/swarm)" "{\"message\":\"$manager\"} 503"
+  expect_eq "$(api dt -w ' %{http_code}' http://berth/services)" "{\"message\":\"$manager\"} 503"
+  expect_eq "$(api dt -w ' %{http_code}' http://berth/nodes/x)" "{\"message\":\"$manager\"} 503"
+  expect_eq "$(api dt -w ' %{http_code}' -X POST http://berth/swarm/leave)" '{"message":"This node is not part of a swarm"} 503'
+  expect_eq "$(api dt -w ' %{http_code}' http://berth/plugins)" "[] 200"
+}
