@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::container::{remove_container, ContainerActor, Runtime, RuntimeCommand};
 use super::event_log::{append, EventLog};
-use super::volume_service::{EnsureVolumes, RemoveUnused, VolumeService, VolumeWant};
+use super::volume_service::{EnsureVolumes, Release, RemoveUnused, VolumeService, VolumeWant};
 use crate::containers::config::{merge, valid_name, validate_host_config};
 use crate::containers::mounts::{Kind, Planned};
 use crate::containers::names::random_name;
@@ -150,7 +150,13 @@ impl Handler<CreateContainer> for ContainerService {
                 let (id, name, image, image_name, body, top, attachments, mut mounts) = prepared?;
                 let config = serde_json::to_string(&body)
                     .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
-                let anonymous = name_volumes(&volumes, &mut mounts).await?;
+                let anonymous = match name_volumes(&volumes, &id, &mut mounts).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        volumes.do_send(Release(id.clone()));
+                        return Err(e);
+                    }
+                };
                 let copy_ups = copy_ups(&projection.current(), &mounts);
                 let remapped = layers.remap().is_some()
                     && crate::drivers::userns::private(body.host_config.as_ref());
@@ -185,7 +191,11 @@ impl Handler<CreateContainer> for ContainerService {
                     }
                 })
                 .await
-                .map_err(|e| Error::internal(format!("creating the container layer: {e}")))?;
+                .unwrap_or_else(|e| {
+                    Err(Error::internal(format!(
+                        "creating the container layer: {e}"
+                    )))
+                });
                 let recorded = match made {
                     Ok(()) => {
                         let mut list = vec![
@@ -205,9 +215,7 @@ impl Handler<CreateContainer> for ContainerService {
                             list.push(Event::ContainerNetworkConnected {
                                 container: id.clone(),
                                 network,
-                                config: serde_json::to_string(&settings).map_err(|e| {
-                                    Error::internal(format!("recording the endpoint: {e}"))
-                                })?,
+                                config: serde_json::to_string(&settings).unwrap_or_default(),
                             });
                         }
                         // With a check, its status is "starting" from the first
@@ -222,6 +230,9 @@ impl Handler<CreateContainer> for ContainerService {
                     }
                     Err(e) => Err(e),
                 };
+                // Recorded or not, the create's volume leases end: its record
+                // (if any) now says which volumes it uses.
+                volumes.do_send(Release(id.clone()));
                 if let Err(e) = recorded {
                     // Nothing half-made stays: no layer, no directory.
                     let _ = layers.remove_rw(&id);
@@ -270,6 +281,7 @@ fn copy_ups(state: &State, mounts: &[Planned]) -> Vec<(String, PathBuf)> {
 /// anonymous ones made (a failed create removes them).
 async fn name_volumes(
     volumes: &Addr<VolumeService>,
+    container: &str,
     mounts: &mut [Planned],
 ) -> Result<Vec<String>> {
     let wants: Vec<VolumeWant> = mounts
@@ -277,6 +289,7 @@ async fn name_volumes(
         .filter(|m| m.kind == Kind::Volume && m.source.is_empty())
         .map(|m| VolumeWant {
             name: Some(m.name.clone()).filter(|n| !n.is_empty()),
+            anonymous: m.name.is_empty(),
             driver: m.driver.clone(),
             options: Some(m.volume_options.clone()).filter(|o| !o.is_empty()),
             labels: Some(m.volume_labels.clone()).filter(|l| !l.is_empty()),
@@ -286,7 +299,10 @@ async fn name_volumes(
         return Ok(Vec::new());
     }
     let named = volumes
-        .send(EnsureVolumes(wants))
+        .send(EnsureVolumes {
+            container: container.to_string(),
+            wants,
+        })
         .await
         .map_err(|e| Error::unavailable(format!("volume service: {e}")))??;
     let mut anonymous = Vec::new();
@@ -300,6 +316,7 @@ async fn name_volumes(
             .ok_or_else(|| Error::internal("the volume service answered too few volumes"))?;
         if m.name.is_empty() {
             anonymous.push(name.clone());
+            m.anonymous = true;
         }
         m.name = name;
         m.source = mountpoint;

@@ -2,9 +2,11 @@
 //! anonymous for a container's mount), mounts the ones made with options
 //! when a container starts, and removes them. Every change is an event
 //! (`VolumeCreated`, `VolumeRemoved`); which containers use a volume is in
-//! their `ContainerMountsPlanned`. Handlers are atomic: two creates of one
-//! name make one volume, and a remove never races a create.
+//! their `ContainerMountsPlanned`, and, while a container's create is under
+//! way, in the lease it took. Handlers are atomic: two creates of one name
+//! make one volume, and a remove never races a create.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use actix::prelude::*;
@@ -25,6 +27,9 @@ pub struct VolumeService {
     /// The host owner of a new volume's data: the remapped root under
     /// userns-remap, else root.
     owner: Option<(u32, u32)>,
+    /// Volumes a container's create is using before its record is written
+    /// (by volume name, the containers): remove and prune leave them.
+    leases: HashMap<String, Vec<String>>,
 }
 
 impl VolumeService {
@@ -35,14 +40,44 @@ impl VolumeService {
         owner: Option<(u32, u32)>,
     ) -> Result<Self> {
         let root = data_root.join("volumes");
-        std::fs::create_dir_all(&root)
-            .map_err(|e| Error::internal(format!("creating {}: {e}", root.display())))?;
+        volumes::make_root(&root)?;
+        // What a killed daemon left: a volume made but never recorded, or
+        // recorded as removed before its data went. Nothing names them.
+        let state = projection.current();
+        for name in volumes::on_disk(&root) {
+            if !state.volumes.contains_key(&name) {
+                match volumes::remove(&root, &name) {
+                    Ok(()) => {
+                        info!(volume = %name, "repaired: removed a volume directory no volume names")
+                    }
+                    Err(e) => {
+                        warn!(volume = %name, error = %e, "removing a volume directory no volume names")
+                    }
+                }
+            }
+        }
         Ok(VolumeService {
             events,
             projection,
             root,
             owner,
+            leases: HashMap::new(),
         })
+    }
+
+    /// The containers using volume `name`: recorded, and being created.
+    fn users(&self, state: &crate::events::projection::State, name: &str) -> Vec<String> {
+        let mut users: Vec<String> = state
+            .volume_users(name)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        for c in self.leases.get(name).into_iter().flatten() {
+            if !users.contains(c) {
+                users.push(c.clone());
+            }
+        }
+        users
     }
 }
 
@@ -53,7 +88,11 @@ impl Actor for VolumeService {
 /// A volume to make: `name` None for an anonymous one.
 #[derive(Debug, Clone, Default)]
 pub struct VolumeWant {
+    /// `None`: a new one with a random name.
     pub name: Option<String>,
+    /// Made for a container's mount that named none (prune takes these;
+    /// a nameless `volume create` is not one, as on dockerd 20.10).
+    pub anonymous: bool,
     pub driver: String,
     /// `None`: none given (inspect shows `null`).
     pub options: Option<Vec<(String, String)>>,
@@ -66,12 +105,32 @@ pub struct VolumeWant {
 #[rtype(result = "Result<VolumeRecord>")]
 pub struct CreateVolume(pub VolumeWant);
 
-/// Makes what a container's create needs: each named volume that is not
-/// there yet, and a new anonymous one for each `name: None`. Answers each
-/// one's name and mountpoint, in order.
+/// Makes what container `container`'s create needs: each named volume
+/// that is not there yet, and a new anonymous one for each `name: None`;
+/// leases them all to it until `Release`. Answers each one's name and
+/// mountpoint, in order.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<(String, String)>>")]
-pub struct EnsureVolumes(pub Vec<VolumeWant>);
+pub struct EnsureVolumes {
+    pub container: String,
+    pub wants: Vec<VolumeWant>,
+}
+
+/// Container `0`'s create is recorded (or failed): its leases end.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Release(pub String);
+
+impl Handler<Release> for VolumeService {
+    type Result = ();
+
+    fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
+        self.leases.retain(|_, holders| {
+            holders.retain(|c| *c != msg.0);
+            !holders.is_empty()
+        });
+    }
+}
 
 /// Removes a volume (`DELETE /volumes/{name}`).
 #[derive(Message)]
@@ -87,11 +146,15 @@ pub struct RemoveVolume {
 #[rtype(result = "()")]
 pub struct RemoveUnused(pub Vec<String>);
 
-/// Removes the unused volumes `names` lists, answering those removed and the
-/// bytes they held (`POST /volumes/prune`, chosen by `volumes::prunable`).
+/// Removes the unused volumes `volumes::prunable` chooses with these
+/// filters, answering those removed and the bytes they held
+/// (`POST /volumes/prune`). `all_by_default`: a client before API 1.42.
 #[derive(Message)]
 #[rtype(result = "Result<(Vec<String>, u64)>")]
-pub struct PruneVolumes(pub Vec<String>);
+pub struct PruneVolumes {
+    pub all_by_default: bool,
+    pub filters: HashMap<String, Vec<String>>,
+}
 
 /// The host paths of these volumes, mounted (a container is starting).
 #[derive(Message)]
@@ -103,7 +166,7 @@ impl VolumeService {
     /// caller's to append. `Err(mountpoint)` when a volume of that name is there.
     fn make(&self, want: &VolumeWant) -> Result<std::result::Result<Event, String>> {
         let state = self.projection.current();
-        let anonymous = want.name.is_none();
+        let anonymous = want.anonymous;
         let name = match &want.name {
             Some(n) => n.clone(),
             None => loop {
@@ -216,7 +279,7 @@ impl Handler<EnsureVolumes> for VolumeService {
         let mut list = Vec::new();
         let mut new = Vec::new();
         let mut failed = None;
-        for want in &msg.0 {
+        for want in &msg.wants {
             // One volume mounted twice by one create is made once.
             let again = names
                 .iter()
@@ -257,6 +320,14 @@ impl Handler<EnsureVolumes> for VolumeService {
                 }
             }
         }
+        if failed.is_none() {
+            for (name, _) in &names {
+                let holders = self.leases.entry(name.clone()).or_default();
+                if !holders.contains(&msg.container) {
+                    holders.push(msg.container.clone());
+                }
+            }
+        }
         let (events, root) = (self.events.clone(), self.root.clone());
         AtomicResponse::new(Box::pin(
             async move {
@@ -279,7 +350,7 @@ impl Handler<EnsureVolumes> for VolumeService {
 }
 
 /// dockerd's refusal to remove a volume containers use.
-fn in_use(name: &str, users: &[&str]) -> Error {
+fn in_use(name: &str, users: &[String]) -> Error {
     Error::conflict(format!(
         "remove {name}: volume is in use - [{}]",
         users.join(", ")
@@ -293,7 +364,7 @@ impl Handler<RemoveVolume> for VolumeService {
         let state = self.projection.current();
         let checked = match state.volume(&msg.name) {
             Ok(_) => {
-                let users = state.volume_users(&msg.name);
+                let users = self.users(&state, &msg.name);
                 if users.is_empty() {
                     Ok(Some(msg.name.clone()))
                 } else {
@@ -351,7 +422,7 @@ impl Handler<RemoveUnused> for VolumeService {
         let names: Vec<String> = msg
             .0
             .into_iter()
-            .filter(|n| state.volumes.contains_key(n) && state.volume_users(n).is_empty())
+            .filter(|n| state.volumes.contains_key(n) && self.users(&state, n).is_empty())
             .collect();
         let (events, root) = (self.events.clone(), self.root.clone());
         AtomicResponse::new(Box::pin(
@@ -372,23 +443,23 @@ impl Handler<PruneVolumes> for VolumeService {
 
     fn handle(&mut self, msg: PruneVolumes, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
-        let chosen: Vec<(String, PathBuf)> = msg
-            .0
-            .into_iter()
-            .filter_map(|n| {
-                let v = state.volumes.get(&n)?;
-                state
-                    .volume_users(&n)
-                    .is_empty()
-                    .then(|| (n.clone(), PathBuf::from(&v.mountpoint)))
-            })
-            .collect();
+        let chosen: Result<Vec<(String, PathBuf)>> =
+            crate::volumes::prunable(&state, msg.all_by_default, &msg.filters).map(|names| {
+                names
+                    .into_iter()
+                    .filter(|n| !self.leases.contains_key(n))
+                    .filter_map(|n| {
+                        let v = state.volumes.get(&n)?;
+                        Some((n.clone(), PathBuf::from(&v.mountpoint)))
+                    })
+                    .collect()
+            });
         let (events, root) = (self.events.clone(), self.root.clone());
         AtomicResponse::new(Box::pin(
             async move {
                 let mut removed = Vec::new();
                 let mut space = 0;
-                for (name, data) in chosen {
+                for (name, data) in chosen? {
                     let size = tokio::task::spawn_blocking(move || volumes::size(&data))
                         .await
                         .unwrap_or(0);
@@ -413,24 +484,32 @@ impl Handler<PruneVolumes> for VolumeService {
 }
 
 impl Handler<MountVolumes> for VolumeService {
-    type Result = Result<Vec<PathBuf>>;
+    type Result = ResponseFuture<Result<Vec<PathBuf>>>;
 
     fn handle(&mut self, msg: MountVolumes, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
-        msg.0
-            .iter()
-            .map(|name| {
-                let v = state.volume(name)?;
-                // Its directory comes back if someone removed it.
-                volumes::create(&self.root, name, self.owner)?;
-                let options: Vec<(String, String)> = v
-                    .options
+        let (root, owner) = (self.root.clone(), self.owner);
+        // mount(2) of a network filesystem can take long: off the runtime.
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                msg.0
                     .iter()
-                    .flatten()
-                    .map(|(k, x)| (k.clone(), x.clone()))
-                    .collect();
-                volumes::mount(&self.root, name, &options)
+                    .map(|name| {
+                        let v = state.volume(name)?;
+                        // Its directory comes back if someone removed it.
+                        volumes::create(&root, name, owner)?;
+                        let options: Vec<(String, String)> = v
+                            .options
+                            .iter()
+                            .flatten()
+                            .map(|(k, x)| (k.clone(), x.clone()))
+                            .collect();
+                        volumes::mount(&root, name, &options)
+                    })
+                    .collect()
             })
-            .collect()
+            .await
+            .map_err(|e| Error::internal(format!("mounting volumes: {e}")))?
+        })
     }
 }

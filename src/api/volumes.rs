@@ -81,6 +81,7 @@ async fn create(State(ctx): State<ApiContext>, body: axum::body::Bytes) -> Resul
     };
     let want = VolumeWant {
         name: req.name.filter(|n| !n.is_empty()),
+        anonymous: false,
         driver: req
             .driver
             .filter(|d| !d.is_empty())
@@ -125,13 +126,19 @@ async fn prune(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>> {
     let filters = super::images::parse_filters(q.get("filters"))?;
-    let before_1_42 = version
+    let all_by_default = version
         < ApiVersion {
             major: 1,
             minor: 42,
         };
-    let chosen = volumes::prunable(&ctx.projection.current(), before_1_42, &filters)?;
-    let (removed, space) = ask(&ctx, PruneVolumes(chosen)).await??;
+    let (removed, space) = ask(
+        &ctx,
+        PruneVolumes {
+            all_by_default,
+            filters,
+        },
+    )
+    .await??;
     Ok(Json(serde_json::json!({
         "VolumesDeleted": removed,
         "SpaceReclaimed": space,

@@ -64,6 +64,8 @@ pub struct Planned {
     pub driver: String,
     pub volume_options: Vec<(String, String)>,
     pub volume_labels: Vec<(String, String)>,
+    /// A volume the mount did not name (named at create all the same).
+    pub anonymous: bool,
 }
 
 const PROPAGATIONS: [&str; 6] = [
@@ -431,6 +433,7 @@ impl Planned {
             driver: String::new(),
             volume_options: Vec::new(),
             volume_labels: Vec::new(),
+            anonymous: false,
         }
     }
 
@@ -495,6 +498,7 @@ impl Planned {
             copy_data: self.copy_data,
             driver: self.driver.clone(),
             options: self.tmpfs_options.clone(),
+            anonymous: self.anonymous,
         }
     }
 
@@ -515,6 +519,7 @@ impl Planned {
             tmpfs_options: r.options.clone(),
             copy_data: r.copy_data,
             driver: r.driver.clone(),
+            anonymous: r.anonymous,
             ..Planned::at(kind, &r.destination)
         }
     }

@@ -196,6 +196,9 @@ pub struct MountRecord {
     pub driver: String,
     /// tmpfs options ("size=1024k", "mode=1770").
     pub options: Vec<String>,
+    /// A volume the mount did not name (`-v /path`, the image's VOLUME):
+    /// `rm -v` and `--rm` take it.
+    pub anonymous: bool,
 }
 
 /// One published port: `host_ip:host_port` on the host to `container_port/proto`.

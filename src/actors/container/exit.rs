@@ -160,7 +160,8 @@ pub async fn remove_container(rt: &Runtime, id: &str, volumes: bool) -> Result<(
             .and_then(|c| c.mounts.clone())
             .unwrap_or_default()
             .into_iter()
-            .filter(|m| state.volumes.get(&m.name).is_some_and(|v| v.anonymous))
+            // dockerd keeps a volume the mount named, whatever its name.
+            .filter(|m| m.kind == "volume" && m.anonymous)
             .map(|m| m.name)
             .collect()
     } else {
