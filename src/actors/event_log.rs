@@ -93,6 +93,9 @@ pub struct Drain;
 struct Pending {
     event: Event,
     reply: oneshot::Sender<Result<Appended>>,
+    /// The last event of its `AppendAll` (or a lone one): a batch never
+    /// ends inside a group, so a group is written whole or not at all.
+    group_end: bool,
 }
 
 pub struct EventLog {
@@ -210,6 +213,7 @@ impl EventLog {
                             before_ns,
                         },
                         reply,
+                        group_end: true,
                     });
                     act.flush(ctx);
                 }
@@ -226,7 +230,10 @@ impl EventLog {
             self.notify_drained();
             return;
         }
-        let take = self.pending.len().min(MAX_BATCH);
+        let mut take = self.pending.len().min(MAX_BATCH);
+        while take < self.pending.len() && !self.pending[take - 1].group_end {
+            take += 1;
+        }
         let batch: Vec<Pending> = self.pending.drain(..take).collect();
         // Event times never go backwards, so `--since` windows stay exact.
         let time_ns = now_ns().max(self.last_time_ns);
@@ -368,6 +375,7 @@ impl Handler<Append> for EventLog {
         self.pending.push(Pending {
             event: msg.0,
             reply,
+            group_end: true,
         });
         self.flush(ctx);
         Box::pin(async move {
@@ -385,8 +393,15 @@ impl Handler<AppendAll> for EventLog {
         let mut answers = Vec::with_capacity(msg.0.len());
         for event in msg.0 {
             let (reply, answer) = oneshot::channel();
-            self.pending.push(Pending { event, reply });
+            self.pending.push(Pending {
+                event,
+                reply,
+                group_end: false,
+            });
             answers.push(answer);
+        }
+        if let Some(last) = self.pending.last_mut() {
+            last.group_end = true;
         }
         self.flush(ctx);
         Box::pin(async move {
