@@ -55,11 +55,8 @@ fn open_root_at(
     name: &str,
     path: &str,
 ) -> Result<(Root, String, Option<String>)> {
-    let (root, inner, top) = ctx
-        .storage
-        .open_root_at(&ctx.projection.current(), name, path)?;
-    let top = top.filter(|_| inner == "/");
-    Ok((root, inner, top))
+    ctx.storage
+        .open_root_at(&ctx.projection.current(), name, path)
 }
 
 async fn path_stat(

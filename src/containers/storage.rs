@@ -147,12 +147,32 @@ impl ContainerStorage {
             return Ok((root, path.to_string(), None));
         };
         use rustix::fs::{Mode, OFlags};
-        root.fd = rustix::fs::open(
-            &m.source,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::internal(format!("opening {}: {e}", m.source)))?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let source = std::path::Path::new(&m.source);
+        if !source.is_dir() {
+            // A file bound over a file: read and written in its directory.
+            let (Some(dir), Some(file)) = (source.parent(), source.file_name()) else {
+                return Ok((root, path.to_string(), None));
+            };
+            if abs != m.destination {
+                return Ok((root, path.to_string(), None));
+            }
+            root.fd = rustix::fs::open(dir, flags, Mode::empty())
+                .map_err(|e| Error::internal(format!("opening {}: {e}", dir.display())))?;
+            root.readonly = false;
+            root.readonly_mount = m.read_only;
+            let base = m
+                .destination
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let file = file.to_string_lossy();
+            let top = (file != base.as_str()).then_some(base);
+            return Ok((root, format!("/{file}"), top));
+        }
+        root.fd = rustix::fs::open(source, flags, Mode::empty())
+            .map_err(|e| Error::internal(format!("opening {}: {e}", m.source)))?;
         // A writable mount takes writes on a read-only rootfs, as dockerd's.
         root.readonly = false;
         root.readonly_mount = m.read_only;
@@ -166,7 +186,7 @@ impl ContainerStorage {
             ""
         };
         let inner = format!("/{}{tail}", rest.trim_start_matches('/'));
-        let top = rest.is_empty().then(|| {
+        let top = (inner == "/").then(|| {
             m.destination
                 .rsplit('/')
                 .next()
