@@ -256,6 +256,59 @@ fn scenario() -> Vec<Event> {
             before_seq: 1,
             before_ns: 1,
         },
+        // Volumes and a container's planned mounts (appended after retention's
+        // record), frozen in v1-volumes.
+        Event::VolumeCreated {
+            name: "data".into(),
+            driver: "local".into(),
+            mountpoint: "/var/lib/berth/volumes/data/_data".into(),
+            options: Some(vec![
+                ("device".into(), "tmpfs".into()),
+                ("type".into(), "tmpfs".into()),
+            ]),
+            labels: None,
+            anonymous: false,
+        },
+        Event::VolumeCreated {
+            name: "0123abcd".into(),
+            driver: "local".into(),
+            mountpoint: "/var/lib/berth/volumes/0123abcd/_data".into(),
+            options: None,
+            labels: Some(vec![("k".into(), "v".into())]),
+            anonymous: true,
+        },
+        Event::ContainerMountsPlanned {
+            id: "c2".into(),
+            mounts: vec![
+                berth::events::v1::MountRecord {
+                    kind: "volume".into(),
+                    name: "data".into(),
+                    source: "/var/lib/berth/volumes/data/_data".into(),
+                    destination: "/data".into(),
+                    mode: "z".into(),
+                    copy_data: true,
+                    driver: "local".into(),
+                    ..Default::default()
+                },
+                berth::events::v1::MountRecord {
+                    kind: "tmpfs".into(),
+                    destination: "/t".into(),
+                    read_only: true,
+                    options: vec!["size=1024k".into()],
+                    anonymous: false,
+                    ..Default::default()
+                },
+            ],
+        },
+        Event::VolumeAction {
+            name: "data".into(),
+            action: "create".into(),
+            attributes: vec![("driver".into(), "local".into())],
+        },
+        Event::VolumeRemoved {
+            name: "0123abcd".into(),
+            pruned: true,
+        },
     ]
 }
 
