@@ -124,6 +124,36 @@ prune
 prune   "
 }
 
+scenario_volumes_over_host_paths_leave_the_host_whole() {
+  start_with_busybox vh
+  local h=$WORK/vh/host; mkdir -p "$h/share"; echo keep > "$h/share/f"
+  # A volume that binds a host directory: read, written, read-only where
+  # o=ro says; removing the volume leaves the host's files.
+  d vh volume create --opt type=none --opt o=bind --opt device="$h/share" hb >/dev/null
+  expect_eq "$(d vh run --rm -v hb:/x busybox sh -c 'cat /x/f; echo new > /x/n')" "keep"
+  expect_eq "$(cat "$h/share/n")" "new"
+  d vh run --rm -v hb:/x busybox true
+  expect_eq "$(awk -v p="$(vol_path vh hb)" '$5 == p' /proc/self/mountinfo | wc -l)" "1"
+  d vh volume rm hb >/dev/null
+  expect_eq "$(ls "$h/share" | tr '\n' ' ')" "f n "
+  d vh volume create --opt type=none --opt o=bind,ro --opt device="$h/share" hro >/dev/null
+  local out
+  out=$(d vh run --rm -v hro:/x busybox sh -c 'cat /x/f; echo x > /x/w' 2>&1) && fail "wrote through o=ro"
+  expect_contains "$out" "Read-only file system"
+  d vh volume rm hro >/dev/null
+  expect_eq "$(ls "$h/share" | tr '\n' ' ')" "f n "
+  # A volume made without a name is a named one to rm -v, as on dockerd 20.10.
+  local x; x=$(d vh volume create)
+  d vh create --name user -v "$x:/x" busybox true >/dev/null
+  d vh rm -v user >/dev/null
+  expect_eq "$(d vh volume ls -q)" "$x"
+  # docker cp of a file bound over a file reads the host's file.
+  echo conf > "$h/app.conf"
+  d vh create --name filebind -v "$h/app.conf:/etc/app.conf:ro" busybox true >/dev/null
+  expect_eq "$(d vh cp filebind:/etc/app.conf - | tar -xO)" "conf"
+  expect_eq "$(d vh cp filebind:/etc/app.conf - | tar -t)" "app.conf"
+}
+
 scenario_bad_volume_input_is_refused_in_dockerds_words() {
   start_with_busybox bv
   local out
