@@ -9,6 +9,11 @@ scenario_container_details_match_dockerd() {
   rc=$?
   expect_eq "$rc" "126"
   expect_contains "$out" 'exec: "/etc/passwd": permission denied'
+  # The container's own cgroups at /sys/fs/cgroup, read-only (v1 here).
+  expect_eq "$(d dt run --rm -m 64m busybox cat /sys/fs/cgroup/memory/memory.limit_in_bytes)" "67108864"
+  expect_eq "$(d dt run --rm --cpus 0.5 busybox cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)" "50000"
+  out=$(d dt run --rm busybox sh -c 'echo 1 > /sys/fs/cgroup/pids/pids.max' 2>&1) && fail "a container raised its own limit"
+  expect_contains "$out" "Read-only file system"
   # A missing working directory is made.
   expect_eq "$(d dt run --rm -w /tmp/new/dir busybox pwd)" "/tmp/new/dir"
   # --uts host: the host's name; the container's own stays in HOSTNAME.

@@ -239,6 +239,27 @@ pub const MASKED_PATHS: &[&str] = &[
     "/proc/scsi",
     "/sys/firmware",
 ];
+/// cgroup v1 hierarchies as they are mounted under /sys/fs/cgroup.
+const CGROUP_V1_CONTROLLERS: &[&str] = &[
+    "blkio",
+    "cpu",
+    "cpuacct",
+    "cpu,cpuacct",
+    "cpuset",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "memory",
+    "misc",
+    "net_cls",
+    "net_prio",
+    "net_cls,net_prio",
+    "perf_event",
+    "pids",
+    "rdma",
+    "systemd",
+];
+
 pub const READONLY_PATHS: &[&str] = &[
     "/proc/bus",
     "/proc/fs",
@@ -397,6 +418,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
         json!({ "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] }),
         json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] }),
+        // The container's own cgroups at /sys/fs/cgroup, read-only as dockerd
+        // mounts them (JVMs, Go and Node size themselves from these files);
+        // the runtime binds each v1 controller's sub-cgroup there.
+        json!({ "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"] }),
         json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] }),
         json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
     ];
@@ -503,10 +528,19 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
             .masked_paths
             .clone()
             .unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
-        linux["readonlyPaths"] = json!(h
+        let mut readonly: Vec<String> = h
             .readonly_paths
             .clone()
-            .unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
+            .unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect());
+        // The runtime binds each v1 controller read-write whatever the
+        // cgroup mount says; runc's are read-only, and a container must not
+        // raise its own limits. (Those not mounted are skipped.)
+        readonly.extend(
+            CGROUP_V1_CONTROLLERS
+                .iter()
+                .map(|c| format!("/sys/fs/cgroup/{c}")),
+        );
+        linux["readonlyPaths"] = json!(readonly);
     }
     if let Some(sysctls) = &h.sysctls {
         linux["sysctl"] = json!(sysctls);
