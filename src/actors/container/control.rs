@@ -149,9 +149,18 @@ pub(super) async fn commit(
     };
     // Bad changes are refused before anything is frozen or written.
     new_config(&spec)?;
-    let freeze = req.pause && c.status == ContainerStatus::Running && !c.paused;
+    let mut freeze = req.pause && c.status == ContainerStatus::Running && !c.paused;
     if freeze {
-        set_paused(rt, id, true).await?;
+        if let Err(e) = set_paused(rt, id, true).await {
+            // Exiting, its exit not recorded yet: dockerd commits such a
+            // container as it is (docker-py pauses by default, often right
+            // after a short command).
+            if alive(c.pid) {
+                return Err(e);
+            }
+            tracing::debug!(container = %id, error = %e, "committing an exiting container without a pause");
+            freeze = false;
+        }
     }
     let written = {
         let (dir, upper) = (rt.tmp_dir(), rt.layers.rw_diff_dir(id));
@@ -249,4 +258,16 @@ impl Handler<Update> for ContainerActor {
             Ok(())
         })
     }
+}
+
+/// Whether process `pid` runs (a zombie does not: its exit is on its way).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the command's closing parenthesis.
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|s| s != "Z" && s != "X")
+        })
+        .unwrap_or(false)
 }
