@@ -77,6 +77,8 @@ pub enum ExecIo {
 pub struct StartExec {
     pub exec_id: String,
     pub io: ExecIo,
+    /// The start request's Tty: the output's framing follows it.
+    pub tty: Option<bool>,
 }
 
 impl Handler<StartExec> for ContainerActor {
@@ -115,12 +117,13 @@ impl Handler<StartExec> for ContainerActor {
                                         .ok()
                                 })
                                 .flatten();
-                            let io = Some((io, detach));
+                            let framing = client::Framing::of(rec.tty, msg.tty);
+                            let io = Some((io, detach, framing));
                             finish(rt, rec.container_id.clone(), rec.id, stream, io).await
                         }
                         Err(e) => {
                             rt.execs.ended(&rec.id, 126);
-                            tell_failure(io, rec.tty, e.message()).await;
+                            tell_failure(io, msg.tty.unwrap_or(rec.tty), e.message()).await;
                         }
                     }
                 });
@@ -168,10 +171,10 @@ async fn finish(
     container_id: String,
     exec_id: String,
     mut stream: UnixStream,
-    io: Option<(ClientIo, Option<Vec<u8>>)>,
+    io: Option<(ClientIo, Option<Vec<u8>>, client::Framing)>,
 ) {
     let detached = match io {
-        Some((io, detach)) => client::splice(io, stream, detach).await,
+        Some((io, detach, framing)) => client::splice_framed(io, stream, detach, framing).await,
         None => {
             let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
             false

@@ -59,7 +59,8 @@ async fn start(
     let cfg: ExecStartConfig = json_body(&body)?;
     let rec = ctx.execs.get(&exec_id)?;
     let (_, a) = actor(&ctx, &rec.container_id).await?;
-    let content_type = if rec.tty {
+    let tty = cfg.tty;
+    let content_type = if tty.unwrap_or(rec.tty) {
         "application/vnd.docker.raw-stream"
     } else {
         "application/vnd.docker.multiplexed-stream"
@@ -70,6 +71,7 @@ async fn start(
             StartExec {
                 exec_id,
                 io: ExecIo::Detached,
+                tty,
             },
         )
         .await??;
@@ -83,7 +85,7 @@ async fn start(
         let (ours, theirs) = tokio::io::duplex(64 << 10);
         let io: ClientIo = Box::new(ours);
         let io = ExecIo::Attached(Box::pin(std::future::ready(Some(io))));
-        send(&a, StartExec { exec_id, io }).await??;
+        send(&a, StartExec { exec_id, io, tty }).await??;
         return Ok(Response::builder()
             .header(header::CONTENT_TYPE, content_type)
             .body(Body::from_stream(super::containers::ReaderStream(theirs)))
@@ -94,7 +96,7 @@ async fn start(
         let upgraded = on.await.ok()?;
         Some(Box::new(hyper_util::rt::TokioIo::new(upgraded)) as ClientIo)
     }));
-    send(&a, StartExec { exec_id, io }).await??;
+    send(&a, StartExec { exec_id, io, tty }).await??;
     Ok(upgraded_response(content_type))
 }
 

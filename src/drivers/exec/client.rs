@@ -80,6 +80,90 @@ pub async fn splice<C>(client: C, shim: UnixStream, detach: Option<Vec<u8>>) -> 
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    splice_framed(client, shim, detach, Framing::AsIs).await
+}
+
+/// How an exec's output reaches its client when the start request's Tty
+/// differs from the one the exec was created with: dockerd frames the
+/// stream by the start request's (docker-py creates with a tty and starts
+/// without one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    AsIs,
+    /// A tty's raw bytes, sent as stdout frames.
+    Frame,
+    /// Stdout's frames, sent as their raw payloads; stderr's are dropped
+    /// (dockerd gives a tty start no stderr writer).
+    Unframe,
+}
+
+impl Framing {
+    /// For an exec made with `created_tty`, started with `started_tty`.
+    pub fn of(created_tty: bool, started_tty: Option<bool>) -> Framing {
+        match (created_tty, started_tty) {
+            (true, Some(false)) => Framing::Frame,
+            (false, Some(true)) => Framing::Unframe,
+            _ => Framing::AsIs,
+        }
+    }
+}
+
+/// Copies the shim's output to the client, framed as `framing` says.
+async fn copy_output<R, W>(from: &mut R, to: &mut W, framing: Framing)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    if framing == Framing::AsIs {
+        let _ = tokio::io::copy(from, to).await;
+        return;
+    }
+    let mut buf = vec![0u8; 32 << 10];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let out = match framing {
+            Framing::Frame => {
+                let mut out = Vec::with_capacity(n + 8);
+                super::proto::frame(super::proto::STDOUT, &buf[..n], &mut out);
+                out
+            }
+            _ => {
+                pending.extend_from_slice(&buf[..n]);
+                let mut out = Vec::new();
+                while pending.len() >= 8 {
+                    let len = u32::from_be_bytes([pending[4], pending[5], pending[6], pending[7]])
+                        as usize;
+                    if pending.len() < 8 + len {
+                        break;
+                    }
+                    if pending[0] == super::proto::STDOUT {
+                        out.extend_from_slice(&pending[8..8 + len]);
+                    }
+                    pending.drain(..8 + len);
+                }
+                out
+            }
+        };
+        if to.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `splice`, the output framed as `framing` says.
+pub async fn splice_framed<C>(
+    client: C,
+    shim: UnixStream,
+    detach: Option<Vec<u8>>,
+    framing: Framing,
+) -> bool
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = shim.into_split();
     let input = async {
@@ -97,7 +181,7 @@ where
         std::future::pending::<()>().await
     };
     let output = async {
-        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+        copy_output(&mut sr, &mut cw, framing).await;
     };
     let detached = tokio::select! {
         _ = output => false,
