@@ -37,6 +37,27 @@ ${id:0:12}"
   create_says '{"Image":"busybox","HostConfig":{"CgroupnsMode":"bogus"}}' "invalid cgroup namespace mode: bogus"
   create_says '{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bogus","Target":"/x"}]}}' 'invalid mount config for type \"bogus\": mount type unknown'
   create_says '{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bind","Source":"/tmp","Target":"/x","BindOptions":{"Propagation":"bogus"}}]}}' 'invalid mount config for type \"bind\": invalid propagation mode: bogus'
+  # An exec's output is framed by its start request's Tty, not its create's
+  # (docker-py creates with a tty and starts without).
+  d dt run -d --name execs busybox sleep 300 >/dev/null
+  exec_out() { # create-tty start-tty cmd
+    local x
+    x=$(api dt -H 'Content-Type: application/json' \
+      -d "{\"Cmd\":[\"sh\",\"-c\",\"$3\"],\"Tty\":$1,\"AttachStdout\":true,\"AttachStderr\":true}" \
+      http://berth/containers/execs/exec | python3 -c 'import json,sys; print(json.load(sys.stdin)["Id"])')
+    api dt -H 'Content-Type: application/json' -d "{\"Tty\":$2}" "http://berth/exec/$x/start" | od -An -c | tr -s ' ' | sed 's/^ //'
+  }
+  expect_eq "$(exec_out true false 'echo hi')" '001 \0 \0 \0 \0 \0 \0 004 h i \r \n'
+  expect_eq "$(exec_out false true 'echo out; echo err >&2')" 'o u t \n'
+  d dt rm -f execs >/dev/null
+  # docker-py commits with pause=true, often as a short command exits.
+  local c
+  for _ in 1 2 3; do
+    c=$(d dt create busybox touch /test)
+    d dt start "$c" >/dev/null
+    expect_eq "$(api dt -o /dev/null -w '%{http_code}' -X POST "http://berth/commit?container=$c&pause=1")" "201"
+    d dt rm -f "$c" >/dev/null
+  done
   # Swarm and plugin endpoints of a daemon in no swarm.
   local manager='This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.'
   expect_eq "$(api dt -w ' %{http_code}' http://berth/swarm)" "{\"message\":\"$manager\"} 503"
