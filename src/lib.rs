@@ -21,6 +21,7 @@ pub mod images;
 pub mod logging;
 pub mod networks;
 pub mod paths;
+pub mod random;
 pub mod registry;
 pub mod spool;
 pub mod store;

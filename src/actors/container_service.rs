@@ -83,13 +83,7 @@ impl Actor for ContainerService {
 }
 
 fn random_u64() -> Result<u64> {
-    let mut b = [0u8; 8];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?,
-        &mut b,
-    )
-    .context("reading /dev/urandom")?;
-    Ok(u64::from_le_bytes(b))
+    crate::random::u64()
 }
 
 fn new_id(state: &State) -> Result<String> {

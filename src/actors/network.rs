@@ -209,14 +209,7 @@ impl NetworkActor {
 
 /// 64 random hex digits (endpoint and network IDs).
 pub fn random_hex64() -> Result<String> {
-    let mut b = [0u8; 32];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom")
-            .map_err(|e| Error::internal(format!("opening /dev/urandom: {e}")))?,
-        &mut b,
-    )
-    .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))?;
-    Ok(hex::encode(b))
+    crate::random::hex64()
 }
 
 /// Stop serving (the network is being removed).

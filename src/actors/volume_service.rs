@@ -17,7 +17,7 @@ use crate::drivers::volumes;
 use crate::error::{Error, Result};
 use crate::events::projection::{Projection, VolumeRecord};
 use crate::events::Event;
-use crate::volumes::{anonymous_name, check_driver, check_name, check_options, LOCAL};
+use crate::volumes::{check_driver, check_name, check_options, LOCAL};
 
 pub struct VolumeService {
     events: Addr<EventLog>,
@@ -170,7 +170,7 @@ impl VolumeService {
         let name = match &want.name {
             Some(n) => n.clone(),
             None => loop {
-                let n = anonymous_name(random_bytes()?);
+                let n = crate::random::hex64()?;
                 if !state.volumes.contains_key(&n) {
                     break n;
                 }
@@ -206,17 +206,6 @@ impl VolumeService {
             anonymous,
         }))
     }
-}
-
-fn random_bytes() -> Result<[u8; 32]> {
-    let mut b = [0u8; 32];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom")
-            .map_err(|e| Error::internal(format!("opening /dev/urandom: {e}")))?,
-        &mut b,
-    )
-    .map_err(|e| Error::internal(format!("reading /dev/urandom: {e}")))?;
-    Ok(b)
 }
 
 /// dockerd tells a `create` each time a named volume is asked for.

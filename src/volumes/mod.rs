@@ -74,11 +74,6 @@ pub fn check_options(name: &str, options: &[(String, String)]) -> Result<()> {
     Ok(())
 }
 
-/// A name for an anonymous volume: 64 hex digits, as dockerd makes.
-pub fn anonymous_name(random: [u8; 32]) -> String {
-    hex::encode(random)
-}
-
 /// `GET /volumes/{name}` (and each entry of `GET /volumes`).
 pub fn inspect(v: &VolumeRecord) -> Value {
     let secs = v.created_ns / 1_000_000_000;
