@@ -22,13 +22,14 @@ crash_step() {
   fi
 }
 
-# crash_worker W: lineages wN-K, each created as wN-K, started, renamed
-# wN-Kr, connected to crashnet, stopped and removed; a lineage ends at its
-# first operation that is not acknowledged.
+# crash_worker W PARENT: lineages wN-K, each created as wN-K, started,
+# renamed wN-Kr, connected to crashnet, stopped and removed; a lineage ends
+# at its first operation that is not acknowledged. It stops when told, or
+# when the scenario (PARENT) is gone: a failed one must not leave it writing.
 crash_worker() {
   set +e
-  local w=$1 j=$WORK/crash/journal.$1 n=0
-  while [ ! -e "$WORK/crash/stop-workers" ]; do
+  local w=$1 parent=$2 j=$WORK/crash/journal.$1 n=0
+  while [ ! -e "$WORK/crash/stop-workers" ] && kill -0 "$parent" 2>/dev/null; do
     n=$((n + 1))
     local a=w$w-$n b=w$w-${n}r
     if crash_step "$j" "$a" 1 crash_cli create --name "$a" -p 127.0.0.1::80 busybox \
@@ -93,7 +94,7 @@ scenario_crash_kill_cycles_lose_nothing_and_leave_nothing() {
 
   local workers=() w
   for w in 1 2 3; do
-    crash_worker "$w" &
+    crash_worker "$w" "$BASHPID" &
     workers+=($!)
   done
   local cycle
