@@ -43,7 +43,8 @@ where
         .map_err(|e| Error::unavailable(format!("network controller: {e}")))
 }
 
-fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
+/// A JSON body; an empty one is the type's default (as dockerd takes it).
+pub(super) fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(T::default());
     }

@@ -168,25 +168,14 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
             .unwrap_or_default()
     };
     let no_commit = || Some(Commit { id: s("") });
-    let count = |paused: bool| {
-        state
-            .containers
-            .values()
-            .filter(|c| {
-                c.status == crate::events::projection::ContainerStatus::Running
-                    && c.paused == paused
-            })
-            .count() as i64
-    };
-    let (running, paused) = (count(false), count(true));
+    let (running, paused, stopped) = state.container_counts();
 
     Json(SystemInfo {
         id: state.engine.id.clone(),
-        // dockerd's counts: a created container is a stopped one.
         containers: Some(state.containers.len() as i64),
-        containers_running: Some(running),
-        containers_paused: Some(paused),
-        containers_stopped: Some(state.containers.len() as i64 - running - paused),
+        containers_running: Some(running as i64),
+        containers_paused: Some(paused as i64),
+        containers_stopped: Some(stopped as i64),
         images: Some(state.images.len() as i64),
         driver: Some(cfg.storage_driver.clone()),
         driver_status: Some(vec![

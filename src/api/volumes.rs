@@ -67,18 +67,8 @@ struct CreateBody {
     labels: Option<HashMap<String, String>>,
 }
 
-fn sorted(map: HashMap<String, String>) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = map.into_iter().collect();
-    v.sort();
-    v
-}
-
 async fn create(State(ctx): State<ApiContext>, body: axum::body::Bytes) -> Result<Response<Body>> {
-    let req: CreateBody = if body.iter().all(|b| b.is_ascii_whitespace()) {
-        CreateBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?
-    };
+    let req: CreateBody = super::networks::json_body(&body)?;
     let want = VolumeWant {
         name: req.name.filter(|n| !n.is_empty()),
         anonymous: false,
@@ -86,8 +76,8 @@ async fn create(State(ctx): State<ApiContext>, body: axum::body::Bytes) -> Resul
             .driver
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| volumes::LOCAL.into()),
-        options: req.driver_opts.map(sorted),
-        labels: req.labels.map(sorted),
+        options: req.driver_opts.map(volumes::sorted_pairs),
+        labels: req.labels.map(volumes::sorted_pairs),
     };
     let v = ask(&ctx, CreateVolume(want)).await??;
     Ok(Response::builder()
@@ -95,11 +85,6 @@ async fn create(State(ctx): State<ApiContext>, body: axum::body::Bytes) -> Resul
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(volumes::inspect(&v).to_string()))
         .unwrap_or_default())
-}
-
-fn flag(q: &HashMap<String, String>, k: &str) -> bool {
-    q.get(k)
-        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"))
 }
 
 async fn remove(
@@ -111,7 +96,7 @@ async fn remove(
         &ctx,
         RemoveVolume {
             name,
-            force: flag(&q, "force"),
+            force: super::containers::flag(&q, "force"),
         },
     )
     .await??;

@@ -368,19 +368,16 @@ fn parse_mount(m: &Mount, exists: &dyn Fn(&str) -> bool) -> Result<Planned> {
                 .name
                 .filter(|d| !d.is_empty())
                 .unwrap_or_else(|| crate::volumes::LOCAL.into());
-            let sorted = |map: Option<std::collections::HashMap<String, String>>| {
-                let mut v: Vec<(String, String)> = map.unwrap_or_default().into_iter().collect();
-                v.sort();
-                v
-            };
             Ok(Planned {
                 name: source,
                 mode: "z".into(),
                 read_only: m.read_only.unwrap_or(false),
                 copy_data: !opts.no_copy.unwrap_or(false),
                 driver,
-                volume_options: sorted(driver_config.options),
-                volume_labels: sorted(opts.labels),
+                volume_options: crate::volumes::sorted_pairs(
+                    driver_config.options.unwrap_or_default(),
+                ),
+                volume_labels: crate::volumes::sorted_pairs(opts.labels.unwrap_or_default()),
                 ..Planned::at(Kind::Volume, &target)
             })
         }

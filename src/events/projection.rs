@@ -232,6 +232,22 @@ impl State {
         }
     }
 
+    /// Containers (running, paused, stopped) as `docker info` counts them:
+    /// a created container is a stopped one.
+    pub fn container_counts(&self) -> (usize, usize, usize) {
+        let (mut running, mut paused) = (0, 0);
+        for c in self.containers.values() {
+            if c.status == ContainerStatus::Running {
+                if c.paused {
+                    paused += 1;
+                } else {
+                    running += 1;
+                }
+            }
+        }
+        (running, paused, self.containers.len() - running - paused)
+    }
+
     /// A volume by name, with dockerd's words when there is none.
     pub fn volume(&self, name: &str) -> crate::error::Result<&VolumeRecord> {
         self.volumes

@@ -13,6 +13,13 @@ use crate::events::projection::{State, VolumeRecord};
 /// The one driver this berthd has.
 pub const LOCAL: &str = "local";
 
+/// A map as sorted pairs (what the volume events record).
+pub fn sorted_pairs(map: HashMap<String, String>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = map.into_iter().collect();
+    v.sort();
+    v
+}
+
 /// dockerd's RestrictedNamePattern, `^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`: what a
 /// local volume's name may be (and a container's: containers/ uses it too).
 pub fn restricted_name(name: &str) -> bool {
