@@ -24,7 +24,10 @@ scenario_a_named_volume_keeps_its_data_across_containers_and_restarts() {
     "local None None local $(vol_path nv made) 20"
   expect_eq "$(d nv volume inspect --format '{{json .Labels}} {{json .Options}}' data)" "null null"
   stop_berthd nv
+  # A volume directory no volume names (a create cut by a kill) goes at start.
+  mkdir -p "$(vol_path nv stray)" && touch "$(vol_path nv stray)/f"
   start_berthd nv --registry-mirror "http://$REG"
+  [ ! -e "$WORK/nv/data/volumes/stray" ] || fail "a stray volume directory stayed"
   expect_eq "$(d nv volume ls)" "DRIVER    VOLUME NAME
 local     data
 local     made"

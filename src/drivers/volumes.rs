@@ -522,6 +522,27 @@ mod tests {
         std::fs::create_dir_all(&other).expect("mkdir");
         copy_up(&rootfs, "/etc/link", &other).expect("skipped");
         assert!(std::fs::read_dir(&other).expect("read").next().is_none());
+        // A symlink put in the volume's place while it is filled (a container
+        // sharing it): the copy fails, nothing lands where it points.
+        let outside = root.join("outside");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        let planted = root.join("planted");
+        std::fs::create_dir_all(&planted).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, planted.join("sub")).expect("symlink");
+        let src = rustix::fs::open(
+            rootfs.join("etc"),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("open");
+        let dst = rustix::fs::open(
+            &planted,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .expect("open");
+        assert!(copy_dir(src.as_fd(), dst.as_fd()).is_err());
+        assert!(std::fs::read_dir(&outside).expect("read").next().is_none());
         let _ = std::fs::remove_dir_all(&root);
     }
 }
