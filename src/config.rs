@@ -13,6 +13,17 @@ use tracing::warn;
 
 use crate::error::{Error, Result};
 
+/// The name of the built-in runtime in HostConfig.Runtime and `docker info`:
+/// runc's, as dockerd's default is named. It drives containers with runc's
+/// command line and semantics, and clients compare these fields with "runc"
+/// (e.g. `docker info --format '{{.DefaultRuntime}}'` in scripts, moby's and
+/// docker-py's tests); a host's runc binary is one more runtime in
+/// daemon.json, under a name of its own.
+pub const BUILTIN_RUNTIME: &str = "runc";
+
+/// The built-in runtime's name in containers created before it took runc's.
+pub const EARLIER_BUILTIN_RUNTIME: &str = "berth";
+
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
@@ -344,6 +355,13 @@ impl Config {
                 .map_err(|e| Error::invalid(format!("invalid events-retention {s:?}: {e}")))?,
             None => Default::default(),
         };
+        let runtimes = file.runtimes.unwrap_or_default();
+        if runtimes.contains_key(BUILTIN_RUNTIME) {
+            return Err(Error::invalid(format!(
+                "runtime name '{}' is reserved",
+                BUILTIN_RUNTIME
+            )));
+        }
         let pick = |flag: Vec<String>, file: Option<Vec<String>>| {
             if flag.is_empty() {
                 file.unwrap_or_default()
@@ -372,7 +390,7 @@ impl Config {
                 .max_concurrent_downloads
                 .or(file.max_concurrent_downloads)
                 .unwrap_or(3),
-            runtimes: file.runtimes.unwrap_or_default(),
+            runtimes,
             tls,
             pidfile: flags.pidfile.or(file.pidfile),
             group: flags.group.or(file.group),
@@ -530,6 +548,19 @@ mod tests {
         assert_eq!(cfg.runtimes["crun"].path, "/usr/bin/crun");
         assert_eq!(cfg.default_address_pools[0].size, 24);
         assert_eq!(cfg.storage_driver, "overlay2");
+    }
+
+    #[test]
+    fn runcs_name_is_the_built_in_runtimes() {
+        let err = load(
+            &[],
+            Some(r#"{"runtimes":{"runc":{"path":"/usr/sbin/runc"}}}"#),
+        )
+        .expect_err("reserved");
+        assert!(
+            err.to_string().contains("runtime name 'runc' is reserved"),
+            "{err}"
+        );
     }
 
     #[test]

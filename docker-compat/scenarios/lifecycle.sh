@@ -130,7 +130,13 @@ scenario_runc_and_runtimes_from_daemon_json_run_the_same_bundle() {
   echo '{"runtimes":{"myrunc":{"path":"'"$(command -v runc || echo /usr/sbin/runc)"'"}}}' > "$WORK/rt/daemon.json"
   start_with_busybox rt
   expect_eq "$(d rt run --rm busybox echo berth)" "berth"
+  # The built-in runtime answers to runc's name, as dockerd's default does;
+  # the host's runc is one more runtime of daemon.json's.
   expect_eq "$(d rt run --rm --runtime runc busybox echo runc)" "runc"
+  d rt create --name dr busybox true >/dev/null
+  expect_eq "$(d rt inspect -f '{{.HostConfig.Runtime}}' dr)" "runc"
+  expect_eq "$(d rt info --format '{{.DefaultRuntime}}')" "runc"
+  d rt rm dr >/dev/null
   d rt run -d --name mr --runtime myrunc busybox sleep 300 >/dev/null
   expect_eq "$(d rt inspect -f '{{.HostConfig.Runtime}} {{.State.Status}}' mr)" "myrunc running"
   # exec, pause and stop go through the container's own runtime.

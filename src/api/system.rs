@@ -17,6 +17,7 @@ use bollard_stubs::models::{
 use super::context::ApiContext;
 use super::version::{ApiVersion, CURRENT_STR, MIN_STR};
 use crate::buildinfo;
+use crate::config::BUILTIN_RUNTIME;
 
 pub fn routes() -> Router<ApiContext> {
     Router::new()
@@ -145,10 +146,10 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
         })
         .collect();
     runtimes.insert(
-        "berth".into(),
+        BUILTIN_RUNTIME.into(),
         Runtime {
             path: s("berthd"),
-            runtime_args: None,
+            runtime_args: Some(vec!["runtime".into()]),
             status: None,
         },
     );
@@ -232,7 +233,7 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
         experimental_build: Some(false),
         server_version: s(buildinfo::VERSION),
         runtimes: Some(runtimes),
-        default_runtime: s("berth"),
+        default_runtime: s(BUILTIN_RUNTIME),
         swarm: Some(SwarmInfo {
             node_id: s(""),
             node_addr: s(""),

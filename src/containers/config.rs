@@ -7,7 +7,7 @@ use bollard_stubs::models::{
     RestartPolicyNameEnum,
 };
 
-use crate::drivers::exec::runtime::BUILTIN_RUNTIME;
+use crate::config::BUILTIN_RUNTIME;
 use crate::drivers::exec::spec::{MASKED_PATHS, READONLY_PATHS};
 use crate::error::{Error, Result};
 

@@ -10,12 +10,12 @@ pub struct RuntimeCommand {
     pub shim: PathBuf,
     /// The built-in runtime's command line up to its subcommand.
     pub runtime: Vec<String>,
-    /// Other runtimes by name (daemon.json `runtimes`, and runc when it is
-    /// installed), each with its own state root under the exec root.
+    /// Other runtimes by name (daemon.json `runtimes`), each with its own
+    /// state root under the exec root.
     pub others: std::collections::BTreeMap<String, Vec<String>>,
 }
 
-pub use crate::drivers::exec::runtime::BUILTIN_RUNTIME;
+pub use crate::config::{BUILTIN_RUNTIME, EARLIER_BUILTIN_RUNTIME};
 
 impl RuntimeCommand {
     /// berth-shim beside berthd, driving `berthd runtime` (libcontainer) with
@@ -28,13 +28,6 @@ impl RuntimeCommand {
         let exe = std::env::current_exe().context("finding berthd")?;
         let root = |name: &str| exec_root.join("runtimes").join(name).display().to_string();
         let mut others = std::collections::BTreeMap::new();
-        // As dockerd, runc is there without configuration (when installed).
-        if let Some(runc) = find_in_path("runc") {
-            others.insert(
-                "runc".to_string(),
-                vec![runc, "--root".into(), root("runc")],
-            );
-        }
         for (name, r) in configured {
             let mut argv = vec![r.path.clone()];
             argv.extend(r.runtime_args.iter().cloned());
@@ -55,7 +48,7 @@ impl RuntimeCommand {
 
     /// The command line of the runtime `name` (empty: the built-in one).
     pub fn argv(&self, name: &str) -> Option<&Vec<String>> {
-        if name.is_empty() || name == BUILTIN_RUNTIME {
+        if name.is_empty() || name == BUILTIN_RUNTIME || name == EARLIER_BUILTIN_RUNTIME {
             return Some(&self.runtime);
         }
         self.others.get(name)
@@ -70,13 +63,4 @@ impl RuntimeCommand {
         self.argv(&name)
             .ok_or_else(|| Error::invalid(format!("unknown or invalid runtime name: {name}")))
     }
-}
-
-pub(super) fn find_in_path(binary: &str) -> Option<String> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/bin".into()])
-        .map(|d| d.join(binary))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
 }

@@ -22,9 +22,6 @@ use libcontainer::container::Container;
 use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
 
-/// The name of the built-in runtime in HostConfig.Runtime and `docker info`.
-pub const BUILTIN_RUNTIME: &str = "berth";
-
 #[derive(Default)]
 struct Args {
     root: PathBuf,
