@@ -125,12 +125,15 @@ fn run(a: &Args) -> Result<(), String> {
     match a.command.as_str() {
         "create" => {
             let bundle = a.bundle.clone().ok_or("create: --bundle is required")?;
-            let bpf = oci_spec::runtime::Spec::load(bundle.join("config.json"))
-                .ok()
-                .and_then(|spec| compiled_program(&spec));
+            let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
+            let bpf = spec.as_ref().and_then(compiled_program);
+            let (init_bundle, lent) = match (&spec, &bpf) {
+                (Some(spec), Some(_)) => lend_seccomp_caps(spec, &bundle)?,
+                _ => (bundle, Vec::new()),
+            };
             builder(a)?
-                .with_executor(SeccompExecutor { bpf })
-                .as_init(bundle)
+                .with_executor(SeccompExecutor { bpf, lent })
+                .as_init(init_bundle)
                 .with_systemd(false)
                 .with_detach(true)
                 .build()
@@ -180,16 +183,53 @@ mod tests {
         assert!(parse(&args("--nope x")).is_err());
         assert!(parse(&args("--root")).is_err());
     }
+
+    fn process(
+        caps: &[oci_spec::runtime::Capability],
+        nnp: Option<bool>,
+    ) -> oci_spec::runtime::Process {
+        let set: oci_spec::runtime::Capabilities = caps.iter().copied().collect();
+        let mut sets = oci_spec::runtime::LinuxCapabilities::default();
+        sets.set_bounding(Some(set.clone()))
+            .set_effective(Some(set.clone()))
+            .set_permitted(Some(set));
+        let mut p = oci_spec::runtime::Process::default();
+        p.set_capabilities(Some(sets)).set_no_new_privileges(nnp);
+        p
+    }
+
+    #[test]
+    fn the_init_borrows_only_what_the_install_lacks() {
+        use oci_spec::runtime::Capability::{Chown, Setpcap, SysAdmin};
+        let lent = to_lend(&process(&[Chown, Setpcap], None));
+        assert_eq!(
+            lent,
+            [Lent {
+                cap: caps::Capability::CAP_SYS_ADMIN,
+                bounding: true,
+                effective: true,
+                permitted: true
+            }]
+        );
+        assert_eq!(to_lend(&process(&[Chown], Some(false))).len(), 2);
+        assert!(to_lend(&process(&[Chown], Some(true))).is_empty());
+        assert!(to_lend(&process(&[Chown, SysAdmin], None)).is_empty());
+    }
 }
 
 /// Installs the compiled program the daemon named (bundle::SECCOMP_PROGRAM)
 /// just before the container's command, so that libcontainer's init does not
-/// compile the profile again at every start. Capabilities are dropped by
-/// then, so when the process lacks CAP_SYS_ADMIN the kernel takes a filter
-/// only with no_new_privs set (a no-op for root, the only user it is for).
+/// compile the profile again at every start.
+///
+/// Without CAP_SYS_ADMIN the kernel takes a filter only from a process with
+/// no_new_privs, which a container must not show (dockerd's shows
+/// `NoNewPrivs: 0`; runc loads the filter before it drops capabilities). So
+/// the init keeps the capabilities it needs for that (`lent`) through
+/// libcontainer's drop, installs the filter, and then gives them back here.
 #[derive(Clone)]
 struct SeccompExecutor {
     bpf: Option<Vec<u8>>,
+    lent: Vec<Lent>,
 }
 
 impl libcontainer::workload::Executor for SeccompExecutor {
@@ -197,10 +237,11 @@ impl libcontainer::workload::Executor for SeccompExecutor {
         &self,
         spec: &oci_spec::runtime::Spec,
     ) -> Result<(), libcontainer::workload::ExecutorError> {
+        use libcontainer::workload::ExecutorError;
         if let Some(bpf) = &self.bpf {
-            super::seccomp_bpf::install(bpf)
-                .map_err(libcontainer::workload::ExecutorError::Other)?;
+            super::seccomp_bpf::install(bpf).map_err(ExecutorError::Other)?;
         }
+        give_back(&self.lent).map_err(ExecutorError::Other)?;
         libcontainer::workload::default::DefaultExecutor {}.exec(spec)
     }
 
@@ -210,6 +251,113 @@ impl libcontainer::workload::Executor for SeccompExecutor {
     ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
         libcontainer::workload::default::DefaultExecutor {}.validate(spec)
     }
+}
+
+/// A capability added to the init's spec for the install, and the sets it
+/// was added to (those it must leave again).
+#[derive(Clone, Debug, PartialEq)]
+struct Lent {
+    cap: caps::Capability,
+    bounding: bool,
+    effective: bool,
+    permitted: bool,
+}
+
+/// The capabilities the init borrows for installing the filter: CAP_SYS_ADMIN
+/// (seccomp without no_new_privs) and CAP_SETPCAP (to drop them again from
+/// the bounding set).
+const BORROWED: [oci_spec::runtime::Capability; 2] = [
+    oci_spec::runtime::Capability::SysAdmin,
+    oci_spec::runtime::Capability::Setpcap,
+];
+
+/// What the init must borrow: each of BORROWED its sets lack. Nothing when
+/// it has CAP_SYS_ADMIN already, or asks for no_new_privs.
+fn to_lend(process: &oci_spec::runtime::Process) -> Vec<Lent> {
+    use libcontainer::capabilities::CapabilityExt;
+    let Some(sets) = process.capabilities() else {
+        return Vec::new();
+    };
+    if process.no_new_privileges() == Some(true) {
+        return Vec::new();
+    }
+    let lacks = |s: &Option<oci_spec::runtime::Capabilities>, c: &oci_spec::runtime::Capability| {
+        !s.as_ref().is_some_and(|s| s.contains(c))
+    };
+    let lent: Vec<Lent> = BORROWED
+        .iter()
+        .map(|c| Lent {
+            cap: c.to_cap(),
+            bounding: lacks(sets.bounding(), c),
+            effective: lacks(sets.effective(), c),
+            permitted: lacks(sets.permitted(), c),
+        })
+        .filter(|l| l.bounding || l.effective || l.permitted)
+        .collect();
+    if lent
+        .iter()
+        .any(|l| l.cap == caps::Capability::CAP_SYS_ADMIN)
+    {
+        lent
+    } else {
+        Vec::new()
+    }
+}
+
+/// When the init must borrow capabilities, writes `<bundle>/init/config.json`:
+/// the spec with BORROWED in its bounding, effective and permitted sets.
+/// Returns the bundle libcontainer should read and what to give back. The
+/// bundle's own config.json stays as the daemon wrote it (execs read it).
+fn lend_seccomp_caps(
+    spec: &oci_spec::runtime::Spec,
+    bundle: &std::path::Path,
+) -> Result<(PathBuf, Vec<Lent>), String> {
+    let Some(process) = spec.process() else {
+        return Ok((bundle.to_path_buf(), Vec::new()));
+    };
+    let lent = to_lend(process);
+    let Some(sets) = process.capabilities().clone().filter(|_| !lent.is_empty()) else {
+        return Ok((bundle.to_path_buf(), Vec::new()));
+    };
+    let with_borrowed = |s: &Option<oci_spec::runtime::Capabilities>| {
+        let mut s = s.clone().unwrap_or_default();
+        s.extend(BORROWED);
+        Some(s)
+    };
+    let mut widened = sets.clone();
+    widened
+        .set_bounding(with_borrowed(sets.bounding()))
+        .set_effective(with_borrowed(sets.effective()))
+        .set_permitted(with_borrowed(sets.permitted()));
+    let mut process = process.clone();
+    process.set_capabilities(Some(widened));
+    let mut init = spec.clone();
+    init.set_process(Some(process));
+    let dir = bundle.join("init");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    init.save(dir.join("config.json"))
+        .map_err(|e| format!("writing the init's spec: {e}"))?;
+    Ok((dir, lent))
+}
+
+/// Gives back what the init borrowed: the bounding set first (that needs
+/// CAP_SETPCAP still effective), then the effective and permitted sets.
+fn give_back(lent: &[Lent]) -> Result<(), String> {
+    use caps::CapSet;
+    let drop = |set: CapSet, l: &Lent| {
+        caps::drop(None, set, l.cap)
+            .map_err(|e| format!("dropping {} from the {set:?} set: {e}", l.cap))
+    };
+    for l in lent.iter().filter(|l| l.bounding) {
+        drop(CapSet::Bounding, l)?;
+    }
+    for l in lent.iter().filter(|l| l.effective) {
+        drop(CapSet::Effective, l)?;
+    }
+    for l in lent.iter().filter(|l| l.permitted) {
+        drop(CapSet::Permitted, l)?;
+    }
+    Ok(())
 }
 
 /// The program the daemon compiled for this container (bundle::SECCOMP_PROGRAM).
