@@ -55,6 +55,7 @@ fn resources_of(h: HostConfig) -> oci_spec::runtime::LinuxResources {
         sandbox: &Default::default(),
         remap: None,
         mounts: &[],
+        namespaces: &Default::default(),
     })
     .unwrap();
     serde_json::from_value(spec["linux"]["resources"].clone())

@@ -379,7 +379,8 @@ impl ContainerService {
             .and_then(|v| serde_json::from_value(v.get("config")?.clone()).ok())
             .unwrap_or_default();
         let id = new_id(state)?;
-        let merged = merge(body, &image_config, &id);
+        let mut merged = merge(body, &image_config, &id);
+        crate::containers::namespaces::name_donors(&mut merged, state)?;
         let mounts = crate::containers::mounts::plan_create(&merged, state)?;
         let attachments = crate::networks::spec::create_attachments(state, &merged)?;
         crate::networks::ports::requests(&merged)?;

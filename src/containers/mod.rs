@@ -12,6 +12,7 @@ pub mod health;
 pub mod logs;
 pub mod mounts;
 pub mod names;
+pub mod namespaces;
 pub mod render;
 pub mod restart;
 pub mod stats;

@@ -270,8 +270,8 @@ pub fn create_attachments(
         .as_ref()
         .and_then(|n| n.endpoints_config.clone())
         .unwrap_or_default();
-    if let Some(other) = mode.strip_prefix("container:") {
-        state.container(other)?;
+    if mode.starts_with("container:") {
+        // The donor is looked for at start, as dockerd does.
         if !configs.is_empty() {
             return Err(Error::invalid(
                 "conflicting options: container type network can't be used with other networks",

@@ -33,8 +33,7 @@ impl ContainerActor {
                     error: "the container's shim ended without an exit status".into(),
                 });
             release_network(&rt, &id).await;
-            rt.layers.unmount_rw(&id);
-            crate::drivers::userns::release(&rt.exec_root, &id);
+            bundle::release(&rt.layers, &rt.exec_root, &rt.containers_dir.join(&id), &id);
             let _ = std::fs::remove_dir_all(&dir);
             if let Err(e) = append(
                 &rt.events,
@@ -177,8 +176,7 @@ pub async fn remove_container(rt: &Runtime, id: &str, volumes: bool) -> Result<(
             .await;
     }
     rt.execs.forget_container(id);
-    rt.layers.unmount_rw(id);
-    crate::drivers::userns::release(&rt.exec_root, id);
+    bundle::release(&rt.layers, &rt.exec_root, &rt.containers_dir.join(id), id);
     if let Err(e) = rt.layers.remove_rw(id) {
         warn!(container = %id, error = %e, "removing the container layer");
     }

@@ -62,8 +62,12 @@ impl Leftovers {
             } else {
                 // A start cut before it wrote its bundle may have mounted the
                 // rootfs or made the user namespace already.
-                self.layers.unmount_rw(&c.id);
-                crate::drivers::userns::release(&self.exec_root, &c.id);
+                crate::drivers::exec::bundle::release(
+                    &self.layers,
+                    &self.exec_root,
+                    &self.containers_dir.join(&c.id),
+                    &c.id,
+                );
             }
         }
         for id in self.unknown_ids(state) {
@@ -193,8 +197,12 @@ impl Leftovers {
     /// namespace and the bundle. (The network namespace and the rules go
     /// with the network controller's start.)
     fn take_back(&self, id: &str, dir: &Path) {
-        self.layers.unmount_rw(id);
-        crate::drivers::userns::release(&self.exec_root, id);
+        crate::drivers::exec::bundle::release(
+            &self.layers,
+            &self.exec_root,
+            &self.containers_dir.join(id),
+            id,
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

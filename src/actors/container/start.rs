@@ -108,7 +108,16 @@ impl ContainerActor {
             let body = crate::containers::render::body(&c);
             let runtime = rt.command.of(&c)?.clone();
             let sandbox_at = std::time::Instant::now();
-            let userns = make_userns(&rt, &id, &body).await;
+            let namespaces = crate::containers::namespaces::plan(
+                &body,
+                &rt.projection.current(),
+                &rt.containers_dir,
+                &id,
+            );
+            let userns = match &namespaces {
+                Ok(_) => make_userns(&rt, &id, &body).await,
+                Err(e) => Err(e.clone()),
+            };
             let sandbox = match userns {
                 Ok(userns) => rt
                     .network
@@ -127,8 +136,8 @@ impl ContainerActor {
                 Ok(sandbox) => mounts_of(&rt, &c).await.map(|m| (sandbox, m)),
                 Err(e) => Err(e),
             };
-            let prep = match sandbox {
-                Ok((sandbox, mounts)) => {
+            let prep = match sandbox.and_then(|(s, m)| namespaces.map(|n| (s, m, n))) {
+                Ok((sandbox, mounts, namespaces)) => {
                     let (rt, id, body) = (rt.clone(), id.clone(), body.clone());
                     tokio::task::spawn_blocking(move || {
                         let rotation = crate::containers::config::log_rotation_of(&body)?;
@@ -144,6 +153,7 @@ impl ContainerActor {
                             rotation,
                             crate::containers::health::check(&body),
                             &mounts,
+                            &namespaces,
                         )
                     })
                     .await
@@ -239,8 +249,7 @@ pub(super) async fn start_failed(
     e: &str,
 ) -> Error {
     release_network(rt, id).await;
-    rt.layers.unmount_rw(id);
-    crate::drivers::userns::release(&rt.exec_root, id);
+    bundle::release(&rt.layers, &rt.exec_root, &rt.containers_dir.join(id), id);
     let _ = std::fs::remove_dir_all(bundle_dir);
     let msg = runtime_words(e);
     let code =

@@ -83,30 +83,86 @@ pub fn prepare(
     log_rotation: (u64, u32),
     health: Option<HealthCheck>,
     mounts: &[spec::Mount],
+    namespaces: &spec::Namespaces,
 ) -> Result<Bundle> {
     let remap = layers
         .remap()
         .filter(|_| crate::drivers::userns::private(body.host_config.as_ref()))
         .cloned();
     let rootfs = layers.mount_rw(id, remap.is_some())?;
-    let made = write(
-        id,
-        body,
-        &rootfs,
-        exec_root,
-        container_dir,
-        runtime,
-        init_binary,
-        sandbox,
-        remap.as_deref(),
-        log_rotation,
-        health,
-        mounts,
-    );
+    let made = mount_shareable_shm(body, namespaces, remap.as_deref()).and_then(|()| {
+        write(
+            id,
+            body,
+            &rootfs,
+            exec_root,
+            container_dir,
+            runtime,
+            init_binary,
+            sandbox,
+            remap.as_deref(),
+            log_rotation,
+            health,
+            mounts,
+            namespaces,
+        )
+    });
     if made.is_err() {
-        layers.unmount_rw(id);
+        release(layers, exec_root, container_dir, id);
     }
     made
+}
+
+/// Gives back what a start made on the host before the shim ran it: the
+/// rootfs mount, the user namespace, a shareable /dev/shm.
+pub fn release(layers: &LayerStore, exec_root: &Path, container_dir: &Path, id: &str) {
+    layers.unmount_rw(id);
+    crate::drivers::userns::release(exec_root, id);
+    let shm = shm_dir(container_dir);
+    if nix::mount::umount2(&shm, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+        let _ = std::fs::remove_dir(&shm);
+    }
+}
+
+/// Where a shareable container's /dev/shm tmpfs is mounted on the host.
+pub fn shm_dir(container_dir: &Path) -> PathBuf {
+    container_dir.join("shm")
+}
+
+/// `--ipc shareable`: the /dev/shm tmpfs is mounted on the host, where
+/// containers that join it bind it from, as dockerd does.
+fn mount_shareable_shm(
+    body: &ContainerCreateBody,
+    namespaces: &spec::Namespaces,
+    remap: Option<&crate::drivers::userns::Remap>,
+) -> Result<()> {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let spec::Shm::Shareable(dir) = &namespaces.shm else {
+        return Ok(());
+    };
+    let size = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.shm_size)
+        .filter(|s| *s > 0)
+        .unwrap_or(64 << 20);
+    std::fs::create_dir_all(dir).context(format_args!("creating {}", dir.display()))?;
+    // One left by a start that was cut goes first.
+    let _ = umount2(dir, MntFlags::MNT_DETACH);
+    mount(
+        Some("shm"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,size={size}").as_str()),
+    )
+    .context(format_args!("mounting the shm tmpfs at {}", dir.display()))?;
+    if let Some(r) = remap {
+        let (uid, gid) = r.root();
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .context(format_args!("chown {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn write(
@@ -122,6 +178,7 @@ fn write(
     log_rotation: (u64, u32),
     health: Option<HealthCheck>,
     mounts: &[spec::Mount],
+    namespaces: &spec::Namespaces,
 ) -> Result<Bundle> {
     for m in mounts {
         check_propagation(m)?;
@@ -183,6 +240,7 @@ fn write(
         sandbox,
         remap: remap.map(|r| (r, crate::drivers::userns::userns_path(exec_root, id))),
         mounts,
+        namespaces,
     })?;
     if let Some(r) = remap {
         // As dockerd: the remapped root owns its /etc files.

@@ -226,6 +226,46 @@ fn host_devices(mappings: &[bollard_stubs::models::DeviceMapping]) -> Result<Vec
     Ok(out)
 }
 
+/// `--privileged`: every device node under `dir` (the host's /dev), as runc's
+/// HostDevices lists them for dockerd: the directories of other mounts (pts,
+/// shm, fd, mqueue) and of container managers skipped, and /dev/console,
+/// symlinks and fifos left out.
+fn privileged_devices(dir: &std::path::Path, out: &mut Vec<Value>) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let skip = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+            if !skip.iter().any(|s| name == *s) {
+                privileged_devices(&e.path(), out);
+            }
+            continue;
+        }
+        if name == "console" {
+            continue;
+        }
+        let kind = if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            continue;
+        };
+        out.push(json!({ "path": e.path(), "type": kind,
+            "major": libc::major(meta.rdev()) as i64, "minor": libc::minor(meta.rdev()) as i64,
+            "fileMode": meta.mode() & 0o777, "uid": meta.uid(), "gid": meta.gid() }));
+    }
+}
+
 /// What dockerd masks and makes read-only in /proc and /sys by default.
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/asound",
@@ -296,6 +336,40 @@ pub struct Sandbox {
     pub etc_files: Vec<(String, std::path::PathBuf)>,
 }
 
+/// The container's IPC and PID namespaces and its /dev/shm
+/// (containers::namespaces decides).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    pub ipc: Namespace,
+    pub pid: Namespace,
+    pub shm: Shm,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Namespace {
+    /// A new one.
+    #[default]
+    New,
+    /// The host's.
+    Host,
+    /// Another container's, by its /proc/<pid>/ns/<kind>.
+    Join(std::path::PathBuf),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Shm {
+    /// A tmpfs of ShmSize, the container's own.
+    #[default]
+    Tmpfs,
+    /// A tmpfs of ShmSize mounted at this host path first (bundle::prepare),
+    /// then bound in, so that other containers can bind it too.
+    Shareable(std::path::PathBuf),
+    /// This host directory, bound in (the host's, or a donor's).
+    Bind(std::path::PathBuf),
+    /// No /dev/shm at all (`--ipc none`).
+    Absent,
+}
+
 /// What a mount is made of (the runtime's `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MountKind {
@@ -332,6 +406,7 @@ pub struct SpecInput<'a> {
     pub remap: Option<(&'a crate::drivers::userns::Remap, std::path::PathBuf)>,
     /// Bind and tmpfs mounts, parents first.
     pub mounts: &'a [Mount],
+    pub namespaces: &'a Namespaces,
 }
 
 /// Where `--init` puts the init, as dockerd does.
@@ -406,11 +481,15 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if mode(&h.uts_mode) != "host" {
         namespaces.push(json!({ "type": "uts" }));
     }
-    if mode(&h.pid_mode) != "host" {
-        namespaces.push(json!({ "type": "pid" }));
-    }
-    if mode(&h.ipc_mode) != "host" {
-        namespaces.push(json!({ "type": "ipc" }));
+    for (kind, ns) in [
+        ("pid", &input.namespaces.pid),
+        ("ipc", &input.namespaces.ipc),
+    ] {
+        match ns {
+            Namespace::New => namespaces.push(json!({ "type": kind })),
+            Namespace::Host => {}
+            Namespace::Join(path) => namespaces.push(json!({ "type": kind, "path": path })),
+        }
     }
     let shm = h.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
     let mut mounts = vec![
@@ -423,8 +502,16 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         // the runtime binds each v1 controller's sub-cgroup there.
         json!({ "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"] }),
         json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] }),
-        json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
     ];
+    match &input.namespaces.shm {
+        Shm::Tmpfs => mounts.push(
+            json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")] }),
+        ),
+        Shm::Shareable(path) | Shm::Bind(path) => mounts.push(
+            json!({ "destination": "/dev/shm", "type": "bind", "source": path, "options": ["rbind", "rprivate"] }),
+        ),
+        Shm::Absent => {}
+    }
     for (dest, source) in &input.sandbox.etc_files {
         mounts.push(json!({ "destination": dest, "type": "bind", "source": source, "options": ["rbind", "rprivate"] }));
     }
@@ -545,7 +632,12 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if let Some(sysctls) = &h.sysctls {
         linux["sysctl"] = json!(sysctls);
     }
-    if !devices.is_empty() {
+    if privileged {
+        // The host's devices, and no --device (dockerd ignores them then).
+        let mut nodes = Vec::new();
+        privileged_devices(std::path::Path::new("/dev"), &mut nodes);
+        linux["devices"] = json!(nodes);
+    } else if !devices.is_empty() {
         linux["devices"] = json!(devices.into_iter().map(|(d, _)| d).collect::<Vec<_>>());
     }
     let security_opt = h.security_opt.clone().unwrap_or_default();
@@ -660,6 +752,7 @@ mod tests {
             sandbox: &Default::default(),
             remap: None,
             mounts: &[],
+            namespaces: &Default::default(),
         })
         .unwrap();
         assert_eq!(s["process"]["args"], json!(["echo", "hi"]));
