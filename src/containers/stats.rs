@@ -163,16 +163,58 @@ pub struct Sample {
     pub cpu: Value,
     pub memory: Value,
     pub pids: Value,
+    /// Per interface, as dockerd reports a container with endpoints of its
+    /// own; None for one without (`--network none`, `host`, `container:`).
+    pub networks: Option<Value>,
 }
 
-pub fn sample(cgroup_path: &str) -> Sample {
-    let rel = cgroup_path.trim_start_matches('/');
+/// A sample of the container's cgroups and, for one on networks of its own,
+/// of the interfaces in its network namespace.
+pub fn sample(c: &ContainerRecord) -> Sample {
+    let cgroup = cgroup_path(&c.id);
+    let rel = cgroup.trim_start_matches('/');
+    let mode = crate::containers::render::body(c)
+        .host_config
+        .and_then(|h| h.network_mode)
+        .unwrap_or_default();
+    let own_network = c.pid != 0 && mode != "host" && !mode.starts_with("container:");
     Sample {
         read_ns: crate::clock::now_ns(),
         cpu: cpu_stats(rel),
         memory: memory_stats(rel),
         pids: pids_stats(rel),
+        networks: own_network
+            .then(|| read(&format!("/proc/{}/net/dev", c.pid)))
+            .flatten()
+            .map(|text| interfaces(&text))
+            .filter(|v| v.as_object().is_some_and(|m| !m.is_empty())),
     }
+}
+
+/// /proc/<pid>/net/dev as dockerd's `networks`: each interface but lo.
+fn interfaces(net_dev: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    for line in net_dev.lines().skip(2) {
+        let Some((name, counters)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let n: Vec<u64> = counters
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        if name == "lo" || n.len() < 12 {
+            continue;
+        }
+        out.insert(
+            name.to_string(),
+            json!({
+                "rx_bytes": n[0], "rx_packets": n[1], "rx_errors": n[2], "rx_dropped": n[3],
+                "tx_bytes": n[8], "tx_packets": n[9], "tx_errors": n[10], "tx_dropped": n[11],
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 /// The stats JSON dockerd sends, with `pre` the previous sample (none for the
@@ -189,7 +231,7 @@ pub fn render(id: &str, name: &str, now: &Sample, pre: Option<&Sample>) -> Value
         "io_wait_time_recursive": null, "io_merged_recursive": null,
         "io_time_recursive": null, "sectors_recursive": null,
     });
-    json!({
+    let mut v = json!({
         "read": crate::clock::rfc3339(now.read_ns),
         "preread": preread,
         "pids_stats": now.pids,
@@ -201,7 +243,11 @@ pub fn render(id: &str, name: &str, now: &Sample, pre: Option<&Sample>) -> Value
         "memory_stats": now.memory,
         "name": format!("/{name}"),
         "id": id,
-    })
+    });
+    if let Some(networks) = &now.networks {
+        v["networks"] = networks.clone();
+    }
+    v
 }
 
 /// How often dockerd's collector samples.
@@ -210,15 +256,14 @@ const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// `stream=0`: one sample; unless `one_shot`, a second after a first, so that
 /// the CLI can compute CPU% from the two.
 pub async fn once(c: &ContainerRecord, one_shot: bool) -> Value {
-    let cgroup = cgroup_path(&c.id);
     let pre = if one_shot {
         None
     } else {
-        let first = sample(&cgroup);
+        let first = sample(c);
         tokio::time::sleep(INTERVAL).await;
         Some(first)
     };
-    render(&c.id, &c.name, &sample(&cgroup), pre.as_ref())
+    render(&c.id, &c.name, &sample(c), pre.as_ref())
 }
 
 /// `stream=1`: a JSON line a second, each with the one before as `precpu`,
@@ -237,7 +282,7 @@ pub fn stream(
             if pre.is_some() {
                 tokio::time::sleep(INTERVAL).await;
             }
-            let now = sample(&cgroup_path(&c.id));
+            let now = sample(&c);
             let line = render(&c.id, &c.name, &now, pre.as_ref()).to_string() + "\n";
             let running = projection
                 .current()
@@ -254,13 +299,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn interfaces_but_lo() {
+        let text = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed\n    lo:  10 1 0 0 0 0 0 0  10 1 0 0 0 0 0 0\n  eth0:  266 3 1 2 0 0 0 0  90 4 5 6 0 0 0 0\n";
+        let v = interfaces(text);
+        assert_eq!(
+            v,
+            json!({ "eth0": { "rx_bytes": 266, "rx_packets": 3, "rx_errors": 1, "rx_dropped": 2,
+                              "tx_bytes": 90, "tx_packets": 4, "tx_errors": 5, "tx_dropped": 6 } })
+        );
+    }
+
+    #[test]
     fn keyed_files_and_the_host_cpu() {
         let m = keyed("cache 4096\nrss 8192\nbad x\n");
         assert_eq!(m.get("rss"), Some(&json!(8192)));
         assert!(!m.contains_key("bad"));
         let (total, cpus) = host_cpu();
         assert!(total > 0 && cpus >= 1);
-        let now = sample("/berth/no-such-container");
+        let c = ContainerRecord {
+            id: "no-such-container".into(),
+            ..Default::default()
+        };
+        let now = sample(&c);
+        assert!(now.networks.is_none());
         let v = render("abc", "web", &now, None);
         assert_eq!(v["name"], "/web");
         assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
