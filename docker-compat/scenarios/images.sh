@@ -113,7 +113,31 @@ scenario_load_a_docker_archive() {
   local out
   echo "not a tar" > "$WORK/load/bad.tar"
   if out=$(d load load -i "$WORK/load/bad.tar" 2>&1); then fail "a bad archive was loaded"; fi
-  expect_contains "$out" "invalid image archive"
+  expect_eq "$out" "Error processing tar file(exit status 1): unexpected EOF"
+  # One cut short (its entries' data run past the end), as dockerd words it.
+  head -c 300000 "$WORK/load/bb.tar" > "$WORK/load/cut.tar"
+  if out=$(d load load -i "$WORK/load/cut.tar" 2>&1); then fail "a cut archive was loaded"; fi
+  expect_eq "$out" "Error processing tar file(exit status 1): unexpected EOF"
+  # A tar that is no image archive: the error ends a 200 stream.
+  tar cf "$WORK/load/plain.tar" -C "$WORK/load" bad.tar
+  expect_eq "$(api load -w ' %{http_code}' -X POST --data-binary @"$WORK/load/plain.tar" http://berth/images/load)" \
+    '{"errorDetail":{"message":"invalid image archive: neither manifest.json nor index.json found"},"error":"invalid image archive: neither manifest.json nor index.json found"}
+ 200'
+  # docker-py: images.load raises ImageLoadError on that (not APIError), and
+  # get_image's chunks go straight to load_image (chunked).
+  local py
+  py=$(py_client docker-py) || { fail "installing docker-py"; return 1; }
+  expect_eq "$("$py" - "unix://$(sock load)" <<'PY'
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1], version="1.41")
+try:
+    c.images.load(b"abc")
+except docker.errors.ImageLoadError as e:
+    print("ImageLoadError:", e)
+print(list(c.api.load_image(c.api.get_image("loaded:1"))))
+PY
+)" "ImageLoadError: Error processing tar file(exit status 1): unexpected EOF
+[{'stream': 'Loaded image: loaded:1\n'}]"
 }
 
 scenario_save_rmi_load_round_trip() {

@@ -203,11 +203,16 @@ fn progress_line(item: &PullItem) -> String {
             }
             v
         }
-        Err(e) => {
-            serde_json::json!({ "errorDetail": { "message": e.message() }, "error": e.message() })
-        }
+        Err(e) => return error_line(e.message()) + "\r\n",
     };
     v.to_string() + "\r\n"
+}
+
+/// The line a JSON stream ends with on an error, in dockerd's key order
+/// (serde_json's map would sort them).
+fn error_line(message: &str) -> String {
+    let m = serde_json::Value::from(message).to_string();
+    format!("{{\"errorDetail\":{{\"message\":{m}}},\"error\":{m}}}")
 }
 
 async fn create(
@@ -624,11 +629,15 @@ async fn save(ctx: &ApiContext, names: Vec<String>) -> Result<Response<Body>> {
 async fn load(State(ctx): State<ApiContext>, body: Body) -> Result<Response<Body>> {
     let spooled = spool(&ctx, "load", body.into_data_stream()).await?;
     let result = ask(&ctx, LoadImages { archive: spooled }).await;
-    let lines = result??;
-    let body: String = lines
-        .iter()
-        .map(|l| serde_json::json!({ "stream": format!("{l}\n") }).to_string() + "\n")
-        .collect();
+    // dockerd streams from the start: an archive it cannot load is a 200
+    // whose last line is the error (docker-py raises ImageLoadError on it).
+    let body: String = match result? {
+        Ok(lines) => lines
+            .iter()
+            .map(|l| serde_json::json!({ "stream": format!("{l}\n") }).to_string() + "\n")
+            .collect(),
+        Err(e) => error_line(e.message()) + "\n",
+    };
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from(body))

@@ -73,14 +73,35 @@ fn clean(path: &str) -> String {
     path.trim_start_matches("./").to_string()
 }
 
+/// A tar stream that cannot be read, in the words dockerd's untar gives
+/// (Go's archive/tar behind "Error processing tar file").
+fn unreadable(e: std::io::Error) -> Error {
+    let why = if e.kind() == std::io::ErrorKind::UnexpectedEof
+        || e.to_string().contains("failed to read entire block")
+    {
+        "unexpected EOF"
+    } else {
+        "archive/tar: invalid tar header"
+    };
+    Error::invalid(format!("Error processing tar file(exit status 1): {why}"))
+}
+
 fn index(path: &Path) -> Result<Index> {
     let file =
         File::open(path).map_err(|e| Error::internal(format!("opening the archive: {e}")))?;
+    let length = file
+        .metadata()
+        .map_err(|e| Error::internal(format!("reading the archive: {e}")))?
+        .len();
     let mut archive = tar::Archive::new(file);
     let mut files = HashMap::new();
     let mut small = HashMap::new();
-    for entry in archive.entries_with_seek().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
+    for entry in archive.entries_with_seek().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        // Entries are sought past, not read: a file cut short shows here.
+        if entry.raw_file_position() + entry.size() > length {
+            return Err(unreadable(std::io::ErrorKind::UnexpectedEof.into()));
+        }
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
