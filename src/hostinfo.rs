@@ -43,11 +43,7 @@ impl HostInfo {
                 .unwrap_or_default()
         };
         let (operating_system, os_version) = os_release();
-        let cgroup_version = if fs_magic(Path::new("/sys/fs/cgroup")) == Some(CGROUP2_SUPER_MAGIC) {
-            "2"
-        } else {
-            "1"
-        };
+        let cgroup_version = if cgroup_v2() { "2" } else { "1" };
         HostInfo {
             hostname: field(|u| u.nodename()),
             kernel_version: field(|u| u.release()),
@@ -95,6 +91,11 @@ fn os_release() -> (String, String) {
         get("PRETTY_NAME").unwrap_or_else(|| "Linux".into()),
         get("VERSION_ID").unwrap_or_default(),
     )
+}
+
+/// Whether /sys/fs/cgroup is the unified (v2) hierarchy.
+pub fn cgroup_v2() -> bool {
+    fs_magic(Path::new("/sys/fs/cgroup")) == Some(CGROUP2_SUPER_MAGIC)
 }
 
 fn fs_magic(path: &Path) -> Option<i64> {

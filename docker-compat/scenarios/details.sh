@@ -29,6 +29,8 @@ ${id:0:12}"
   out=$(d dt logs quiet 2>&1) && fail "read the logs of a none driver"
   expect_eq "$out" "Error response from daemon: configured logging driver does not support reading"
   expect_eq "$(api dt -o /dev/null -w '%{http_code}' "http://berth/containers/quiet/logs?stdout=1")" "501"
+  out=$(d dt run --rm --log-driver bogus busybox true 2>&1) && fail "an unknown log driver was accepted"
+  expect_contains "$out" 'error looking up logging plugin bogus: plugin "bogus" not found'
   # Enums in dockerd's words, not serde's.
   create_says() {
     expect_eq "$(api dt -H 'Content-Type: application/json' -d "$1" http://berth/containers/create)" "{\"message\":\"$2\"}"

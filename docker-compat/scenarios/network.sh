@@ -87,7 +87,15 @@ scenario_net_user_network_create_ls_inspect_rm() {
   expect_contains "$out" "failed to allocate gateway (10.99.99.1): Requested address is out of range"
   expect_contains "$out" " 400"
   if out=$(d nu run --rm --network nosuch busybox true 2>&1); then fail "an unknown network was accepted"; fi
-  expect_contains "$out" "network nosuch not found"
+  # As dockerd: the create goes through and the start fails (a 404 at
+  # create would make the CLI pull the image first).
+  expect_eq "$out" "docker: Error response from daemon: network nosuch not found
+
+Run 'docker run --help' for more information"
+  d nu create --name nonet --network nosuch busybox true >/dev/null
+  expect_eq "$(api nu -w ' %{http_code}' -X POST http://x/containers/nonet/start)" '{"message":"network nosuch not found"} 404'
+  expect_eq "$(d nu inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.State.Error}}' nonet)" "created 128 network nosuch not found"
+  d nu rm nonet >/dev/null
   if out=$(d nu network rm bridge 2>&1); then fail "bridge was removed"; fi
   expect_contains "$out" "pre-defined network"
   d nu network rm front back >/dev/null

@@ -380,6 +380,12 @@ impl ContainerService {
             .unwrap_or_default();
         let id = new_id(state)?;
         let mut merged = merge(body, &image_config, &id);
+        if crate::drivers::exec::spec::path_and_args(&merged)
+            .0
+            .is_empty()
+        {
+            return Err(Error::invalid("No command specified"));
+        }
         crate::containers::namespaces::name_donors(&mut merged, state)?;
         let mounts = crate::containers::mounts::plan_create(&merged, state)?;
         let attachments = crate::networks::spec::create_attachments(state, &merged)?;

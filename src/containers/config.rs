@@ -3,8 +3,8 @@
 //! (moby daemon/commit.go `merge` and the create defaults).
 
 use bollard_stubs::models::{
-    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerConfig, ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum,
+    HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use crate::config::BUILTIN_RUNTIME;
@@ -73,6 +73,25 @@ pub fn valid_name(name: &str) -> Result<String> {
     Ok(bare.to_string())
 }
 
+/// `--cap-add`/`--cap-drop`: names the kernel's headers know, with or
+/// without CAP_, any case, or ALL; refused in dockerd's words otherwise.
+fn check_capabilities(field: &str, names: Option<&[String]>) -> Result<()> {
+    for name in names.unwrap_or_default() {
+        let up = name.to_ascii_uppercase();
+        let full = if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        };
+        if full != "CAP_ALL" && full.parse::<caps::Capability>().is_err() {
+            return Err(Error::invalid(format!(
+                "invalid {field}: unknown capability: \"{full}\""
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// dockerd's checks on HostConfig resources and policies.
 pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
     let memory = h.memory.unwrap_or(0);
@@ -99,11 +118,23 @@ pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
             "Range of CPUs is from 0.01 to {cpus}.00, as there are only {cpus} CPUs available"
         )));
     }
-    if nano > 0 && (h.cpu_period.unwrap_or(0) > 0 || h.cpu_quota.unwrap_or(0) > 0) {
+    if nano > 0 && h.cpu_period.unwrap_or(0) > 0 {
         return Err(Error::invalid(
             "Conflicting options: Nano CPUs and CPU Period cannot both be set",
         ));
     }
+    if nano > 0 && h.cpu_quota.unwrap_or(0) > 0 {
+        return Err(Error::invalid(
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+        ));
+    }
+    if let Some(adj) = h.oom_score_adj.filter(|a| !(-1000..=1000).contains(a)) {
+        return Err(Error::invalid(format!(
+            "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
+        )));
+    }
+    check_capabilities("CapAdd", h.cap_add.as_deref())?;
+    check_capabilities("CapDrop", h.cap_drop.as_deref())?;
     if h.cpu_shares.unwrap_or(0) < 0 {
         return Err(Error::invalid("invalid CPU shares: must be positive"));
     }
@@ -208,7 +239,10 @@ pub fn merge(
         labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
     body.labels = Some(labels);
-    if body.entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
+    if body.entrypoint.as_deref() == Some(&[String::new()]) {
+        // `--entrypoint ""`: none at all, and not the image's Cmd either.
+        body.entrypoint = None;
+    } else if body.entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
         if body.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             body.cmd = image_config.cmd.clone();
         }
@@ -235,7 +269,18 @@ pub fn merge(
     body.healthcheck =
         super::health::merge(body.healthcheck.take(), image_config.healthcheck.as_ref());
     if empty(&body.hostname) {
-        body.hostname = Some(id.chars().take(12).collect());
+        let host_network = body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            == Some("host");
+        // On the host's network, the host's name, as dockerd gives it.
+        body.hostname = Some(match host_network {
+            true => nix::unistd::gethostname()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            false => id.chars().take(12).collect(),
+        });
     }
     let mut h = body.host_config.take().unwrap_or_default();
     if h.network_mode.as_deref().is_none_or(str::is_empty) {
@@ -260,6 +305,16 @@ pub fn merge(
     }
     if h.shm_size.unwrap_or(0) == 0 {
         h.shm_size = Some(64 << 20);
+    }
+    if h.cgroupns_mode
+        .is_none_or(|m| m == HostConfigCgroupnsModeEnum::EMPTY)
+    {
+        // dockerd's default: the host's on cgroup v1, a private one on v2.
+        h.cgroupns_mode = Some(if crate::hostinfo::cgroup_v2() {
+            HostConfigCgroupnsModeEnum::PRIVATE
+        } else {
+            HostConfigCgroupnsModeEnum::HOST
+        });
     }
     if h.ipc_mode.as_deref().is_none_or(str::is_empty) {
         h.ipc_mode = Some("private".into());
@@ -419,11 +474,49 @@ pub fn log_rotation_of(body: &ContainerCreateBody) -> Result<(u64, u32)> {
 /// refuses options it does not know, with dockerd's words.
 pub fn log_rotation(lc: &HostConfigLogConfig) -> Result<(u64, u32)> {
     let typ = lc.typ.as_deref().unwrap_or("json-file");
+    // The drivers dockerd registers on Linux; any other name is a plugin
+    // it looks for, and does not find.
+    const DRIVERS: &[&str] = &[
+        "",
+        "json-file",
+        "none",
+        "local",
+        "journald",
+        "syslog",
+        "gelf",
+        "fluentd",
+        "awslogs",
+        "splunk",
+        "etwlogs",
+        "gcplogs",
+        "logentries",
+    ];
+    if !DRIVERS.contains(&typ) {
+        return Err(Error::invalid(format!(
+            "error looking up logging plugin {typ}: plugin \"{typ}\" not found"
+        )));
+    }
+    let opts = lc.config.clone().unwrap_or_default();
+    // Every driver's delivery mode, checked as dockerd's logger does.
+    match opts.get("mode").map(String::as_str) {
+        None | Some("") | Some("blocking") if opts.contains_key("max-buffer-size") => {
+            return Err(Error::invalid(
+                "logger: max-buffer-size option is only supported with 'mode=non-blocking'",
+            ))
+        }
+        None | Some("") | Some("blocking") | Some("non-blocking") => {}
+        Some(m) => {
+            return Err(Error::invalid(format!(
+                "logger: logging mode not supported: {m}"
+            )))
+        }
+    }
     if !matches!(typ, "" | "json-file") {
         return Ok((0, 1));
     }
-    let opts = lc.config.clone().unwrap_or_default();
     const KNOWN: &[&str] = &[
+        "mode",
+        "max-buffer-size",
         "max-size",
         "max-file",
         "compress",
@@ -513,6 +606,14 @@ mod log_tests {
         assert_eq!(
             e.message(),
             "unknown log opt 'foo' for json-file log driver"
+        );
+        let bogus = HostConfigLogConfig {
+            typ: Some("bogus".into()),
+            config: None,
+        };
+        assert_eq!(
+            log_rotation(&bogus).unwrap_err().message(),
+            "error looking up logging plugin bogus: plugin \"bogus\" not found"
         );
     }
 }

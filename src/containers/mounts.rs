@@ -117,7 +117,11 @@ pub fn plan_create(body: &ContainerCreateBody, state: &State) -> Result<Vec<Plan
             "ro" => true,
             _ => return Err(Error::invalid(format!("invalid mode: {mode}"))),
         };
-        let source = state.container(name)?;
+        // A 400, as dockerd's (a 404 would make the CLI pull the image).
+        let source = state.container(name).map_err(|e| match e.kind() {
+            crate::error::ErrorKind::NotFound => Error::invalid(e.message().to_string()),
+            _ => e,
+        })?;
         for mut m in recorded(source)? {
             if m.kind == Kind::Tmpfs || out.iter().any(|o| o.destination == m.destination) {
                 continue;

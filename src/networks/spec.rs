@@ -279,12 +279,18 @@ pub fn create_attachments(
         }
         return Ok(Vec::new());
     }
-    let mode_net = state
-        .network(mode_network(&mode))
-        .map_err(|e| match e.kind() {
-            ErrorKind::NotFound => Error::not_found(format!("network {mode} not found")),
-            _ => e,
-        })?;
+    let mode_net = match state.network(mode_network(&mode)) {
+        Ok(n) => n,
+        // dockerd creates it, and its start fails ("network x not found"):
+        // a 404 here would make the CLI pull the image first.
+        Err(e) if e.kind() == ErrorKind::NotFound && configs.keys().all(|k| *k == mode) => {
+            return Ok(Vec::new())
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(Error::not_found(format!("network {mode} not found")))
+        }
+        Err(e) => return Err(e),
+    };
     let mut out = vec![(mode_net.id.clone(), EndpointSettings::default())];
     let mut names: Vec<&String> = configs.keys().collect();
     names.sort();
