@@ -131,13 +131,27 @@ fn run(a: &Args) -> Result<(), String> {
                 (Some(spec), Some(_)) => lend_seccomp_caps(spec, &bundle)?,
                 _ => (bundle, Vec::new()),
             };
+            let env_order = spec
+                .as_ref()
+                .and_then(|s| s.process().as_ref()?.env().clone())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e.split_once('=').map(|(k, _)| k.to_string()))
+                .collect();
             builder(a)?
-                .with_executor(SeccompExecutor { bpf, lent })
+                .with_executor(SeccompExecutor {
+                    bpf,
+                    lent,
+                    env_order,
+                })
                 .as_init(init_bundle)
                 .with_systemd(false)
                 .with_detach(true)
                 .build()
                 .map_err(err)?;
+            if let Some(spec) = &spec {
+                disable_oom_killer(spec);
+            }
             Ok(())
         }
         "start" => load(a)?.start().map_err(err),
@@ -230,6 +244,10 @@ mod tests {
 struct SeccompExecutor {
     bpf: Option<Vec<u8>>,
     lent: Vec<Lent>,
+    /// The names of process.env in the spec's order, which libcontainer
+    /// hands over in a HashMap's (a container's `env` would come out in a
+    /// new order at every start; runc keeps the spec's).
+    env_order: Vec<String>,
 }
 
 impl libcontainer::workload::Executor for SeccompExecutor {
@@ -250,6 +268,27 @@ impl libcontainer::workload::Executor for SeccompExecutor {
         spec: &oci_spec::runtime::Spec,
     ) -> Result<(), libcontainer::workload::ExecutorValidationError> {
         libcontainer::workload::default::DefaultExecutor {}.validate(spec)
+    }
+
+    fn setup_envs(
+        &self,
+        mut envs: std::collections::HashMap<String, String>,
+    ) -> Result<(), libcontainer::workload::ExecutorSetEnvsError> {
+        for (k, _) in std::env::vars_os() {
+            std::env::remove_var(k);
+        }
+        for k in &self.env_order {
+            if let Some(v) = envs.remove(k) {
+                std::env::set_var(k, v);
+            }
+        }
+        // What libcontainer added (HOME when the spec has none), after.
+        let mut rest: Vec<(String, String)> = envs.into_iter().collect();
+        rest.sort();
+        for (k, v) in rest {
+            std::env::set_var(k, v);
+        }
+        Ok(())
     }
 }
 
@@ -358,6 +397,32 @@ fn give_back(lent: &[Lent]) -> Result<(), String> {
         drop(CapSet::Permitted, l)?;
     }
     Ok(())
+}
+
+/// `--oom-kill-disable` on cgroup v1: libcontainer leaves
+/// memory.oom_control as it is, whatever the spec says, so it is set here,
+/// once the container's cgroup is made and before its command runs.
+fn disable_oom_killer(spec: &oci_spec::runtime::Spec) {
+    let Some(linux) = spec.linux() else {
+        return;
+    };
+    let wanted = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.disable_oom_killer())
+        == Some(true);
+    let Some(path) = linux.cgroups_path().as_ref().filter(|_| wanted) else {
+        return;
+    };
+    let file = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(path.strip_prefix("/").unwrap_or(path))
+        .join("memory.oom_control");
+    if file.exists() {
+        if let Err(e) = std::fs::write(&file, "1") {
+            tracing::warn!(error = %e, path = %file.display(), "disabling the OOM killer");
+        }
+    }
 }
 
 /// The program the daemon compiled for this container (bundle::SECCOMP_PROGRAM).

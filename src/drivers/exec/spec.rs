@@ -200,8 +200,16 @@ fn host_devices(mappings: &[bollard_stubs::models::DeviceMapping]) -> Result<Vec
             return Err(Error::invalid(format!("invalid device mode: {perms}")));
         }
         let meta = std::fs::metadata(&host).map_err(|e| {
+            // In Go's words ("no such file or directory"): the CLI exits
+            // 127 on those, as with dockerd.
+            let why = e.to_string();
+            let why = why
+                .split(" (os error")
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
             Error::invalid(format!(
-                "error gathering device information while adding custom device \"{host}\": {e}"
+                "error gathering device information while adding custom device \"{host}\": {why}"
             ))
         })?;
         let kind = if meta.file_type().is_char_device() {
@@ -409,6 +417,48 @@ pub struct SpecInput<'a> {
     pub namespaces: &'a Namespaces,
 }
 
+/// The container's capabilities, as dockerd's TweakCapabilities makes them:
+/// --privileged takes all (adds and drops aside); an added ALL takes all but
+/// the dropped; a dropped ALL leaves only the added; otherwise the defaults
+/// without the dropped, with the added.
+fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Vec<String> {
+    let norm = |c: &String| {
+        let up = c.to_ascii_uppercase();
+        if up.starts_with("CAP_") {
+            up
+        } else {
+            format!("CAP_{up}")
+        }
+    };
+    let add: Vec<String> = add.iter().map(norm).collect();
+    let drop: Vec<String> = drop.iter().map(norm).collect();
+    let all = "CAP_ALL".to_string();
+    let mut caps: Vec<String> = if privileged {
+        return host_capabilities();
+    } else if add.contains(&all) {
+        host_capabilities()
+            .into_iter()
+            .filter(|c| !drop.contains(c))
+            .collect()
+    } else if drop.contains(&all) {
+        Vec::new()
+    } else {
+        DEFAULT_CAPS
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|c| !drop.contains(c))
+            .collect()
+    };
+    if !add.contains(&all) {
+        for c in add {
+            if !caps.contains(&c) {
+                caps.push(c);
+            }
+        }
+    }
+    caps
+}
+
 /// Where `--init` puts the init, as dockerd does.
 const INIT_PATH: &str = "/sbin/docker-init";
 
@@ -427,7 +477,15 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     }
     let tty = b.tty.unwrap_or(false);
     let hostname = b.hostname.clone().unwrap_or_default();
-    let mut env: Vec<String> = b.env.clone().unwrap_or_default();
+    // `-e NAME` of a variable the client's host lacks comes as "NAME": no
+    // variable at all, as with runc.
+    let mut env: Vec<String> = b
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.contains('='))
+        .cloned()
+        .collect();
     let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
     if !has(&env, "PATH") {
         env.insert(
@@ -445,32 +503,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         env.push(format!("HOME={}", input.user.home));
     }
     let privileged = h.privileged.unwrap_or(false);
-    let mut caps: Vec<String> = if privileged {
-        host_capabilities()
-    } else {
-        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
-    };
-    let norm = |c: &str| {
-        let up = c.to_ascii_uppercase();
-        if up.starts_with("CAP_") {
-            up
-        } else {
-            format!("CAP_{up}")
-        }
-    };
-    for c in h.cap_drop.iter().flatten() {
-        if norm(c) == "CAP_ALL" {
-            caps.clear();
-        } else {
-            caps.retain(|x| *x != norm(c));
-        }
-    }
-    for c in h.cap_add.iter().flatten() {
-        let c = norm(c);
-        if c != "CAP_ALL" && !caps.contains(&c) {
-            caps.push(c);
-        }
-    }
+    let caps = capabilities(
+        privileged,
+        h.cap_add.as_deref().unwrap_or_default(),
+        h.cap_drop.as_deref().unwrap_or_default(),
+    );
     let mut namespaces = vec![json!({ "type": "mount" })];
     let mode = |m: &Option<String>| m.clone().unwrap_or_default();
     match (&input.sandbox.netns, mode(&h.network_mode).as_str()) {
@@ -480,6 +517,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     }
     if mode(&h.uts_mode) != "host" {
         namespaces.push(json!({ "type": "uts" }));
+    }
+    if h.cgroupns_mode == Some(bollard_stubs::models::HostConfigCgroupnsModeEnum::PRIVATE) {
+        namespaces.push(json!({ "type": "cgroup" }));
     }
     for (kind, ns) in [
         ("pid", &input.namespaces.pid),
@@ -512,8 +552,14 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         ),
         Shm::Absent => {}
     }
+    // With --read-only, /etc/hosts, hostname and resolv.conf are read-only
+    // too, as dockerd binds them.
+    let etc_options: &[&str] = match h.readonly_rootfs.unwrap_or(false) {
+        true => &["rbind", "rprivate", "ro"],
+        false => &["rbind", "rprivate"],
+    };
     for (dest, source) in &input.sandbox.etc_files {
-        mounts.push(json!({ "destination": dest, "type": "bind", "source": source, "options": ["rbind", "rprivate"] }));
+        mounts.push(json!({ "destination": dest, "type": "bind", "source": source, "options": etc_options }));
     }
     if init {
         mounts.push(json!({ "destination": INIT_PATH, "type": "bind", "source": input.init_binary, "options": ["bind", "ro", "nosuid", "nodev"] }));
@@ -546,8 +592,17 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         }
     }
     let memory = h.memory.unwrap_or(0);
-    if memory > 0 || h.memory_reservation.unwrap_or(0) > 0 {
-        let mut m = json!({});
+    let mut m = json!({});
+    if let Some(sw) = h.memory_swappiness.filter(|s| (0..=100).contains(s)) {
+        m["swappiness"] = json!(sw);
+    }
+    if h.oom_kill_disable == Some(true) {
+        m["disableOOMKiller"] = json!(true);
+    }
+    if memory > 0
+        || h.memory_reservation.unwrap_or(0) > 0
+        || m.as_object().is_some_and(|o| !o.is_empty())
+    {
         if memory > 0 {
             m["limit"] = json!(memory);
             // dockerd: swap defaults to twice the memory (memory + as much swap).
@@ -590,10 +645,15 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         .iter()
         .flatten()
         .map(|u| {
+            // -1 is unlimited (RLIM_INFINITY), as Go's uint64 conversion makes it.
+            let limit = |v: Option<i64>| match v.unwrap_or(0) {
+                n if n < 0 => u64::MAX,
+                n => n as u64,
+            };
             json!({
                 "type": format!("RLIMIT_{}", u.name.clone().unwrap_or_default().to_ascii_uppercase()),
-                "hard": u.hard.unwrap_or(0).max(0),
-                "soft": u.soft.unwrap_or(0).max(0),
+                "hard": limit(u.hard),
+                "soft": limit(u.soft),
             })
         })
         .collect();
@@ -629,7 +689,21 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         );
         linux["readonlyPaths"] = json!(readonly);
     }
-    if let Some(sysctls) = &h.sysctls {
+    // dockerd's defaults in a network namespace of the container's own:
+    // any user may bind low ports and open ICMP sockets.
+    let mut sysctls = h.sysctls.clone().unwrap_or_default();
+    let net_mode = mode(&h.network_mode);
+    if net_mode != "host" && !net_mode.starts_with("container:") {
+        for (k, v) in [
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
+            ("net.ipv4.ping_group_range", "0 2147483647"),
+        ] {
+            sysctls
+                .entry(k.to_string())
+                .or_insert_with(|| v.to_string());
+        }
+    }
+    if !sysctls.is_empty() {
         linux["sysctl"] = json!(sysctls);
     }
     if privileged {
@@ -671,11 +745,15 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if !rlimits.is_empty() {
         process["rlimits"] = json!(rlimits);
     }
+    if let Some(adj) = h.oom_score_adj.filter(|a| *a != 0) {
+        process["oomScoreAdj"] = json!(adj);
+    }
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": process,
         "root": { "path": input.rootfs, "readonly": h.readonly_rootfs.unwrap_or(false) },
         "hostname": hostname,
+        "domainname": b.domainname.clone().unwrap_or_default(),
         "mounts": mounts,
         "linux": linux,
         "annotations": { "berth.container.id": input.id },
@@ -686,6 +764,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if mode(&h.uts_mode) == "host" {
         if let Some(o) = spec.as_object_mut() {
             o.remove("hostname");
+            o.remove("domainname");
         }
     }
     Ok(spec)
