@@ -33,6 +33,7 @@ pub const MOUNT_POINTS: &[&str] = &[
     "/etc/hostname",
     "/etc/resolv.conf",
     "/.dockerenv",
+    "/etc/mtab",
     "/sbin/docker-init",
 ];
 
@@ -89,6 +90,12 @@ fn walk(
                     walk(&host, &path, lowers, out, changed_dirs)?;
                     continue;
                 }
+                // Nor one that holds only the runtime's mount points
+                // (/etc of an image without hosts or resolv.conf): dockerd
+                // has them, and their directory, in its init layer.
+                Some(b) if b.is_dir() && meta.is_dir() && only_mount_points(&host, &path) => {
+                    continue
+                }
                 Some(_) => Kind::Modified,
             }
         };
@@ -112,9 +119,32 @@ fn walk(
     Ok(())
 }
 
+fn only_mount_points(dir: &Path, at: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|e| {
+            let shown = at.join(e.file_name()).display().to_string();
+            MOUNT_POINTS.contains(&shown.as_str())
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_of_mount_points_only_is_no_change() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
+        std::fs::create_dir_all(lower.join("etc")).expect("mkdir");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::create_dir_all(upper.join("etc")).expect("mkdir");
+        std::fs::write(upper.join("etc/hosts"), "").expect("write");
+        std::os::unix::fs::symlink("/proc/mounts", upper.join("etc/mtab")).expect("link");
+        assert_eq!(changes(&upper, &[lower.clone()]).expect("changes"), []);
+        std::fs::write(upper.join("etc/new"), "n").expect("write");
+        assert_eq!(changes(&upper, &[lower]).expect("changes").len(), 2);
+    }
 
     #[test]
     fn additions_modifications_and_whiteouts() {

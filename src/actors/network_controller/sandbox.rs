@@ -48,7 +48,14 @@ impl Handler<PrepareSandbox> for NetworkController {
                     write_etc(&dir, &body, &mut sandbox, hosts, host_resolv.clone())?;
                     return Ok((sandbox, socks));
                 }
-                Kind::None => (None, None),
+                Kind::None => {
+                    // Its own namespace with lo up (runc's loopback; the
+                    // runtime would leave lo down).
+                    let path = driver.names.netns_path(&id);
+                    make_namespace(userns, path.clone(), Vec::new()).await?;
+                    sandbox.netns = Some(path);
+                    (None, None)
+                }
                 Kind::Container(path) => {
                     sandbox.netns = Some(path);
                     (None, None)
@@ -77,25 +84,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                     }
                     let own = plans.first().map(|p| p.ip.to_string());
                     primary = plans.first().map(|p| (p.bridge.clone(), p.ip.to_string()));
-                    let made = {
-                        let path = path.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let ns = match userns {
-                                Some(userns) => {
-                                    crate::drivers::userns::make_netns_in(&userns, &path)?;
-                                    Namespace::Made(path)
-                                }
-                                None => Namespace::New(path),
-                            };
-                            netlink::setup_interfaces(ns, plans)
-                        })
-                        .await
-                        .map_err(|e| Error::internal(format!("network setup: {e}")))?
-                    };
-                    if let Err(e) = made {
-                        netlink::remove_namespace(&path);
-                        return Err(e.context("setting up the container's network"));
-                    }
+                    make_namespace(userns, path.clone(), plans).await?;
                     sandbox.netns = Some(path);
                     (own, nameserver)
                 }
@@ -124,6 +113,34 @@ impl Handler<PrepareSandbox> for NetworkController {
             Ok(sandbox)
         }))
     }
+}
+
+/// The container's network namespace at `path` (in its user namespace,
+/// when it has one of its own), lo up and `plans`' interfaces in it; on
+/// error, nothing is left.
+async fn make_namespace(
+    userns: Option<std::path::PathBuf>,
+    path: std::path::PathBuf,
+    plans: Vec<InterfacePlan>,
+) -> Result<()> {
+    let at = path.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        let ns = match userns {
+            Some(userns) => {
+                crate::drivers::userns::make_netns_in(&userns, &at)?;
+                Namespace::Made(at)
+            }
+            None => Namespace::New(at),
+        };
+        netlink::setup_interfaces(ns, plans)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("network setup: {e}")))?;
+    if let Err(e) = made {
+        netlink::remove_namespace(&path);
+        return Err(e.context("setting up the container's network"));
+    }
+    Ok(())
 }
 
 pub(super) fn write_etc(

@@ -113,6 +113,56 @@ pub fn prepare(
     made
 }
 
+/// What dockerd's init layer adds to every container, and programs look
+/// for: `/.dockerenv` (how a process learns it runs in a container) and
+/// `/etc/mtab` -> /proc/mounts. Made in the container's layer (`docker
+/// diff` and commit leave them out, as the init layer's), never through a
+/// symlink of the image's.
+fn init_layer_files(root: std::os::fd::BorrowedFd<'_>, owner: Option<(u32, u32)>) {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let owner = owner.map(|(u, g)| (rustix::fs::Uid::from_raw(u), rustix::fs::Gid::from_raw(g)));
+    let nofollow = OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if let Ok(f) = rustix::fs::openat(
+        root,
+        ".dockerenv",
+        OFlags::WRONLY | OFlags::CREATE | nofollow,
+        Mode::from_raw_mode(0o755),
+    ) {
+        if let Some((u, g)) = owner {
+            let _ = rustix::fs::fchown(&f, Some(u), Some(g));
+        }
+    }
+    if let Ok(etc) = rustix::fs::openat(
+        root,
+        "etc",
+        OFlags::RDONLY | OFlags::DIRECTORY | nofollow,
+        Mode::empty(),
+    ) {
+        let before = rustix::fs::fstat(&etc).ok();
+        if rustix::fs::symlinkat("/proc/mounts", &etc, "mtab").is_ok() {
+            if let Some((u, g)) = owner {
+                let _ =
+                    rustix::fs::chownat(&etc, "mtab", Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW);
+            }
+            // /etc keeps the image's times: the link is no change of the
+            // container's (`docker diff` would show "C /etc").
+            if let Some(st) = before {
+                let times = rustix::fs::Timestamps {
+                    last_access: rustix::fs::Timespec {
+                        tv_sec: st.st_atime as _,
+                        tv_nsec: st.st_atime_nsec as _,
+                    },
+                    last_modification: rustix::fs::Timespec {
+                        tv_sec: st.st_mtime as _,
+                        tv_nsec: st.st_mtime_nsec as _,
+                    },
+                };
+                let _ = rustix::fs::futimens(&etc, &times);
+            }
+        }
+    }
+}
+
 /// Gives back what a start made on the host before the shim ran it: the
 /// rootfs mount, the user namespace, a shareable /dev/shm.
 pub fn release(layers: &LayerStore, exec_root: &Path, container_dir: &Path, id: &str) {
@@ -196,22 +246,18 @@ fn write(
                 ))?;
         }
     }
+    let root = rustix::fs::open(
+        rootfs,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .context(format_args!("opening {}", rootfs.display()))?;
+    let root = std::os::fd::AsFd::as_fd(&root);
     if let Some(wd) = body.working_dir.as_deref().filter(|w| !w.is_empty()) {
         // A missing working directory is made, as runc makes it.
-        let root = rustix::fs::open(
-            rootfs,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .context(format_args!("opening {}", rootfs.display()))?;
-        crate::drivers::storage::extract::make_dir_in_root(
-            std::os::fd::AsFd::as_fd(&root),
-            wd,
-            remap.map(|r| r.root()),
-        )?;
+        crate::drivers::storage::extract::make_dir_in_root(root, wd, remap.map(|r| r.root()))?;
     }
+    init_layer_files(root, remap.map(|r| r.root()));
     let group = read_in_root(rootfs, "etc/group");
     let mut user = spec::resolve_user(
         body.user.as_deref().unwrap_or_default(),
