@@ -1,0 +1,69 @@
+# `docker run` flags as dockerd 20.10 answers them: differences a side-by-side
+# sweep of the CLI's run/create flags found (issue 17), each expectation read
+# off the reference dockerd.
+
+scenario_run_flags_as_dockerd() {
+  start_with_busybox rf
+  local out
+  # --entrypoint "": no entrypoint, and not the image's Cmd either.
+  expect_eq "$(d rf run --rm --entrypoint "" busybox echo hi)" "hi"
+  out=$(d rf create --entrypoint "" busybox 2>&1) && fail "created without a command"
+  expect_eq "$out" "Error response from daemon: No command specified"
+  # Capabilities: names checked at create; ALL takes all but the dropped.
+  out=$(d rf create --cap-drop FOO busybox 2>&1) && fail "an unknown capability was accepted"
+  expect_eq "$out" 'Error response from daemon: invalid CapDrop: unknown capability: "CAP_FOO"'
+  out=$(d rf create --cap-add foo busybox 2>&1) && fail "an unknown capability was accepted"
+  expect_eq "$out" 'Error response from daemon: invalid CapAdd: unknown capability: "CAP_FOO"'
+  local all
+  all=$(d rf run --rm --cap-add ALL busybox grep CapBnd /proc/self/status)
+  expect_eq "$(d rf run --rm --cap-add ALL --cap-drop SYS_RESOURCE busybox grep CapBnd /proc/self/status)" \
+    "CapBnd:	$(printf '%016x' $(( 0x${all##*	} & ~(1 << 24) )))"
+  # -e NAME of an unset variable: none; the rest in the spec's order.
+  expect_eq "$(d rf run --rm -e NOPE_NOT_SET -e Y=1 -e X=2 busybox sh -c 'env | cut -d= -f1 | tr "\n" " "')" \
+    "HOSTNAME SHLVL HOME X PATH Y PWD "
+  # cgroup namespace: host by default on v1, its own with private.
+  d rf create --name cg busybox >/dev/null
+  expect_eq "$(d rf inspect -f '{{.HostConfig.CgroupnsMode}}' cg)" "host"
+  d rf rm cg >/dev/null
+  expect_eq "$(d rf run --rm --cgroupns private busybox head -1 /proc/self/cgroup)" "9:name=systemd:/"
+  expect_eq "$(d rf run --rm -h myhost --domainname example.com busybox cat /proc/sys/kernel/domainname)" "example.com"
+  # A missing device in Go's words (the CLI exits 127 on them).
+  out=$(d rf run --rm --device /dev/nonexist busybox true 2>&1) && fail "a missing device was accepted"
+  expect_eq "$?" "127"
+  expect_contains "$out" 'adding custom device "/dev/nonexist": no such file or directory'
+  out=$(d rf run --rm --cpus 1 --cpu-quota 50000 busybox true 2>&1) && fail "--cpus with --cpu-quota"
+  expect_contains "$out" "Conflicting options: Nano CPUs and CPU Quota cannot both be set"
+  # On the host's network: the host's name.
+  expect_eq "$(d rf run --rm --network host busybox sh -c 'hostname; cat /etc/hostname; echo $HOSTNAME')" "$(hostname)
+$(hostname)
+$(hostname)"
+  # The sysctls dockerd sets in a container's own network namespace.
+  expect_eq "$(d rf run --rm -u 1000 busybox cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/net/ipv4/ping_group_range)" "0
+0	2147483647"
+  # The init layer's files.
+  expect_eq "$(d rf run --rm busybox sh -c 'stat -c %A /.dockerenv; readlink /etc/mtab')" "-rwxr-xr-x
+/proc/mounts"
+  d rf run --name diffed busybox true >/dev/null
+  expect_eq "$(d rf diff diffed)" ""
+  d rf rm diffed >/dev/null
+  # Resource flags reach the process and its cgroup.
+  expect_eq "$(d rf run --rm --oom-score-adj 500 busybox cat /proc/self/oom_score_adj)" "500"
+  out=$(d rf create --oom-score-adj 1001 busybox 2>&1) && fail "oom-score-adj 1001"
+  expect_eq "$out" "Error response from daemon: Invalid value 1001, range for oom score adj is [-1000, 1000]"
+  expect_eq "$(d rf run --rm --memory-swappiness 10 busybox cat /sys/fs/cgroup/memory/memory.swappiness)" "10"
+  expect_eq "$(d rf run --rm -m 64m --oom-kill-disable busybox grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control)" "oom_kill_disable 1"
+  expect_eq "$(d rf run --rm --ulimit core=-1 busybox sh -c 'ulimit -c')" "unlimited"
+  # Log modes.
+  expect_eq "$(d rf run --rm --log-opt mode=non-blocking --log-opt max-buffer-size=1m busybox echo ok)" "ok"
+  out=$(d rf create --log-opt mode=bogus busybox 2>&1) && fail "a bogus log mode"
+  expect_eq "$out" "Error response from daemon: logger: logging mode not supported: bogus"
+  out=$(d rf create --log-opt max-buffer-size=1m busybox 2>&1) && fail "max-buffer-size without non-blocking"
+  expect_eq "$out" "Error response from daemon: logger: max-buffer-size option is only supported with 'mode=non-blocking'"
+  # --read-only: the /etc files too.
+  expect_eq "$(d rf run --rm --read-only busybox sh -c 'echo x >> /etc/hosts' 2>&1)" "sh: can't create /etc/hosts: Read-only file system"
+  # --network none: lo is up.
+  expect_eq "$(d rf run --rm --network none busybox sh -c 'ping -c1 -W2 127.0.0.1 >/dev/null && echo up')" "up"
+  # A missing --volumes-from container is a 400 (no pull first).
+  out=$(d rf create --volumes-from nosuch busybox 2>&1) && fail "--volumes-from nosuch"
+  expect_eq "$out" "Error response from daemon: No such container: nosuch"
+}
