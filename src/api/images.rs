@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, Response, StatusCode};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bollard_stubs::models::{
     ImageDeleteResponseItem, ImageHistoryResponseItem, ImageInspect, ImageInspectRootFs,
     ImageSummary,
@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use tokio_stream_lite::UnboundedReceiverStream;
 
 use super::context::ApiContext;
+use super::version::ApiVersion;
 use crate::actors::image_service::{
     Distribution, ImageDetails, ImportImage, LoadImages, PruneImages, PullImage, PullItem,
     PushImages, RemoveImage, Removed, SaveImages, TagImage,
@@ -93,10 +94,31 @@ fn unix_seconds(created: Option<&str>) -> i64 {
     created.and_then(crate::clock::parse_rfc3339).unwrap_or(0)
 }
 
+/// Before API 1.44 images carry VirtualSize, equal to Size (older SDKs read
+/// it; the models no longer have it).
+fn with_virtual_size(version: ApiVersion, mut v: serde_json::Value) -> serde_json::Value {
+    let old = version
+        < ApiVersion {
+            major: 1,
+            minor: 44,
+        };
+    let add = |o: &mut serde_json::Value| {
+        if let Some(size) = o.get("Size").cloned().filter(|_| old) {
+            o["VirtualSize"] = size;
+        }
+    };
+    match v.as_array_mut() {
+        Some(items) => items.iter_mut().for_each(add),
+        None => add(&mut v),
+    }
+    v
+}
+
 async fn list(
     State(ctx): State<ApiContext>,
+    Extension(version): Extension<ApiVersion>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Vec<ImageSummary>>> {
+) -> Result<Json<serde_json::Value>> {
     let state = ctx.projection.current();
     let filters = parse_filters(q.get("filters"))?;
     let first = |k: &str| filters.get(k).and_then(|v| v.first()).cloned();
@@ -116,12 +138,14 @@ async fn list(
     let labels_of = |i: &ImageRecord| image_labels(&ctx, i);
     // `all` changes nothing yet: there are no build intermediates to hide.
     let images = query::list(&state, &query, &labels_of)?;
-    Ok(Json(
-        images
-            .iter()
-            .map(|i| summary(&state, i, labels_of(i)))
-            .collect(),
-    ))
+    let list: Vec<ImageSummary> = images
+        .iter()
+        .map(|i| summary(&state, i, labels_of(i)))
+        .collect();
+    Ok(Json(with_virtual_size(
+        version,
+        serde_json::to_value(list).unwrap_or_default(),
+    )))
 }
 
 /// The labels in an image's config (`config.Labels`).
@@ -354,6 +378,7 @@ fn split_op<'a>(rest: &'a str, ops: &[&'static str]) -> Option<(&'a str, &'stati
 
 async fn get_image(
     State(ctx): State<ApiContext>,
+    Extension(version): Extension<ApiVersion>,
     Path(rest): Path<String>,
 ) -> Result<Response<Body>> {
     let Some((name, op)) = split_op(&rest, &["json", "history", "get"]) else {
@@ -371,7 +396,8 @@ async fn get_image(
     .await??;
     let state = ctx.projection.current();
     let body = match op {
-        "json" => serde_json::to_vec(&inspect(&ctx, &state, &image, &config)),
+        "json" => serde_json::to_value(inspect(&ctx, &state, &image, &config))
+            .and_then(|v| serde_json::to_vec(&with_virtual_size(version, v))),
         _ => serde_json::to_vec(&history(&state, &image, &config)),
     }
     .map_err(|e| Error::internal(format!("rendering: {e}")))?;

@@ -246,7 +246,81 @@ pub fn inspect_json(
     };
     v["NetworkSettings"] =
         crate::networks::render::network_settings(state, c, &body(c), &sandbox_key);
+    zero_values_as_dockerd(&mut v);
     v
+}
+
+/// dockerd's inspect has every key of Config and HostConfig, null or zero
+/// when unset; clients index them (`attrs["Config"]["User"]`), where the
+/// models leave unset fields out. Empty Volumes is null, as are unset
+/// MemorySwappiness and PidsLimit.
+fn zero_values_as_dockerd(v: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let fill = |obj: &mut Value, keys: &[(&str, Value)]| {
+        if let Some(o) = obj.as_object_mut() {
+            for (k, zero) in keys {
+                o.entry(k.to_string()).or_insert_with(|| zero.clone());
+            }
+        }
+    };
+    let config = &mut v["Config"];
+    if config
+        .get("Volumes")
+        .is_some_and(|x| x.as_object().is_some_and(|m| m.is_empty()))
+    {
+        config["Volumes"] = Value::Null;
+    }
+    fill(
+        config,
+        &[
+            ("Hostname", json!("")),
+            ("Domainname", json!("")),
+            ("User", json!("")),
+            ("AttachStdin", json!(false)),
+            ("AttachStdout", json!(false)),
+            ("AttachStderr", json!(false)),
+            ("Tty", json!(false)),
+            ("OpenStdin", json!(false)),
+            ("StdinOnce", json!(false)),
+            ("Env", Value::Null),
+            ("Cmd", Value::Null),
+            ("Image", json!("")),
+            ("Volumes", Value::Null),
+            ("WorkingDir", json!("")),
+            ("Entrypoint", Value::Null),
+            ("OnBuild", Value::Null),
+            ("Labels", json!({})),
+        ],
+    );
+    let host = &mut v["HostConfig"];
+    if host.get("MemorySwappiness").and_then(Value::as_i64) == Some(-1) {
+        host["MemorySwappiness"] = Value::Null;
+    }
+    if host.get("PidsLimit").and_then(Value::as_i64) == Some(0) {
+        host["PidsLimit"] = Value::Null;
+    }
+    fill(
+        host,
+        &[
+            ("Binds", Value::Null),
+            ("CapAdd", Value::Null),
+            ("CapDrop", Value::Null),
+            ("DeviceCgroupRules", Value::Null),
+            ("DeviceRequests", Value::Null),
+            ("ExtraHosts", Value::Null),
+            ("GroupAdd", Value::Null),
+            ("Links", Value::Null),
+            ("SecurityOpt", Value::Null),
+            ("VolumesFrom", Value::Null),
+            ("KernelMemory", json!(0)),
+            ("KernelMemoryTCP", json!(0)),
+            ("MemorySwappiness", Value::Null),
+            ("PidsLimit", Value::Null),
+        ],
+    );
+    if v.get("ExecIDs").is_none() {
+        v["ExecIDs"] = Value::Null;
+    }
 }
 
 /// `docker ps` filters and options.
