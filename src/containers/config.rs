@@ -92,6 +92,32 @@ fn check_capabilities(field: &str, names: Option<&[String]>) -> Result<()> {
     Ok(())
 }
 
+/// `--security-opt` entries as dockerd parses them (label, apparmor,
+/// seccomp, no-new-privileges, systempaths), in its words.
+fn check_security_opt(opts: &[String]) -> Result<()> {
+    for opt in opts {
+        if opt == "no-new-privileges" || opt == "disable" {
+            continue;
+        }
+        let Some((key, value)) = opt.split_once('=').or_else(|| opt.split_once(':')) else {
+            return Err(Error::invalid(format!("invalid --security-opt 1: {opt:?}")));
+        };
+        let fine = match key {
+            "label" | "apparmor" | "seccomp" => true,
+            "no-new-privileges" => [
+                "1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False",
+            ]
+            .contains(&value),
+            "systempaths" => value == "unconfined",
+            _ => false,
+        };
+        if !fine {
+            return Err(Error::invalid(format!("invalid --security-opt 2: {opt:?}")));
+        }
+    }
+    Ok(())
+}
+
 /// dockerd's checks on HostConfig resources and policies.
 pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
     let memory = h.memory.unwrap_or(0);
@@ -133,6 +159,13 @@ pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
             "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
         )));
     }
+    for t in h.tmpfs.iter().flatten().map(|(t, _)| t) {
+        if !t.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "invalid mount path: '{t}' mount path must be absolute"
+            )));
+        }
+    }
     check_capabilities("CapAdd", h.cap_add.as_deref())?;
     check_capabilities("CapDrop", h.cap_drop.as_deref())?;
     if h.cpu_shares.unwrap_or(0) < 0 {
@@ -150,9 +183,14 @@ pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
             "CPU cfs quota can not be less than 1ms (i.e. 1000)",
         ));
     }
-    if h.pids_limit.unwrap_or(0) < -1 {
-        return Err(Error::invalid("invalid PIDs limit"));
+    // (A negative PidsLimit is no limit, as dockerd takes it.)
+    let reservation = h.memory_reservation.unwrap_or(0);
+    if memory > 0 && reservation > 0 && memory < reservation {
+        return Err(Error::invalid(
+            "Minimum memory limit can not be less than memory reservation limit, see usage",
+        ));
     }
+    check_security_opt(h.security_opt.as_deref().unwrap_or_default())?;
     if let Some(cpuset) = h.cpuset_cpus.as_deref().filter(|s| !s.is_empty()) {
         parse_cpuset(cpuset, cpus)?;
     }
@@ -163,13 +201,11 @@ pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
         let name = p.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
         let max = p.maximum_retry_count.unwrap_or(0);
         if max < 0 {
-            return Err(Error::invalid(
-                "invalid restart policy: maximum retry count can not be negative",
-            ));
+            return Err(Error::invalid("maximum retry count cannot be negative"));
         }
         if max > 0 && name != RestartPolicyNameEnum::ON_FAILURE {
             return Err(Error::invalid(format!(
-                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+                "maximum retry count cannot be used with restart policy '{name}'"
             )));
         }
         if h.auto_remove.unwrap_or(false)
@@ -247,6 +283,10 @@ pub fn merge(
             body.cmd = image_config.cmd.clone();
         }
         body.entrypoint = image_config.entrypoint.clone().filter(|e| !e.is_empty());
+    }
+    if let Some(wd) = body.working_dir.as_mut().filter(|w| w.starts_with('/')) {
+        // Stored clean, as dockerd does ("/x/" is "/x").
+        *wd = crate::paths::clean_absolute(wd);
     }
     if empty(&body.working_dir) {
         body.working_dir = image_config.working_dir.clone();
