@@ -138,26 +138,10 @@ fn init_layer_files(root: std::os::fd::BorrowedFd<'_>, owner: Option<(u32, u32)>
         OFlags::RDONLY | OFlags::DIRECTORY | nofollow,
         Mode::empty(),
     ) {
-        let before = rustix::fs::fstat(&etc).ok();
         if rustix::fs::symlinkat("/proc/mounts", &etc, "mtab").is_ok() {
             if let Some((u, g)) = owner {
                 let _ =
                     rustix::fs::chownat(&etc, "mtab", Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW);
-            }
-            // /etc keeps the image's times: the link is no change of the
-            // container's (`docker diff` would show "C /etc").
-            if let Some(st) = before {
-                let times = rustix::fs::Timestamps {
-                    last_access: rustix::fs::Timespec {
-                        tv_sec: st.st_atime as _,
-                        tv_nsec: st.st_atime_nsec as _,
-                    },
-                    last_modification: rustix::fs::Timespec {
-                        tv_sec: st.st_mtime as _,
-                        tv_nsec: st.st_mtime_nsec as _,
-                    },
-                };
-                let _ = rustix::fs::futimens(&etc, &times);
             }
         }
     }

@@ -694,13 +694,15 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     let mut sysctls = h.sysctls.clone().unwrap_or_default();
     let net_mode = mode(&h.network_mode);
     if net_mode != "host" && !net_mode.starts_with("container:") {
-        for (k, v) in [
-            ("net.ipv4.ip_unprivileged_port_start", "0"),
-            ("net.ipv4.ping_group_range", "0 2147483647"),
-        ] {
+        sysctls
+            .entry("net.ipv4.ip_unprivileged_port_start".into())
+            .or_insert_with(|| "0".into());
+        // A remapped container's namespace belongs to its user namespace,
+        // where host gids up to 2^31 are not mapped (the kernel refuses them).
+        if input.remap.is_none() {
             sysctls
-                .entry(k.to_string())
-                .or_insert_with(|| v.to_string());
+                .entry("net.ipv4.ping_group_range".into())
+                .or_insert_with(|| "0 2147483647".into());
         }
     }
     if !sysctls.is_empty() {
