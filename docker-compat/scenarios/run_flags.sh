@@ -43,9 +43,18 @@ $(hostname)"
   # The init layer's files.
   expect_eq "$(d rf run --rm busybox sh -c 'stat -c %A /.dockerenv; readlink /etc/mtab')" "-rwxr-xr-x
 /proc/mounts"
+  # ...which diff leaves out, with an image that has no /etc/hosts (the
+  # fixture busybox) and one that has.
+  d rf create --name src busybox true >/dev/null
+  d rf export src > "$WORK/rf.tar"
+  mkdir -p "$WORK/rfx/etc" && touch "$WORK/rfx/etc/hosts"
+  tar -rf "$WORK/rf.tar" -C "$WORK/rfx" etc/hosts
+  d rf import "$WORK/rf.tar" withhosts >/dev/null
+  d rf rm src >/dev/null
   d rf run --name diffed busybox true >/dev/null
-  expect_eq "$(d rf diff diffed)" ""
-  d rf rm diffed >/dev/null
+  d rf run --name diffed2 withhosts /bin/true >/dev/null
+  expect_eq "$(d rf diff diffed; d rf diff diffed2)" ""
+  d rf rm diffed diffed2 >/dev/null
   # Resource flags reach the process and its cgroup.
   expect_eq "$(d rf run --rm --oom-score-adj 500 busybox cat /proc/self/oom_score_adj)" "500"
   out=$(d rf create --oom-score-adj 1001 busybox 2>&1) && fail "oom-score-adj 1001"
@@ -63,6 +72,32 @@ $(hostname)"
   expect_eq "$(d rf run --rm --read-only busybox sh -c 'echo x >> /etc/hosts' 2>&1)" "sh: can't create /etc/hosts: Read-only file system"
   # --network none: lo is up.
   expect_eq "$(d rf run --rm --network none busybox sh -c 'ping -c1 -W2 127.0.0.1 >/dev/null && echo up')" "up"
+  # Create-time checks, in dockerd's words.
+  says() { # expected-words create-args...
+    local want=$1 got; shift
+    got=$(d rf create "$@" busybox true 2>&1) && fail "created with $*"
+    expect_eq "$got" "Error response from daemon: $want"
+  }
+  says "Minimum memory limit can not be less than memory reservation limit, see usage" -m 64m --memory-reservation 128m
+  says 'invalid --security-opt 2: "bogus=1"' --security-opt bogus=1
+  says 'invalid --security-opt 2: "no-new-privileges=bogus"' --security-opt no-new-privileges=bogus
+  says "Invalid signal: BOGUS" --stop-signal BOGUS
+  says "conflicting options: hostname and the UTS mode" --uts host --hostname foo
+  says "the working directory 'relative' is invalid, it needs to be an absolute path" -w relative
+  says "invalid mount path: 't' mount path must be absolute" --tmpfs t
+  says "maximum retry count cannot be used with restart policy 'always'" --restart always:3
+  d rf create --name clean -w /x/ --pids-limit -5 busybox true >/dev/null
+  expect_eq "$(d rf inspect -f '{{.Config.WorkingDir}}' clean)" "/x"
+  # inspect has dockerd's keys, null or zero when unset.
+  expect_eq "$(d rf inspect -f '{{json .Config.User}} {{json .Config.Entrypoint}} {{json .Config.Volumes}} {{json .HostConfig.CapAdd}} {{json .HostConfig.MemorySwappiness}} {{json .ExecIDs}}' clean)" \
+    '"" null null null null null'
+  api rf http://berth/v1.41/containers/clean/json > "$WORK/rf.inspect"
+  expect_eq "$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["Config"]["User"] == "", c["Config"]["WorkingDir"], "Binds" in c["HostConfig"])' "$WORK/rf.inspect")" "True /x True"
+  d rf rm clean >/dev/null
+  # Before API 1.44 images carry VirtualSize (= Size).
+  expect_eq "$(api rf http://berth/v1.41/images/busybox/json | python3 -c 'import json,sys; i=json.load(sys.stdin); print(i["VirtualSize"] == i["Size"])')" "True"
+  expect_eq "$(api rf http://berth/v1.43/images/json | python3 -c 'import json,sys; print(all(i["VirtualSize"] == i["Size"] for i in json.load(sys.stdin)))')" "True"
+  expect_eq "$(api rf http://berth/v1.44/images/busybox/json | python3 -c 'import json,sys; print("VirtualSize" in json.load(sys.stdin))')" "False"
   # A missing --volumes-from container is a 400 (no pull first).
   out=$(d rf create --volumes-from nosuch busybox 2>&1) && fail "--volumes-from nosuch"
   expect_eq "$out" "Error response from daemon: No such container: nosuch"
