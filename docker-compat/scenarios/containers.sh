@@ -42,6 +42,15 @@ scenario_run_rm_prints_and_exit_codes() {
   expect_eq "$code" "127"
   expect_contains "$out" "executable file not found"
   expect_eq "$(d run ps -aq)" "$(d run ps -aq --filter status=created)"
+  # Exactly dockerd's lines: no "Error waiting for container" before them
+  # (a failed start ends no run, so the CLI's next-exit wait goes on).
+  code=0
+  out=$(d run run -d --name nope busybox /nonexistent 2>&1) || code=$?
+  expect_eq "$code" "127"
+  expect_eq "$(echo "$out" | tail -n +2)" 'docker: Error response from daemon: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "/nonexistent": stat /nonexistent: no such file or directory: unknown
+
+Run '"'docker run --help'"' for more information'
+  d run rm nope >/dev/null
   # The container sees only its own processes.
   expect_eq "$(d run run --rm busybox ps -o pid= | tr -d ' ')" "1"
   expect_eq "$(d run run --rm busybox hostname | wc -c)" "13"

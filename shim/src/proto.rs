@@ -179,6 +179,10 @@ pub fn runc_detail(e: &str) -> String {
             .map(|(binary, _)| binary.to_string())
     };
     if let Some(binary) = named("' not found") {
+        // A path is not looked up: runc's stat fails on it.
+        if binary.contains('/') {
+            return format!("exec: \"{binary}\": stat {binary}: no such file or directory");
+        }
         return format!("exec: \"{binary}\": executable file not found in $PATH");
     }
     // A file that is there but not executable: runc's EACCES (the CLI exits 126).

@@ -159,6 +159,21 @@ impl ContainerActor {
     }
 }
 
+impl ContainerActor {
+    /// A start that failed ends no run: as dockerd, only `not-running`
+    /// waiters are answered; `next-exit` ones wait for a real exit (the CLI
+    /// printed "Error waiting for container" on every failed `docker run`).
+    pub(super) fn notify_start_failed(&mut self) {
+        let (answered, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|(cond, _)| *cond == WaitCondition::NotRunning);
+        self.waiters = kept;
+        let pending = std::mem::replace(&mut self.waiters, answered);
+        self.notify(false);
+        self.waiters.extend(pending);
+    }
+}
+
 impl Actor for ContainerActor {
     type Context = Context<Self>;
 }

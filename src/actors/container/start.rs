@@ -230,7 +230,7 @@ impl ContainerActor {
                     // dockerd. A start that fails is not restarted (dockerd's
                     // monitor leaves it stopped).
                     act.exits.send_modify(|n| *n += 1);
-                    act.notify(false);
+                    act.notify_start_failed();
                     act.auto_remove(ctx);
                     Err(e)
                 }
@@ -311,7 +311,7 @@ pub(super) async fn release_network(rt: &Runtime, id: &str) {
 /// $PATH"; runc, and so dockerd, `exec: "x": executable file not found in $PATH`.
 pub fn runtime_words(e: &str) -> String {
     format!(
-        "failed to create task: OCI runtime create failed: unable to start container process: {}: unknown",
+        "failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: {}: unknown",
         crate::drivers::exec::proto::runc_detail(e)
     )
 }
