@@ -98,6 +98,13 @@ $(hostname)"
   expect_eq "$(api rf http://berth/v1.41/images/busybox/json | python3 -c 'import json,sys; i=json.load(sys.stdin); print(i["VirtualSize"] == i["Size"])')" "True"
   expect_eq "$(api rf http://berth/v1.43/images/json | python3 -c 'import json,sys; print(all(i["VirtualSize"] == i["Size"] for i in json.load(sys.stdin)))')" "True"
   expect_eq "$(api rf http://berth/v1.44/images/busybox/json | python3 -c 'import json,sys; print("VirtualSize" in json.load(sys.stdin))')" "False"
+  # host-gateway is the default bridge's gateway; a dotted name gets its
+  # short name too.
+  local gw
+  gw=$(d rf network inspect bridge -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
+  expect_eq "$(d rf run --rm --add-host gw:host-gateway -h my.host.example busybox sh -c 'tail -2 /etc/hosts | cut -f2')" "gw
+my.host.example my"
+  expect_eq "$(d rf run --rm --add-host gw:host-gateway busybox sh -c 'grep -w gw /etc/hosts | cut -f1')" "$gw"
   # A missing --volumes-from container is a 400 (no pull first).
   out=$(d rf create --volumes-from nosuch busybox 2>&1) && fail "--volumes-from nosuch"
   expect_eq "$out" "Error response from daemon: No such container: nosuch"

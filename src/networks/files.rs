@@ -13,7 +13,13 @@ ff02::2\tip6-allrouters
 
 /// The hosts file: the defaults, then --add-host entries, then the
 /// container's own address and name.
-pub fn hosts(body: &ContainerCreateBody, own_ip: Option<&str>) -> String {
+/// `host_gateway`: what `--add-host name:host-gateway` means (the default
+/// bridge's gateway, as dockerd takes it).
+pub fn hosts(
+    body: &ContainerCreateBody,
+    own_ip: Option<&str>,
+    host_gateway: Option<&str>,
+) -> String {
     let mut out = HOSTS_DEFAULTS.to_string();
     for extra in body
         .host_config
@@ -23,14 +29,22 @@ pub fn hosts(body: &ContainerCreateBody, own_ip: Option<&str>) -> String {
     {
         // "name:ip" (the ip may be IPv6 and hold colons).
         if let Some((name, ip)) = extra.split_once(':') {
+            let ip = match (ip, host_gateway) {
+                ("host-gateway", Some(gw)) => gw,
+                _ => ip,
+            };
             out.push_str(&format!("{ip}\t{name}\n"));
         }
     }
     if let Some(ip) = own_ip {
         let host = body.hostname.clone().unwrap_or_default();
+        // The short name too, for a dotted hostname or a domain.
         match body.domainname.as_deref().filter(|d| !d.is_empty()) {
             Some(d) => out.push_str(&format!("{ip}\t{host}.{d} {host}\n")),
-            None => out.push_str(&format!("{ip}\t{host}\n")),
+            None => match host.split_once('.') {
+                Some((short, _)) => out.push_str(&format!("{ip}\t{host} {short}\n")),
+                None => out.push_str(&format!("{ip}\t{host}\n")),
+            },
         }
     }
     out
@@ -127,7 +141,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let h = hosts(&body, Some("10.77.0.2"));
+        let h = hosts(&body, Some("10.77.0.2"), None);
         assert!(h.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost"));
         assert!(
             h.ends_with(
@@ -135,7 +149,20 @@ mod tests {
             ),
             "{h}"
         );
-        assert!(!hosts(&body, None).contains("ae1fb832384a"));
+        assert!(!hosts(&body, None, None).contains("ae1fb832384a"));
+        let body = ContainerCreateBody {
+            hostname: Some("my.host.example".into()),
+            host_config: Some(HostConfig {
+                extra_hosts: Some(vec!["gw:host-gateway".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let h = hosts(&body, Some("10.77.0.2"), Some("172.17.0.1"));
+        assert!(
+            h.ends_with("172.17.0.1\tgw\n10.77.0.2\tmy.host.example my\n"),
+            "{h}"
+        );
     }
 
     #[test]

@@ -26,6 +26,12 @@ impl Handler<PrepareSandbox> for NetworkController {
         let state = self.projection.current();
         let id = msg.id.clone();
         let planned = self.plan_sandbox(&state, &id, &msg.body);
+        // `--add-host x:host-gateway`: the default bridge's gateway.
+        let host_gateway = state
+            .network("bridge")
+            .ok()
+            .map(|n| NetworkSpec::of(n).gateway)
+            .filter(|g| !g.is_empty());
         let body = msg.body;
         let userns = msg.userns;
         let (events, driver, dir) = (
@@ -89,7 +95,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                     (own, nameserver)
                 }
             };
-            let hosts = files::hosts(&body, own_ip.as_deref());
+            let hosts = files::hosts(&body, own_ip.as_deref(), host_gateway.as_deref());
             let resolv = files::resolv_conf(&host_resolv, &body, nameserver.as_deref());
             write_etc(&dir, &body, &mut sandbox, hosts, resolv)?;
             if let (false, Some((bridge, ip))) = (published.is_empty(), primary) {
