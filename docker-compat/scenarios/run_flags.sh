@@ -105,6 +105,11 @@ $(hostname)"
   expect_eq "$(d rf run --rm --add-host gw:host-gateway -h my.host.example busybox sh -c 'tail -2 /etc/hosts | cut -f2')" "gw
 my.host.example my"
   expect_eq "$(d rf run --rm --add-host gw:host-gateway busybox sh -c 'grep -w gw /etc/hosts | cut -f1')" "$gw"
+  # ps's name filter is a regexp, with or without the leading "/".
+  d rf create --name flt-abc busybox true >/dev/null
+  expect_eq "$(d rf ps -a --filter 'name=^flt-a.c$' --format '{{.Names}}') $(d rf ps -a --filter 'name=^/flt' --format '{{.Names}}')" "flt-abc flt-abc"
+  expect_eq "$(d rf ps -a --filter 'name=^abc' --format '{{.Names}}')" ""
+  d rf rm flt-abc >/dev/null
   # A missing --volumes-from container is a 400 (no pull first).
   out=$(d rf create --volumes-from nosuch busybox 2>&1) && fail "--volumes-from nosuch"
   expect_eq "$out" "Error response from daemon: No such container: nosuch"

@@ -323,6 +323,13 @@ fn zero_values_as_dockerd(v: &mut serde_json::Value) {
     }
 }
 
+/// The `name` filter: a regular expression, as dockerd's, matched against
+/// the name with and without its leading "/" (`^web$` and `^/web$` both
+/// find "web"); one that does not compile matches nothing.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(name) || re.is_match(&format!("/{name}")))
+}
+
 /// `docker ps` filters and options.
 #[derive(Debug, Default)]
 pub struct ListOptions {
@@ -397,12 +404,7 @@ pub fn list<'a>(
         .values()
         .filter(|c| all || c.status == ContainerStatus::Running || c.restarting)
         .filter(|c| f("id").is_none_or(|ids| ids.iter().any(|i| c.id.starts_with(i.as_str()))))
-        .filter(|c| {
-            f("name").is_none_or(|ns| {
-                ns.iter()
-                    .any(|n| c.name.contains(n.trim_start_matches('/')))
-            })
-        })
+        .filter(|c| f("name").is_none_or(|ns| ns.iter().any(|n| name_matches(n, &c.name))))
         .filter(|c| {
             f("status").is_none_or(|ss| {
                 let s = state_enum(c).1.to_string();
@@ -455,4 +457,19 @@ pub fn list<'a>(
         out.truncate(l);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod name_filter_tests {
+    use super::name_matches;
+
+    #[test]
+    fn names_are_matched_as_dockerd_does_regexps() {
+        for p in ["flt", "^flt", "^/flt", "abc$", "flt-a.c", "^flt-abc$"] {
+            assert!(name_matches(p, "flt-abc"), "{p}");
+        }
+        for p in ["xflt", "^abc", "(unclosed"] {
+            assert!(!name_matches(p, "flt-abc"), "{p}");
+        }
+    }
 }
