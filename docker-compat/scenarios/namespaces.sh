@@ -43,8 +43,11 @@ scenario_ipc_modes_as_dockerd() {
     "$(d ipc exec sh readlink /proc/self/ns/ipc)
 shared"
   expect_eq "$(d ipc exec sh grep -c ' /dev/shm ' /proc/self/mounts)" "1"
+  # Its tmpfs is on the host while it runs, and goes when it stops.
+  expect_eq "$(grep -c " $WORK/ipc/.*/$sh/shm " /proc/self/mounts)" "1"
   # A stopped donor.
   d ipc stop -t 0 sh >/dev/null
+  expect_eq "$(grep -c " $WORK/ipc/.*/$sh/shm " /proc/self/mounts)" "0"
   out=$(d ipc run --rm --ipc container:sh busybox true 2>&1) && fail "joined a stopped container"
   expect_contains "$out" "can't join IPC of container $sh: container $sh is not running"
   # none: no /dev/shm; host: the host's namespace.

@@ -76,14 +76,10 @@ pub fn valid_name(name: &str) -> Result<String> {
 /// `--cap-add`/`--cap-drop`: names the kernel's headers know, with or
 /// without CAP_, any case, or ALL; refused in dockerd's words otherwise.
 fn check_capabilities(field: &str, names: Option<&[String]>) -> Result<()> {
+    use crate::drivers::exec::spec::{capability_name, known_capability};
     for name in names.unwrap_or_default() {
-        let up = name.to_ascii_uppercase();
-        let full = if up.starts_with("CAP_") {
-            up
-        } else {
-            format!("CAP_{up}")
-        };
-        if full != "CAP_ALL" && full.parse::<caps::Capability>().is_err() {
+        let full = capability_name(name);
+        if full != "CAP_ALL" && !known_capability(&full) {
             return Err(Error::invalid(format!(
                 "invalid {field}: unknown capability: \"{full}\""
             )));

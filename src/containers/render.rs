@@ -326,8 +326,15 @@ fn zero_values_as_dockerd(v: &mut serde_json::Value) {
 /// The `name` filter: a regular expression, as dockerd's, matched against
 /// the name with and without its leading "/" (`^web$` and `^/web$` both
 /// find "web"); one that does not compile matches nothing.
-fn name_matches(pattern: &str, name: &str) -> bool {
-    regex::Regex::new(pattern).is_ok_and(|re| re.is_match(name) || re.is_match(&format!("/{name}")))
+fn name_patterns(patterns: &[String]) -> Vec<regex::Regex> {
+    patterns
+        .iter()
+        .filter_map(|p| regex::Regex::new(p).ok())
+        .collect()
+}
+
+fn name_matches(re: &regex::Regex, name: &str) -> bool {
+    re.is_match(name) || re.is_match(&format!("/{name}"))
 }
 
 /// `docker ps` filters and options.
@@ -399,12 +406,15 @@ pub fn list<'a>(
         || opts.limit.is_some_and(|l| l > 0)
         || before.is_some()
         || since.is_some();
+    // Compiled once per listing, not once per container.
+    let names = f("name").map(|ns| name_patterns(ns));
+    let names = names.as_deref();
     let mut out: Vec<&ContainerRecord> = state
         .containers
         .values()
         .filter(|c| all || c.status == ContainerStatus::Running || c.restarting)
         .filter(|c| f("id").is_none_or(|ids| ids.iter().any(|i| c.id.starts_with(i.as_str()))))
-        .filter(|c| f("name").is_none_or(|ns| ns.iter().any(|n| name_matches(n, &c.name))))
+        .filter(|c| names.is_none_or(|ns| ns.iter().any(|re| name_matches(re, &c.name))))
         .filter(|c| {
             f("status").is_none_or(|ss| {
                 let s = state_enum(c).1.to_string();
@@ -461,15 +471,20 @@ pub fn list<'a>(
 
 #[cfg(test)]
 mod name_filter_tests {
-    use super::name_matches;
+    use super::{name_matches, name_patterns};
 
     #[test]
     fn names_are_matched_as_dockerd_does_regexps() {
+        let matches = |p: &str| {
+            name_patterns(&[p.to_string()])
+                .iter()
+                .any(|re| name_matches(re, "flt-abc"))
+        };
         for p in ["flt", "^flt", "^/flt", "abc$", "flt-a.c", "^flt-abc$"] {
-            assert!(name_matches(p, "flt-abc"), "{p}");
+            assert!(matches(p), "{p}");
         }
         for p in ["xflt", "^abc", "(unclosed"] {
-            assert!(!name_matches(p, "flt-abc"), "{p}");
+            assert!(!matches(p), "{p}");
         }
     }
 }

@@ -168,24 +168,40 @@ pub struct Sample {
     pub networks: Option<Value>,
 }
 
-/// A sample of the container's cgroups and, for one on networks of its own,
-/// of the interfaces in its network namespace.
-pub fn sample(c: &ContainerRecord) -> Sample {
-    let cgroup = cgroup_path(&c.id);
-    let rel = cgroup.trim_start_matches('/');
-    let mode = crate::containers::render::body(c)
-        .host_config
-        .and_then(|h| h.network_mode)
-        .unwrap_or_default();
-    let own_network = c.pid != 0 && mode != "host" && !mode.starts_with("container:");
+/// What a container's samples read: its cgroup, and the interface counters
+/// of its network namespace when it has one of its own (none for host and
+/// container: networking). Worked out once per stats request.
+pub struct Source {
+    cgroup: String,
+    net_dev: Option<String>,
+}
+
+impl Source {
+    pub fn of(c: &ContainerRecord) -> Source {
+        let mode = crate::containers::render::body(c)
+            .host_config
+            .and_then(|h| h.network_mode)
+            .unwrap_or_default();
+        let own_network = c.pid != 0 && mode != "host" && !mode.starts_with("container:");
+        Source {
+            cgroup: cgroup_path(&c.id),
+            net_dev: own_network.then(|| format!("/proc/{}/net/dev", c.pid)),
+        }
+    }
+}
+
+/// A sample of the container's cgroups and interfaces.
+pub fn sample(src: &Source) -> Sample {
+    let rel = src.cgroup.trim_start_matches('/');
     Sample {
         read_ns: crate::clock::now_ns(),
         cpu: cpu_stats(rel),
         memory: memory_stats(rel),
         pids: pids_stats(rel),
-        networks: own_network
-            .then(|| read(&format!("/proc/{}/net/dev", c.pid)))
-            .flatten()
+        networks: src
+            .net_dev
+            .as_deref()
+            .and_then(read)
             .map(|text| interfaces(&text))
             .filter(|v| v.as_object().is_some_and(|m| !m.is_empty())),
     }
@@ -256,14 +272,15 @@ const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// `stream=0`: one sample; unless `one_shot`, a second after a first, so that
 /// the CLI can compute CPU% from the two.
 pub async fn once(c: &ContainerRecord, one_shot: bool) -> Value {
+    let src = Source::of(c);
     let pre = if one_shot {
         None
     } else {
-        let first = sample(c);
+        let first = sample(&src);
         tokio::time::sleep(INTERVAL).await;
         Some(first)
     };
-    render(&c.id, &c.name, &sample(c), pre.as_ref())
+    render(&c.id, &c.name, &sample(&src), pre.as_ref())
 }
 
 /// `stream=1`: a JSON line a second, each with the one before as `precpu`,
@@ -273,8 +290,9 @@ pub fn stream(
     c: ContainerRecord,
     projection: Projection,
 ) -> impl futures_util::Stream<Item = String> + Send {
+    let src = std::sync::Arc::new(Source::of(&c));
     futures_util::stream::unfold((None::<Sample>, true), move |(pre, go_on)| {
-        let (c, projection) = (c.clone(), projection.clone());
+        let (c, projection, src) = (c.clone(), projection.clone(), src.clone());
         async move {
             if !go_on {
                 return None;
@@ -282,7 +300,7 @@ pub fn stream(
             if pre.is_some() {
                 tokio::time::sleep(INTERVAL).await;
             }
-            let now = sample(&c);
+            let now = sample(&src);
             let line = render(&c.id, &c.name, &now, pre.as_ref()).to_string() + "\n";
             let running = projection
                 .current()
@@ -320,7 +338,7 @@ mod tests {
             id: "no-such-container".into(),
             ..Default::default()
         };
-        let now = sample(&c);
+        let now = sample(&Source::of(&c));
         assert!(now.networks.is_none());
         let v = render("abc", "web", &now, None);
         assert_eq!(v["name"], "/web");

@@ -417,21 +417,29 @@ pub struct SpecInput<'a> {
     pub namespaces: &'a Namespaces,
 }
 
+/// A --cap-add/--cap-drop entry as the kernel names it: any case, CAP_
+/// optional ("chown" is "CAP_CHOWN"; "all" is "CAP_ALL").
+pub fn capability_name(c: &str) -> String {
+    let up = c.to_ascii_uppercase();
+    if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    }
+}
+
+/// Whether the kernel's headers know the capability `name` (CAP_...).
+pub fn known_capability(name: &str) -> bool {
+    CAP_NAMES.contains(&name)
+}
+
 /// The container's capabilities, as dockerd's TweakCapabilities makes them:
 /// --privileged takes all (adds and drops aside); an added ALL takes all but
 /// the dropped; a dropped ALL leaves only the added; otherwise the defaults
 /// without the dropped, with the added.
 fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Vec<String> {
-    let norm = |c: &String| {
-        let up = c.to_ascii_uppercase();
-        if up.starts_with("CAP_") {
-            up
-        } else {
-            format!("CAP_{up}")
-        }
-    };
-    let add: Vec<String> = add.iter().map(norm).collect();
-    let drop: Vec<String> = drop.iter().map(norm).collect();
+    let add: Vec<String> = add.iter().map(|c| capability_name(c)).collect();
+    let drop: Vec<String> = drop.iter().map(|c| capability_name(c)).collect();
     let all = "CAP_ALL".to_string();
     let mut caps: Vec<String> = if privileged {
         return host_capabilities();
