@@ -50,11 +50,20 @@ pub async fn login(
         "https"
     };
     let url = format!("{scheme}://{host}/v2/");
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(15))
+    let mut builder =
+        reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(15));
+    for ca in super::trusted_cas(&settings.certs_dir, &host) {
+        match reqwest::Certificate::from_pem(&ca.data) {
+            Ok(c) => builder = builder.add_root_certificate(c),
+            Err(e) => tracing::warn!(registry = %host, error = %e, "a registry CA that is not PEM"),
+        }
+    }
+    let client = builder
         .build()
         .map_err(|e| Error::internal(format!("registry client: {e}")))?;
-    let get_failed = |e: reqwest::Error| Error::internal(format!("Get {url:?}: {e}"));
+    let get_failed = |e: reqwest::Error| {
+        Error::internal(super::transport::words(&e).unwrap_or_else(|| format!("Get {url:?}: {e}")))
+    };
     let first = client.get(&url).send().await.map_err(get_failed)?;
     if first.status().is_success() {
         return Ok(());

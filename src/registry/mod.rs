@@ -6,6 +6,7 @@ pub mod manifest;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod transport;
 
 use std::net::IpAddr;
 
@@ -23,7 +24,13 @@ pub struct RegistrySettings {
     pub max_concurrent_downloads: usize,
     /// Replaces registry-1.docker.io as the source of docker.io images.
     pub hub_endpoint: Option<String>,
+    /// Per-registry trust: `<certs_dir>/<host[:port]>/*.crt` are CAs for it,
+    /// as dockerd reads /etc/docker/certs.d.
+    pub certs_dir: std::path::PathBuf,
 }
+
+/// Where dockerd, and so its users, keep per-registry CAs.
+pub const CERTS_DIR: &str = "/etc/docker/certs.d";
 
 /// One place to ask for an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +48,7 @@ impl RegistrySettings {
             insecure: config.insecure_registries.clone(),
             max_concurrent_downloads: config.max_concurrent_downloads as usize,
             hub_endpoint: config.docker_hub_endpoint.clone(),
+            certs_dir: CERTS_DIR.into(),
         }
     }
 
@@ -116,8 +124,10 @@ impl RegistrySettings {
 }
 
 impl Endpoint {
-    pub fn client(&self, max_concurrent_download: usize) -> oci_client::Client {
+    pub fn client(&self, settings: &RegistrySettings) -> oci_client::Client {
+        let max_concurrent_download = settings.max_concurrent_downloads;
         oci_client::Client::new(ClientConfig {
+            extra_root_certificates: trusted_cas(&settings.certs_dir, &self.host),
             protocol: if self.plain_http {
                 ClientProtocol::Http
             } else {
@@ -143,6 +153,36 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// The CAs `certs_dir/<host[:port]>/*.crt` hold for registry `host` (in
+/// name order, as dockerd reads them), besides the system's.
+pub fn trusted_cas(
+    certs_dir: &std::path::Path,
+    host: &str,
+) -> Vec<oci_client::client::Certificate> {
+    let Ok(dir) = std::fs::read_dir(certs_dir.join(host)) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|p| match std::fs::read(&p) {
+            Ok(data) => Some(oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data,
+            }),
+            Err(e) => {
+                tracing::warn!(path = %p.display(), error = %e, "reading a registry CA");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Credentials from the X-Registry-Auth header (base64url JSON), as the CLI sends

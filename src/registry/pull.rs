@@ -119,6 +119,10 @@ fn registry_error(r: &Reference, e: &OciDistributionError) -> Error {
         OciDistributionError::ServerError { code: 404, .. } => Error::not_found(format!(
             "manifest for {name} not found: manifest unknown: manifest unknown"
         )),
+        OciDistributionError::RequestError(re) => match super::transport::words(re) {
+            Some(words) => Error::internal(words),
+            None => Error::internal(format!("error pulling {name}: {re}")),
+        },
         other => Error::internal(format!("error pulling {name}: {other}")),
     }
 }
@@ -131,7 +135,7 @@ pub async fn resolve(
 ) -> Result<(Endpoint, oci_client::Client, bytes::Bytes, String)> {
     let mut last: Option<Error> = None;
     for ep in settings.endpoints(r) {
-        let client = ep.client(settings.max_concurrent_downloads);
+        let client = ep.client(settings);
         let oref = ep.oci_reference(r);
         match client
             .pull_manifest_raw(&oref, auth, manifest::ACCEPTED)

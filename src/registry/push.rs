@@ -93,7 +93,7 @@ pub async fn push(
         host,
         mirror: false,
     };
-    let client = ep.client(settings.max_concurrent_downloads);
+    let client = ep.client(settings);
     let oref = ep.oci_reference(r);
     let _ = progress.send(Progress::status(
         None,

@@ -1,0 +1,66 @@
+# Registries as dockerd reaches them: per-registry trust from
+# /etc/docker/certs.d/<host:port>/ca.crt, and every failure in dockerd's words
+# (which name the cause). The TLS registry serves the suite's registry storage
+# on the test daemon's own bridge address (dockerd takes loopback registries
+# for insecure ones, so trust is only checked off loopback); its certs.d
+# directory is removed when the scenario ends, however it ends.
+
+scenario_registry_trust_from_certs_d_and_errors_in_dockerds_words() {
+  start_berthd rt
+  local gw port dir out certs
+  gw=$(d rt network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')
+  port=$(free_port)
+  dir=$WORK/rt-registry
+  mkdir -p "$dir"
+  # A CA of the test's own and a server certificate for the bridge address.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=berth-test-registry-ca -addext basicConstraints=critical,CA:TRUE \
+    -addext keyUsage=critical,keyCertSign,cRLSign -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$gw" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$gw" > "$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+  cat > "$dir/config.yml" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry/storage
+http:
+  addr: $gw:$port
+  tls:
+    certificate: $dir/server.crt
+    key: $dir/server.key
+YML
+  docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+  echo $! > "$dir/pid"
+  for _ in $(seq 100); do
+    curl -s --cacert "$dir/ca.crt" "https://$gw:$port/v2/" >/dev/null && break
+    sleep 0.05
+  done
+  # Trusted by nothing yet: Go's words for it.
+  if out=$(d rt pull "$gw:$port/library/busybox" 2>&1); then fail "an untrusted registry was trusted"; fi
+  expect_contains "$out" "Error response from daemon: Get \"https://$gw:$port/v2/\": x509: certificate signed by unknown authority"
+  # Its CA in certs.d: the pull goes through, and what it pulled runs.
+  certs=/etc/docker/certs.d/$gw:$port
+  trap "rm -rf '$certs'" EXIT
+  mkdir -p "$certs"
+  cp "$dir/ca.crt" "$certs/ca.crt"
+  d rt pull -q "$gw:$port/library/busybox" >/dev/null
+  expect_eq "$(d rt run --rm "$gw:$port/library/busybox" echo trusted)" "trusted"
+  rm -rf "$certs"
+  # Nothing listening: the address and the refusal.
+  local closed; closed=$(free_port)
+  if out=$(d rt pull "127.0.0.1:$closed/x" 2>&1); then fail "pulled from a closed port"; fi
+  expect_eq "$(tail -n 1 <<<"$out")" \
+    "Error response from daemon: Get \"http://127.0.0.1:$closed/v2/\": dial tcp 127.0.0.1:$closed: connect: connection refused"
+  expect_eq "$(api rt -w ' %{http_code}' -X POST "http://x/images/create?fromImage=127.0.0.1:$closed/x&tag=latest")" \
+    "{\"message\":\"Get \\\"http://127.0.0.1:$closed/v2/\\\": dial tcp 127.0.0.1:$closed: connect: connection refused\"} 500"
+  # A repository or tag the registry does not have: 404, manifest unknown.
+  if out=$(d rt pull "$REG/library/nosuch" 2>&1); then fail "pulled a missing repository"; fi
+  expect_eq "$(tail -n 1 <<<"$out")" \
+    "Error response from daemon: manifest for $REG/library/nosuch:latest not found: manifest unknown: manifest unknown"
+  expect_eq "$(api rt -o /dev/null -w '%{http_code}' -X POST "http://x/images/create?fromImage=$REG/library/busybox&tag=nosuch")" "404"
+}
