@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, Response, StatusCode};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bollard_stubs::models::{
     NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
@@ -25,10 +25,27 @@ pub fn routes() -> Router<ApiContext> {
         .route("/networks", get(list))
         .route("/networks/create", post(create))
         .route("/networks/prune", post(prune))
-        .route("/networks/{id}", get(inspect))
-        .route("/networks/{id}", delete(remove))
-        .route("/networks/{id}/connect", post(connect))
-        .route("/networks/{id}/disconnect", post(disconnect))
+        // Names may hold slashes, and the CLI sends them as they are
+        // (dockerd's routes match `{id:.+}`).
+        .route(
+            "/networks/{*id}",
+            get(inspect).delete(remove).post(connect_or_disconnect),
+        )
+}
+
+/// POST /networks/{id}/connect and /networks/{id}/disconnect.
+async fn connect_or_disconnect(
+    ctx: State<ApiContext>,
+    Path(rest): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode> {
+    if let Some(id) = rest.strip_suffix("/connect") {
+        return connect(ctx, Path(id.to_string()), body).await;
+    }
+    if let Some(id) = rest.strip_suffix("/disconnect") {
+        return disconnect(ctx, Path(id.to_string()), body).await;
+    }
+    Err(Error::not_found("page not found"))
 }
 
 async fn ask<M>(ctx: &ApiContext, msg: M) -> Result<M::Result>

@@ -113,18 +113,15 @@ pub struct CreateRequest {
 
 /// dockerd's checks of POST /networks/create, in its words.
 pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
-    let name = req.name.trim().to_string();
-    if name.is_empty() {
-        return Err(Error::invalid("network name is required"));
-    }
-    if !valid_network_name(&name) {
-        return Err(Error::invalid(format!(
-            "invalid name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )));
+    // dockerd takes any name but a blank one (spaces, slashes and colons
+    // too: the bridge is named after the ID, not the name).
+    let name = req.name.clone();
+    if name.trim().is_empty() {
+        return Err(Error::internal(format!("invalid name: {name}")));
     }
     if [BRIDGE, HOST, NONE].contains(&name.as_str()) {
         return Err(Error::forbidden(format!(
-            "{name} is a pre-defined network and cannot be created"
+            "operation is not permitted on predefined {name} network "
         )));
     }
     let driver = req
@@ -214,12 +211,6 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
         gateway,
         ip_range,
     })
-}
-
-fn valid_network_name(n: &str) -> bool {
-    let mut chars = n.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// The network a container's NetworkMode names: "default" is the bridge.
