@@ -47,7 +47,7 @@ scenario_net_default_bridge_addresses_and_reach() {
   expect_eq "$(d nb run --rm --network none busybox sh -c "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")" "lo"
   expect_contains "$(d nb run --rm --add-host db.test:10.1.2.3 busybox cat /etc/hosts)" "$(printf '10.1.2.3\tdb.test')"
   expect_eq "$(d nb run --rm --dns 10.9.9.9 --dns-search corp.test busybox cat /etc/resolv.conf)" \
-    "$(printf 'nameserver 10.9.9.9\nsearch corp.test')"
+    "$(printf 'search corp.test\nnameserver 10.9.9.9')"
   # --network container:aa shares aa's namespace (its address).
   expect_contains "$(d nb run --rm --network container:aa busybox ip -4 -o addr show eth0)" "inet $ip/"
   # --network host: the host's interfaces.

@@ -409,6 +409,7 @@ impl ContainerService {
             return Err(Error::invalid("No command specified"));
         }
         crate::containers::namespaces::name_donors(&mut merged, state)?;
+        crate::networks::links::check_create(&mut merged, state)?;
         let mounts = crate::containers::mounts::plan_create(&merged, state)?;
         let attachments = crate::networks::spec::create_attachments(state, &merged)?;
         crate::networks::ports::requests(&merged)?;

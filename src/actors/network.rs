@@ -1,30 +1,27 @@
 //! The NetworkActor: one per network. It hands out the network's addresses
-//! (one join at a time, so two containers never get the same one) and runs
-//! the network's DNS server.
+//! (one join at a time, so two containers never get the same one). The DNS
+//! server a container finds at 127.0.0.11 is its sandbox's (one per
+//! container: it answers for every network the container is on).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use actix::prelude::*;
-use tracing::warn;
 
 use super::event_log::{append, EventLog};
 use crate::drivers::network::netlink::InterfacePlan;
 use crate::error::{Error, Result};
 use crate::events::projection::{Projection, State};
 use crate::events::Event;
-use crate::networks::index::EndpointIndex;
 use crate::networks::ipam::{self, Subnet};
+use crate::networks::render;
 use crate::networks::spec::NetworkSpec;
-use crate::networks::{dns, files, render};
 
 pub struct NetworkActor {
     id: String,
     spec: NetworkSpec,
     events: Addr<EventLog>,
     projection: Projection,
-    dns: Option<tokio::task::AbortHandle>,
 }
 
 impl NetworkActor {
@@ -39,73 +36,12 @@ impl NetworkActor {
             spec,
             events,
             projection,
-            dns: None,
         }
     }
 }
 
 impl Actor for NetworkActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, _: &mut Context<Self>) {
-        // User-defined bridge networks resolve their containers' names; the
-        // default bridge does not, as with dockerd.
-        if !(self.spec.is_bridge() && !self.spec.builtin) {
-            return;
-        }
-        let Ok((_, gateway, _)) = self.spec.addressing() else {
-            return;
-        };
-        let names = Arc::new(NetworkNames {
-            network: self.id.clone(),
-            projection: self.projection.clone(),
-            index: Default::default(),
-        });
-        let id = self.id.clone();
-        let task = tokio::spawn(async move {
-            if let Err(e) = dns::serve(Ipv4Addr::from(gateway), names).await {
-                warn!(network = %id, error = %e, "the network's DNS server stopped");
-            }
-        });
-        self.dns = Some(task.abort_handle());
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(h) = self.dns.take() {
-            h.abort();
-        }
-    }
-}
-
-/// The names on one network, from an index rebuilt only when the
-/// projection has moved since the last query.
-struct NetworkNames {
-    network: String,
-    projection: Projection,
-    index: std::sync::Mutex<Arc<EndpointIndex>>,
-}
-
-impl NetworkNames {
-    fn index(&self) -> Arc<EndpointIndex> {
-        let state = self.projection.current();
-        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-        if !index.is_current(&state) {
-            *index = Arc::new(EndpointIndex::build(&state, &self.network));
-        }
-        Arc::clone(&index)
-    }
-}
-
-impl dns::Names for NetworkNames {
-    fn lookup(&self, name: &str) -> Vec<Ipv4Addr> {
-        self.index().lookup(name)
-    }
-
-    fn upstreams(&self, client: Ipv4Addr) -> Vec<String> {
-        let index = self.index();
-        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        files::upstreams(&host, index.dns_of(client))
-    }
 }
 
 /// Addresses taken on `network` by running containers.
@@ -148,7 +84,7 @@ impl Handler<Join> for NetworkActor {
                         network,
                         endpoint_id,
                         ip: plan.ip.to_string(),
-                        mac: crate::networks::ipam::mac_for(u32::from(plan.ip)),
+                        mac: ipam::format_mac(&plan.mac),
                         ifname: plan.ifname.clone(),
                     },
                 )
@@ -164,11 +100,21 @@ impl NetworkActor {
     fn plan(&self, state: &State, msg: &Join) -> Result<(InterfacePlan, String)> {
         let (subnet, gateway, range): (Subnet, u32, Option<Subnet>) = self.spec.addressing()?;
         let used = used_addresses(state, &self.id);
-        let requested = state
+        let endpoint = state
             .containers
             .get(&msg.container)
             .and_then(|c| c.networks.get(&self.id))
-            .and_then(|e| render::endpoint_config(e).ipam_config)
+            .map(render::endpoint_config);
+        // Its own MAC on this network (an older client's container-wide
+        // MacAddress is its primary network's: containers::config moves it).
+        let mac = endpoint
+            .as_ref()
+            .and_then(|e| e.mac_address.clone())
+            .filter(|m| !m.is_empty())
+            .map(|m| ipam::parse_mac(&m))
+            .transpose()?;
+        let requested = endpoint
+            .and_then(|e| e.ipam_config)
             .and_then(|i| i.ipv4_address)
             .filter(|a| !a.is_empty());
         let ip = match requested {
@@ -197,10 +143,10 @@ impl NetworkActor {
             bridge: self.spec.bridge.clone(),
             ip: Ipv4Addr::from(ip),
             prefix: subnet.prefix,
-            mac: {
+            mac: mac.unwrap_or_else(|| {
                 let b = ip.to_be_bytes();
                 [0x02, 0x42, b[0], b[1], b[2], b[3]]
-            },
+            }),
             default_gateway: (msg.primary && !self.spec.internal).then(|| Ipv4Addr::from(gateway)),
         };
         Ok((plan, random_hex64()?))
@@ -221,9 +167,6 @@ impl Handler<Shutdown> for NetworkActor {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        if let Some(h) = self.dns.take() {
-            h.abort();
-        }
         ctx.stop();
     }
 }

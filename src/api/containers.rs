@@ -28,6 +28,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/containers/{id}/json", get(inspect))
         .route("/containers/{id}/rename", post(rename))
         .route("/containers/{id}", delete(remove))
+        .route("/containers/{parent}/{alias}", delete(remove_link))
         .route("/containers/{id}/start", post(start))
         .route("/containers/{id}/stop", post(stop))
         .route("/containers/{id}/restart", post(restart))
@@ -619,6 +620,13 @@ async fn remove(
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<StatusCode> {
+    // `docker rm --link` names a link, never a container: a bare name is
+    // refused (it used to remove the container).
+    if flag(&q, "link") {
+        return Err(Error::internal(
+            "Conflict, cannot remove the default link name of the container",
+        ));
+    }
     ask(
         &ctx,
         RemoveContainer {
@@ -628,6 +636,24 @@ async fn remove(
         },
     )
     .await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// DELETE /containers/{parent}/{alias}?link=1 (`docker rm --link`): the
+/// link goes from the parent; both containers stay. An unknown parent or
+/// link is dockerd's "No such container: parent/alias".
+async fn remove_link(
+    State(ctx): State<ApiContext>,
+    Path((parent, alias)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let unknown = || Error::not_found(format!("No such container: {parent}/{alias}"));
+    let (_, a) = actor(&ctx, &parent).await.map_err(|_| unknown())?;
+    send(&a, crate::actors::container::RemoveLink(alias.clone()))
+        .await?
+        .map_err(|e| match e.kind() {
+            crate::error::ErrorKind::NotFound => unknown(),
+            _ => e,
+        })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -59,7 +59,51 @@ pub fn parse_create_body(bytes: &[u8]) -> Result<ContainerCreateBody> {
             }
         }
     }
+    let mut v = v;
+    move_mac_address(&mut v);
     serde_json::from_value(v).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))
+}
+
+/// The container-wide MacAddress older clients send (API < 1.44) is its
+/// primary network's, as dockerd 25+ moves it: the endpoint of the network
+/// mode gets it unless it names one itself.
+fn move_mac_address(v: &mut serde_json::Value) {
+    let Some(mac) = v["MacAddress"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .map(String::from)
+    else {
+        return;
+    };
+    let mode = v["HostConfig"]["NetworkMode"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    if mode == "host" || mode == "none" || mode.starts_with("container:") {
+        return;
+    }
+    if !v["NetworkingConfig"].is_object() {
+        v["NetworkingConfig"] = serde_json::json!({});
+    }
+    let endpoints = &mut v["NetworkingConfig"]["EndpointsConfig"];
+    if !endpoints.is_object() {
+        *endpoints = serde_json::json!({});
+    }
+    // The CLI names the default mode's network "default" or "bridge".
+    let key = ["bridge", "default"]
+        .into_iter()
+        .filter(|_| mode == "default" || mode == "bridge")
+        .find(|k| endpoints.get(k).is_some())
+        .map(String::from)
+        .unwrap_or(mode);
+    let ep = &mut endpoints[key.as_str()];
+    if !ep.is_object() {
+        *ep = serde_json::json!({});
+    }
+    if ep["MacAddress"].as_str().is_none_or(str::is_empty) {
+        ep["MacAddress"] = serde_json::Value::String(mac);
+    }
 }
 
 /// `name` as dockerd accepts it ("/x" or "x"), without the slash.

@@ -206,7 +206,11 @@ pub fn inspect(c: &ContainerRecord, paths: Paths) -> ContainerInspectResponse {
         process_label: Some(String::new()),
         app_armor_profile: Some(String::new()),
         exec_ids: None,
-        host_config: b.host_config.clone(),
+        host_config: b.host_config.clone().map(|mut h| {
+            // Links as dockerd shows them: "/child:/parent/alias".
+            h.links = h.links.map(|l| crate::networks::links::shown(&l, &c.name));
+            h
+        }),
         graph_driver: Some(paths.graph_driver),
         mounts: Some(super::mounts::inspect(c)),
         config: Some(inspect_config(&b)),

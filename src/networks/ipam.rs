@@ -171,6 +171,32 @@ pub fn next_address(
 }
 
 /// The MAC dockerd gives an endpoint: 02:42 and the four bytes of its IPv4.
+/// A MAC address as the API gives it ("02:42:ac:11:00:99", either case, or
+/// dashes), in dockerd's words when it is not one.
+pub fn parse_mac(s: &str) -> crate::error::Result<[u8; 6]> {
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    let mut mac = [0u8; 6];
+    let ok = parts.len() == 6
+        && parts
+            .iter()
+            .zip(mac.iter_mut())
+            .all(|(p, b)| p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *b = v).is_ok());
+    if !ok {
+        return Err(crate::error::Error::internal(format!(
+            "address {s}: invalid MAC address"
+        )));
+    }
+    Ok(mac)
+}
+
+/// How the API writes a MAC address.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 pub fn mac_for(ip: u32) -> String {
     let b = ip.to_be_bytes();
     format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
@@ -179,6 +205,18 @@ pub fn mac_for(ip: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_as_dockerd_reads_them() {
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:97").map(|m| format_mac(&m)).ok(),
+            Some("02:42:ac:11:00:97".to_string())
+        );
+        assert!(parse_mac("02-42-ac-11-00-97").is_ok());
+        let e = parse_mac("zz").unwrap_err();
+        assert_eq!(e.to_string(), "address zz: invalid MAC address");
+        assert!(parse_mac("02:42:ac:11:00").is_err());
+    }
 
     fn s(x: &str) -> Subnet {
         Subnet::parse(x).unwrap()

@@ -9,8 +9,10 @@ pub mod files;
 pub mod firewall_plan;
 pub mod index;
 pub mod ipam;
+pub mod links;
 pub mod ports;
 pub mod render;
+pub mod resolver;
 pub mod spec;
 
 /// The sandbox type is the runtime's (the lower layer); the NetworkController fills it.

@@ -260,6 +260,57 @@ impl Handler<Update> for ContainerActor {
     }
 }
 
+/// `docker rm --link parent/alias`: the link goes from the container's
+/// config, and from its /etc/hosts while it runs (its environment keeps the
+/// link's variables until it starts again, as with dockerd).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct RemoveLink(pub String);
+
+impl Handler<RemoveLink> for ContainerActor {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: RemoveLink, _: &mut Context<Self>) -> Self::Result {
+        use crate::networks::links;
+        let state = self.rt.projection.current();
+        let rt = self.rt.clone();
+        let id = self.id.clone();
+        let running = self.running().is_some();
+        let c = state.containers.get(&self.id).cloned();
+        Box::pin(async move {
+            let c = c.ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+            let mut body = crate::containers::render::body(&c);
+            let mut host = body.host_config.take().unwrap_or_default();
+            let mut kept = host.links.take().unwrap_or_default();
+            let before = kept.len();
+            kept.retain(|l| links::parse(l).1 != msg.0);
+            if kept.len() == before {
+                return Err(Error::not_found(format!("No such link: {}", msg.0)));
+            }
+            host.links = (!kept.is_empty()).then_some(kept);
+            body.host_config = Some(host);
+            let config = serde_json::to_string(&body)
+                .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
+            append(
+                &rt.events,
+                Event::ContainerUpdated {
+                    id: id.clone(),
+                    config,
+                },
+            )
+            .await?;
+            if running {
+                let path = rt.containers_dir.join(&id).join("hosts");
+                if let Ok(hosts) = std::fs::read_to_string(&path) {
+                    let _ = std::fs::write(&path, links::without_hosts_line(&hosts, &msg.0));
+                }
+            }
+            info!(container = %id, link = %msg.0, "link removed");
+            Ok(())
+        })
+    }
+}
+
 /// Whether process `pid` runs (a zombie does not: its exit is on its way).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -31,7 +31,7 @@ mod runtimes;
 mod start;
 
 use control::thaw;
-pub use control::{Commit, Pause, Update};
+pub use control::{Commit, Pause, RemoveLink, Update};
 pub use exit::{remove_container, Kill, Removed, Stop, Subscribe, Wait};
 use io::{join_attach, PendingAttach};
 pub use io::{Attach, ClientIo, ClientStream, Resize};

@@ -21,21 +21,31 @@ impl Handler<Connect> for NetworkController {
         let state = self.projection.current();
         let checked = check_connect(&state, &msg).and_then(|(c, n, s)| {
             let running = if c.status == ContainerStatus::Running {
-                let bridge = state
+                let spec = state
                     .networks
                     .get(&n)
-                    .ok_or_else(|| Error::not_found(format!("network {n} not found")))
-                    .and_then(|r| NetworkSpec::of(r).bridge_device())?;
+                    .map(NetworkSpec::of)
+                    .ok_or_else(|| Error::not_found(format!("network {n} not found")))?;
+                let bridge = spec.bridge_device()?;
                 Some((self.actor_for(&n)?, bridge))
             } else {
                 None
             };
-            Ok((c, n, s, running))
+            // The first user-defined network of a running container brings
+            // its DNS server, and resolv.conf points at it.
+            let start_dns = running.is_some()
+                && !self.resolvers.contains_key(&c.id)
+                && state
+                    .networks
+                    .get(&n)
+                    .is_some_and(|r| resolver::serves_names(&NetworkSpec::of(r)));
+            Ok((c, n, s, running, start_dns))
         });
+        let dir = self.containers_dir.clone();
         let (events, driver) = (self.events.clone(), Arc::clone(&self.driver));
         let healer = self.healer.clone();
         let fut = async move {
-            let (c, network, config, running) = checked?;
+            let (c, network, config, running, start_dns) = checked?;
             if let Some((_, bridge)) = &running {
                 // Someone may have removed the bridge under us.
                 healer.before_use(std::slice::from_ref(bridge)).await?;
@@ -51,7 +61,7 @@ impl Handler<Connect> for NetworkController {
             )
             .await?;
             let Some(actor) = actor else {
-                return Ok(());
+                return Ok((c.id, None));
             };
             let used: Vec<String> = c.networks.values().map(|e| e.ifname.clone()).collect();
             let ifname = (0..)
@@ -69,28 +79,76 @@ impl Handler<Connect> for NetworkController {
                     .await
                     .map_err(|e| Error::internal(format!("network actor: {e}")))??;
                 let path = driver.names.netns_path(&c.id);
+                let ip = plan.ip.to_string();
+                let netns = path.clone();
                 tokio::task::spawn_blocking(move || {
                     netlink::setup_interfaces(Namespace::Existing(path), vec![plan])
                 })
                 .await
-                .map_err(|e| Error::internal(format!("network setup: {e}")))?
+                .map_err(|e| Error::internal(format!("network setup: {e}")))??;
+                let dns = match start_dns {
+                    true => Some(sandbox::bind_dns(netns).await?),
+                    false => None,
+                };
+                update_etc(
+                    &dir.join(&c.id),
+                    &c,
+                    |hosts, body| format!("{hosts}{}", files::own_entry(body, &ip)),
+                    start_dns,
+                )?;
+                Ok(dns)
             }
             .await;
-            if let Err(e) = joined {
-                let _ = append(
-                    &events,
-                    Event::ContainerNetworkDisconnected {
-                        container: c.id.clone(),
-                        network,
-                    },
-                )
-                .await;
-                return Err(e);
+            match joined {
+                Ok(dns) => Ok((c.id, dns)),
+                Err(e) => {
+                    let _ = append(
+                        &events,
+                        Event::ContainerNetworkDisconnected {
+                            container: c.id.clone(),
+                            network,
+                        },
+                    )
+                    .await;
+                    Err(e)
+                }
+            }
+        };
+        Box::pin(fut.into_actor(self).map(|res, act, _| {
+            let (id, dns) = res?;
+            if let Some(listeners) = dns {
+                act.serve_dns(&id, listeners)?;
             }
             Ok(())
-        };
-        Box::pin(fut.into_actor(self))
+        }))
     }
+}
+
+/// Rewrites a running container's /etc/hosts (through `hosts`) and, with
+/// `embedded_dns`, its resolv.conf to point at 127.0.0.11, in place: they
+/// are bind-mounted, so the same files are written, not replaced.
+fn update_etc(
+    dir: &std::path::Path,
+    c: &ContainerRecord,
+    hosts: impl FnOnce(&str, &bollard_stubs::models::ContainerCreateBody) -> String,
+    embedded_dns: bool,
+) -> Result<()> {
+    let body = crate::containers::render::body(c);
+    let path = dir.join("hosts");
+    if let Ok(old) = std::fs::read_to_string(&path) {
+        std::fs::write(&path, hosts(&old, &body))
+            .context(format_args!("writing {}", path.display()))?;
+    }
+    if embedded_dns {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let path = dir.join("resolv.conf");
+        std::fs::write(
+            &path,
+            files::resolv_conf(&host, &body, Some(files::EMBEDDED_DNS)),
+        )
+        .context(format_args!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 pub(super) fn check_connect(
@@ -148,11 +206,13 @@ impl Handler<Disconnect> for NetworkController {
                     "container cannot be disconnected from host network or connected to host network",
                 ));
             }
-            Ok((c.id.clone(), n.id.clone(), ep.ifname.clone()))
+            Ok((c.clone(), n.id.clone(), ep.ifname.clone()))
         })();
+        let dir = self.containers_dir.clone();
         let (events, driver, force) = (self.events.clone(), Arc::clone(&self.driver), msg.force);
         let fut = async move {
-            let (cid, nid, ifname) = found?;
+            let (c, nid, ifname) = found?;
+            let cid = c.id.clone();
             if !ifname.is_empty() {
                 let path = driver.names.netns_path(&cid);
                 let removed =
@@ -165,6 +225,12 @@ impl Handler<Disconnect> for NetworkController {
                     }
                     warn!(container = %cid, error = %e, "disconnect (forced)");
                 }
+                update_etc(
+                    &dir.join(&cid),
+                    &c,
+                    |hosts, body| files::without_own_entries(hosts, body),
+                    false,
+                )?;
             }
             append(
                 &events,

@@ -63,6 +63,7 @@ impl Handler<Init> for NetworkController {
                 .values()
                 .filter(|c| c.status == ContainerStatus::Running)
             {
+                act.serve_dns_again(&state, c);
                 match ports::reserve_published(&c.ports) {
                     Ok(socks) if !socks.is_empty() => {
                         act.reservations.insert(c.id.clone(), socks);
@@ -199,4 +200,26 @@ pub(super) async fn host_subnets(driver: &NetDriver) -> Result<Vec<ipam::Subnet>
         .into_iter()
         .map(|(base, prefix)| ipam::Subnet { base, prefix })
         .collect())
+}
+
+impl NetworkController {
+    /// A container that ran on through the daemon's restart finds its DNS
+    /// server again (the old daemon's sockets closed with it).
+    fn serve_dns_again(&mut self, state: &State, c: &ContainerRecord) {
+        let on_user_network = c.networks.keys().any(|n| {
+            state
+                .networks
+                .get(n)
+                .is_some_and(|r| resolver::serves_names(&NetworkSpec::of(r)))
+        });
+        let netns = self.driver.names.netns_path(&c.id);
+        if !on_user_network || !netns.exists() {
+            return;
+        }
+        let served = listen::bind_in(&netns, files::EMBEDDED_DNS_ADDR, 53)
+            .and_then(|l| self.serve_dns(&c.id, l));
+        if let Err(e) = served {
+            warn!(container = %c.id, error = %e, "serving its DNS again");
+        }
+    }
 }

@@ -16,6 +16,7 @@ use bollard_stubs::models::{EndpointSettings, NetworkCreateRequest};
 use super::event_log::{append, append_all, EventLog};
 use super::network::{random_hex64, Join, NetworkActor, Shutdown};
 use crate::config::AddressPool;
+use crate::drivers::network::listen::{self, Listeners};
 use crate::drivers::network::netlink::{self, InterfacePlan, Namespace};
 use crate::drivers::network::{host_lock, veth_name, NetDriver};
 use crate::error::{Context as _, Error, Result};
@@ -23,8 +24,9 @@ use crate::events::projection::{ContainerRecord, ContainerStatus, Projection, St
 use crate::events::v1::PublishedPort;
 use crate::events::Event;
 use crate::networks::ipam::{self, Pool, Subnet};
+use crate::networks::resolver::{self, SandboxNames};
 use crate::networks::spec::{self, NetworkSpec, BRIDGE, HOST, NONE, OPT_BRIDGE_NAME};
-use crate::networks::{files, ports, Sandbox};
+use crate::networks::{dns, files, links, ports, Sandbox};
 
 mod connect;
 mod firewall;
@@ -50,6 +52,8 @@ pub struct NetworkController {
     /// Sockets that hold each running container's published host ports, so
     /// nothing else takes them (and a port in use is found before a start).
     reservations: HashMap<String, Vec<OwnedFd>>,
+    /// Each running container's DNS server (127.0.0.11) on a user network.
+    resolvers: HashMap<String, tokio::task::AbortHandle>,
     /// The firewall's plan and its writes, one at a time.
     firewall: firewall::FirewallWriter,
     /// Rebuilds what someone else removed under the running daemon.
@@ -91,6 +95,7 @@ impl NetworkController {
             bip,
             networks: HashMap::new(),
             reservations: HashMap::new(),
+            resolvers: HashMap::new(),
         })
     }
 

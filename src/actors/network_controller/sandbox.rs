@@ -32,6 +32,16 @@ impl Handler<PrepareSandbox> for NetworkController {
             .ok()
             .map(|n| NetworkSpec::of(n).gateway)
             .filter(|g| !g.is_empty());
+        // Legacy links on the default bridge: each linked container runs.
+        let linked = match (state.containers.get(&id), state.network(BRIDGE)) {
+            (Some(c), Ok(bridge)) => links::at_start(&state, c, &msg.body, &bridge.id),
+            _ => Ok(Vec::new()),
+        };
+        let name = state
+            .containers
+            .get(&id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
         let body = msg.body;
         let userns = msg.userns;
         let (events, driver, dir) = (
@@ -43,6 +53,7 @@ impl Handler<PrepareSandbox> for NetworkController {
         let healer = self.healer.clone();
         let fut = async move {
             let (kind, joins, reserved) = planned?;
+            let linked = linked?;
             let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let (published, socks) = reserved;
             let mut sandbox = Sandbox::default();
@@ -52,7 +63,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                 Kind::Host => {
                     let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
                     write_etc(&dir, &body, &mut sandbox, hosts, host_resolv.clone())?;
-                    return Ok((sandbox, socks));
+                    return Ok((sandbox, socks, None));
                 }
                 Kind::None => {
                     // Its own namespace with lo up (runc's loopback; the
@@ -71,9 +82,9 @@ impl Handler<PrepareSandbox> for NetworkController {
                     let mut plans: Vec<InterfacePlan> = Vec::new();
                     let mut nameserver = None;
                     // Someone may have removed a bridge under us.
-                    let bridges: Vec<_> = joins.iter().map(|j| j.3.clone()).collect();
+                    let bridges: Vec<_> = joins.iter().map(|j| j.2.clone()).collect();
                     healer.before_use(&bridges).await?;
-                    for (i, (actor, user_net, gw, _)) in joins.into_iter().enumerate() {
+                    for (i, (actor, user_net, _)) in joins.into_iter().enumerate() {
                         let plan = actor
                             .send(Join {
                                 container: id.clone(),
@@ -83,8 +94,9 @@ impl Handler<PrepareSandbox> for NetworkController {
                             })
                             .await
                             .map_err(|e| Error::internal(format!("network actor: {e}")))??;
-                        if i == 0 && user_net {
-                            nameserver = Some(gw);
+                        // Any user-defined network: the server at 127.0.0.11.
+                        if user_net {
+                            nameserver = Some(files::EMBEDDED_DNS.to_string());
                         }
                         plans.push(plan);
                     }
@@ -95,9 +107,20 @@ impl Handler<PrepareSandbox> for NetworkController {
                     (own, nameserver)
                 }
             };
-            let hosts = files::hosts(&body, own_ip.as_deref(), host_gateway.as_deref());
+            let link_lines: String = linked.iter().map(links::hosts_line).collect();
+            sandbox.env = linked.iter().flat_map(|l| links::env(l, &name)).collect();
+            let hosts = files::hosts(
+                &body,
+                &link_lines,
+                own_ip.as_deref(),
+                host_gateway.as_deref(),
+            );
             let resolv = files::resolv_conf(&host_resolv, &body, nameserver.as_deref());
             write_etc(&dir, &body, &mut sandbox, hosts, resolv)?;
+            let dns = match (&nameserver, &sandbox.netns) {
+                (Some(_), Some(netns)) => Some(bind_dns(netns.clone()).await?),
+                _ => None,
+            };
             if let (false, Some((bridge, ip))) = (published.is_empty(), primary) {
                 append(
                     &events,
@@ -109,15 +132,54 @@ impl Handler<PrepareSandbox> for NetworkController {
                 .await?;
                 firewall.publish(id.clone(), bridge, ip, published).await?;
             }
-            Ok((sandbox, socks))
+            Ok((sandbox, socks, dns))
         };
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
-            let (sandbox, socks) = res?;
+            let (sandbox, socks, dns) = res?;
+            if let Some(listeners) = dns {
+                act.serve_dns(&msg.id, listeners)?;
+            }
             if !socks.is_empty() {
                 act.reservations.insert(msg.id, socks);
             }
             Ok(sandbox)
         }))
+    }
+}
+
+/// The sockets of a container's DNS server, bound in its namespace.
+pub(super) async fn bind_dns(netns: PathBuf) -> Result<Listeners> {
+    tokio::task::spawn_blocking(move || listen::bind_in(&netns, files::EMBEDDED_DNS_ADDR, 53))
+        .await
+        .map_err(|e| Error::internal(format!("network setup: {e}")))?
+        .map_err(|e| e.context("starting the container's DNS server"))
+}
+
+impl NetworkController {
+    /// Serves a container's DNS server on `listeners` until its sandbox goes.
+    pub(super) fn serve_dns(&mut self, id: &str, listeners: Listeners) -> Result<()> {
+        let udp = tokio::net::UdpSocket::from_std(listeners.udp)
+            .context("serving the container's DNS (udp)")?;
+        let tcp = tokio::net::TcpListener::from_std(listeners.tcp)
+            .context("serving the container's DNS (tcp)")?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let names = Arc::new(SandboxNames::new(
+            id.to_string(),
+            self.projection.clone(),
+            host_resolv,
+        ));
+        let task = tokio::spawn(dns::serve(udp, tcp, names));
+        if let Some(old) = self.resolvers.insert(id.to_string(), task.abort_handle()) {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Stops a container's DNS server (its sockets close with it).
+    pub(super) fn stop_dns(&mut self, id: &str) {
+        if let Some(task) = self.resolvers.remove(id) {
+            task.abort();
+        }
     }
 }
 
@@ -176,11 +238,11 @@ pub(super) enum Kind {
     Bridge,
 }
 
-/// The sandbox's kind; each network to join (its actor, whether it is a user
-/// network, its gateway, its bridge); the published ports and their held sockets.
+/// The sandbox's kind; each network to join (its actor, whether it serves
+/// names, its bridge); the published ports and their held sockets.
 pub(super) type Planned = (
     Kind,
-    Vec<(Addr<NetworkActor>, bool, String, Bridge)>,
+    Vec<(Addr<NetworkActor>, bool, Bridge)>,
     (Vec<PublishedPort>, Vec<OwnedFd>),
 );
 
@@ -244,8 +306,7 @@ impl NetworkController {
             }
             joins.push((
                 self.actor_for(nid)?,
-                !s.builtin,
-                s.gateway.clone(),
+                resolver::serves_names(&s),
                 s.bridge_device()?,
             ));
         }
@@ -272,6 +333,7 @@ impl Handler<ReleaseSandbox> for NetworkController {
         // The ports' record is cleared once, by the exit the container's
         // actor appends next; the rules go from the plan now.
         let had_ports = self.reservations.remove(&msg.id).is_some();
+        self.stop_dns(&msg.id);
         debug!(container = %msg.id, had_ports, "releasing the sandbox");
         let path = self.driver.names.netns_path(&msg.id);
         let firewall = self.firewall.clone();

@@ -342,6 +342,9 @@ pub struct Sandbox {
     /// /etc/hosts, /etc/resolv.conf and /etc/hostname: where each is in the
     /// container, and the file bind-mounted there.
     pub etc_files: Vec<(String, std::path::PathBuf)>,
+    /// Variables the network gives the process (legacy links'), before the
+    /// container's own.
+    pub env: Vec<String>,
 }
 
 /// The container's IPC and PID namespaces and its /dev/shm
@@ -485,27 +488,25 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     }
     let tty = b.tty.unwrap_or(false);
     let hostname = b.hostname.clone().unwrap_or_default();
+    // dockerd's order: PATH, HOSTNAME, TERM, the links' variables, then the
+    // container's own, each replacing a default of its name where it stands.
     // `-e NAME` of a variable the client's host lacks comes as "NAME": no
     // variable at all, as with runc.
-    let mut env: Vec<String> = b
-        .env
-        .iter()
-        .flatten()
-        .filter(|e| e.contains('='))
-        .cloned()
-        .collect();
-    let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
-    if !has(&env, "PATH") {
-        env.insert(
-            0,
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        );
-    }
-    if !has(&env, "HOSTNAME") {
-        env.insert(1, format!("HOSTNAME={hostname}"));
-    }
-    if tty && !has(&env, "TERM") {
+    let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+    let has = |env: &[String], k: &str| env.iter().any(|e| key(e) == k);
+    let mut env: Vec<String> = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if tty {
         env.push("TERM=xterm".into());
+    }
+    env.extend(input.sandbox.env.iter().cloned());
+    for e in b.env.iter().flatten().filter(|e| e.contains('=')) {
+        match env.iter().position(|d| key(d) == key(e)) {
+            Some(i) => env[i] = e.clone(),
+            None => env.push(e.clone()),
+        }
     }
     if !has(&env, "HOME") {
         env.push(format!("HOME={}", input.user.home));

@@ -4,6 +4,7 @@
 //! host without touching each other's bridges or chains.
 
 pub mod firewall;
+pub mod listen;
 pub mod netlink;
 pub mod watch;
 
