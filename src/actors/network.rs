@@ -148,6 +148,7 @@ impl NetworkActor {
                 [0x02, 0x42, b[0], b[1], b[2], b[3]]
             }),
             default_gateway: (msg.primary && !self.spec.internal).then(|| Ipv4Addr::from(gateway)),
+            mtu: self.spec.mtu(),
         };
         Ok((plan, random_hex64()?))
     }

@@ -49,6 +49,8 @@ impl FirewallPlan {
                     bridge: s.bridge.clone(),
                     subnet: s.subnet.clone(),
                     internal: s.internal,
+                    icc: s.icc(),
+                    masquerade: s.masquerade(),
                 },
             );
         }

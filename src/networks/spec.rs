@@ -21,6 +21,49 @@ pub const NONE: &str = "none";
 
 /// The option that names a bridge network's device.
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+/// The bridge driver's other options, as dockerd reads them.
+pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+pub const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+
+/// Go's strconv.ParseBool.
+fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(Error::internal(format!(
+            "failed to parse {key} value: {v} (strconv.ParseBool: parsing \"{v}\": invalid syntax)"
+        ))),
+    }
+}
+
+/// dockerd's checks of the bridge driver's options, in its words.
+fn check_options(options: &BTreeMap<String, String>) -> Result<()> {
+    for key in [OPT_ICC, OPT_MASQUERADE] {
+        if let Some(v) = options.get(key) {
+            parse_bool(key, v)?;
+        }
+    }
+    if let Some(v) = options.get(OPT_HOST_BINDING) {
+        v.parse::<std::net::Ipv4Addr>().map_err(|_| {
+            Error::internal(format!(
+                "failed to parse {OPT_HOST_BINDING} value: {v} (nil ip)"
+            ))
+        })?;
+    }
+    if let Some(v) = options.get(OPT_MTU) {
+        let mtu: i64 = v.parse().map_err(|_| {
+            Error::internal(format!(
+                "failed to parse {OPT_MTU} value: {v} (strconv.Atoi: parsing \"{v}\": invalid syntax)"
+            ))
+        })?;
+        if mtu < 0 {
+            return Err(Error::internal(format!("invalid MTU number: {mtu}")));
+        }
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -88,6 +131,36 @@ impl NetworkSpec {
         Ok(ip)
     }
 
+    /// Containers on the bridge reach each other (`enable_icc`, default true).
+    pub fn icc(&self) -> bool {
+        self.options
+            .get(OPT_ICC)
+            .map_or(true, |v| parse_bool(OPT_ICC, v).unwrap_or(true))
+    }
+
+    /// Traffic out is masqueraded (`enable_ip_masquerade`, default true).
+    pub fn masquerade(&self) -> bool {
+        self.options
+            .get(OPT_MASQUERADE)
+            .map_or(true, |v| parse_bool(OPT_MASQUERADE, v).unwrap_or(true))
+    }
+
+    /// Where ports published without an address listen (`host_binding_ipv4`).
+    pub fn host_binding(&self) -> Option<String> {
+        self.options
+            .get(OPT_HOST_BINDING)
+            .filter(|v| v.parse::<std::net::Ipv4Addr>().is_ok())
+            .cloned()
+    }
+
+    /// The containers' interfaces' MTU (`driver.mtu`; 0: the kernel's).
+    pub fn mtu(&self) -> u32 {
+        self.options
+            .get(OPT_MTU)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The bridge device the driver makes for this network.
     pub fn bridge_device(&self) -> Result<crate::drivers::network::Bridge> {
         let (subnet, gateway, _) = self.addressing()?;
@@ -96,6 +169,7 @@ impl NetworkSpec {
             gateway: std::net::Ipv4Addr::from(gateway),
             prefix: subnet.prefix,
             internal: self.internal,
+            icc: self.icc(),
         })
     }
 }
@@ -188,6 +262,12 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
         .unwrap_or_default()
         .into_iter()
         .collect();
+    check_options(&options)?;
+    if req.ingress.unwrap_or(false) {
+        return Err(Error::forbidden(
+            "Ingress network can only be global scope network",
+        ));
+    }
     if let Some(dev) = options.get(OPT_BRIDGE_NAME) {
         if dev.is_empty() || dev.len() > 15 || dev.contains(['/', ' ', ':']) {
             return Err(Error::invalid(format!(

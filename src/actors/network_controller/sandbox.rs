@@ -295,6 +295,7 @@ impl NetworkController {
             )
         });
         let mut joins = Vec::new();
+        let mut host_binding = None;
         for nid in ids {
             let n = state
                 .networks
@@ -303,6 +304,11 @@ impl NetworkController {
             let s = NetworkSpec::of(n);
             if !s.is_bridge() {
                 continue;
+            }
+            if joins.is_empty() {
+                // Ports published without an address listen where the
+                // primary network's host_binding_ipv4 says.
+                host_binding = s.host_binding();
             }
             joins.push((
                 self.actor_for(nid)?,
@@ -313,7 +319,13 @@ impl NetworkController {
         if joins.is_empty() {
             return Err(Error::not_found(format!("network {mode} not found")));
         }
-        let reserved = ports::reserve_requests(&ports::requests(body)?)?;
+        let mut requests = ports::requests(body)?;
+        if let Some(ip) = host_binding {
+            for r in requests.iter_mut().filter(|r| r.host_ip.is_empty()) {
+                r.host_ip = ip.clone();
+            }
+        }
+        let reserved = ports::reserve_requests(&requests)?;
         Ok((Kind::Bridge, joins, reserved))
     }
 }

@@ -18,6 +18,10 @@ pub struct BridgeRules {
     pub bridge: String,
     pub subnet: String,
     pub internal: bool,
+    /// Its containers reach each other (dockerd's enable_icc).
+    pub icc: bool,
+    /// Its traffic out is masqueraded (enable_ip_masquerade).
+    pub masquerade: bool,
 }
 
 /// A published port: `host_ip:host_port` to `container_ip:container_port`.
@@ -114,6 +118,9 @@ impl Firewall {
             // Connections our DNAT rules sent to the bridge (published
             // ports) are let in by one rule: a port's start or end then
             // changes the nat table alone.
+            if !b.icc {
+                f += &format!("-A {fwd} -i {br} -o {br} -j DROP\n");
+            }
             f += &format!(
                 "-A {fwd} -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A {fwd} -o {br} -m conntrack --ctstate DNAT -j ACCEPT\n-A {fwd} -i {br} -j ACCEPT\n-A {fwd} -o {br} -j DROP\n"
             );
@@ -122,10 +129,11 @@ impl Firewall {
         let mut n = format!("*nat\n:{dnat} - [0:0]\n:{post} - [0:0]\n");
         for b in bridges.iter().filter(|b| !b.internal) {
             let br = &b.bridge;
-            n += &format!(
-                "-A {post} -s {} ! -o {br} -j MASQUERADE\n-A {post} -s 127.0.0.0/8 -o {br} -j MASQUERADE\n",
-                b.subnet
-            );
+            if b.masquerade {
+                n += &format!("-A {post} -s {} ! -o {br} -j MASQUERADE\n", b.subnet);
+            }
+            // Published ports reached from the host's loopback (route_localnet).
+            n += &format!("-A {post} -s 127.0.0.0/8 -o {br} -j MASQUERADE\n");
         }
         for p in ports {
             if bridges.iter().any(|b| b.bridge == p.bridge && b.internal) {
@@ -338,11 +346,15 @@ mod tests {
                 bridge: "berth0".into(),
                 subnet: "172.17.0.0/16".into(),
                 internal: false,
+                icc: true,
+                masquerade: true,
             },
             BridgeRules {
                 bridge: "br-1".into(),
                 subnet: "10.1.0.0/24".into(),
                 internal: true,
+                icc: true,
+                masquerade: true,
             },
         ];
         let ports = vec![PortRule {
@@ -377,6 +389,8 @@ mod tests {
             bridge: "berth0".into(),
             subnet: "172.17.0.0/16".into(),
             internal: false,
+            icc: true,
+            masquerade: true,
         }];
         let want = fw.render(&bridges, &[]);
         let jumps = fw.jumps();

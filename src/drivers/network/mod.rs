@@ -97,6 +97,28 @@ pub struct Bridge {
     pub prefix: u8,
     /// No route out: published ports need no route_localnet.
     pub internal: bool,
+    /// Its containers reach each other; without, the firewall's DROP
+    /// between them needs bridged packets to pass through iptables.
+    pub icc: bool,
+}
+
+/// Makes bridged packets go through iptables (br_netfilter), as dockerd
+/// does for a network without inter-container traffic.
+fn bridged_packets_through_iptables() -> Result<()> {
+    let knob = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
+    if !knob.exists() {
+        let out = std::process::Command::new("modprobe")
+            .arg("br_netfilter")
+            .output()
+            .context("running modprobe br_netfilter")?;
+        if !out.status.success() {
+            return Err(Error::internal(format!(
+                "modprobe br_netfilter: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    std::fs::write(knob, "1").context(format_args!("writing {}", knob.display()))
 }
 
 /// The driver: names, a netlink handle of the host, the firewall.
@@ -134,6 +156,9 @@ impl NetDriver {
             // out of the bridge, which the kernel allows only with this.
             let knob = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", bridge.name);
             std::fs::write(&knob, "1").context(format_args!("writing {knob}"))?;
+        }
+        if !bridge.icc {
+            bridged_packets_through_iptables()?;
         }
         Ok(())
     }

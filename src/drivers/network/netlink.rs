@@ -208,6 +208,8 @@ pub struct InterfacePlan {
     pub mac: [u8; 6],
     /// The default route goes through this interface's gateway.
     pub default_gateway: Option<Ipv4Addr>,
+    /// Both ends' MTU; 0: the kernel's default.
+    pub mtu: u32,
 }
 
 /// The namespace to work in: a new one bind-mounted at the path, or one that
@@ -339,17 +341,13 @@ async fn add_interface(
         inner.link().add(veth).execute().await,
     )?;
     let index = must_index(inner, &p.ifname).await?;
+    let mut settings = LinkUnspec::new_with_index(index).address(p.mac.to_vec());
+    if p.mtu > 0 {
+        settings = settings.mtu(p.mtu);
+    }
     nl(
         format_args!("setting {}'s MAC", p.ifname),
-        inner
-            .link()
-            .set(
-                LinkUnspec::new_with_index(index)
-                    .address(p.mac.to_vec())
-                    .build(),
-            )
-            .execute()
-            .await,
+        inner.link().set(settings.build()).execute().await,
     )?;
     nl(
         format_args!("addressing {}", p.ifname),
@@ -383,17 +381,13 @@ async fn add_interface(
         )?;
     }
     let hidx = must_index(host, &p.host_ifname).await?;
+    let mut peer = LinkUnspec::new_with_index(hidx).controller(bridge).up();
+    if p.mtu > 0 {
+        peer = peer.mtu(p.mtu);
+    }
     nl(
         format_args!("attaching {} to {}", p.host_ifname, p.bridge),
-        host.link()
-            .set(
-                LinkUnspec::new_with_index(hidx)
-                    .controller(bridge)
-                    .up()
-                    .build(),
-            )
-            .execute()
-            .await,
+        host.link().set(peer.build()).execute().await,
     )
 }
 
