@@ -588,12 +588,7 @@ async fn list(
     };
     let now = crate::clock::now_ns();
     let found = render::list(&state, &opts, &image_matches)?;
-    Ok(Json(
-        found
-            .into_iter()
-            .map(|c| render::summary(&state, c, now))
-            .collect(),
-    ))
+    Ok(Json(render::summaries(&state, &found, now)))
 }
 
 async fn inspect(

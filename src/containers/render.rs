@@ -73,6 +73,22 @@ pub fn status_text(c: &ContainerRecord, now_ns: u64) -> String {
     }
 }
 
+/// The rows of `docker ps`: a linked container is listed under its links'
+/// names too ("/parent/alias"), after its own.
+pub fn summaries(state: &State, found: &[&ContainerRecord], now_ns: u64) -> Vec<ContainerSummary> {
+    let linked = crate::networks::links::names_by_linked(state);
+    found
+        .iter()
+        .map(|c| {
+            let mut s = summary(state, c, now_ns);
+            if let (Some(names), Some(more)) = (s.names.as_mut(), linked.get(&c.name)) {
+                names.extend(more.iter().cloned());
+            }
+            s
+        })
+        .collect()
+}
+
 pub fn summary(state: &State, c: &ContainerRecord, now_ns: u64) -> ContainerSummary {
     let b = body(c);
     let (path, args) = path_and_args(&b);

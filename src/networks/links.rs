@@ -245,6 +245,30 @@ fn run_end(ports: &[(u32, String)], i: usize) -> usize {
     ports.len() - 1
 }
 
+/// The names links give containers ("/parent/alias"), by the linked
+/// container's name, as `docker ps` lists them after its own. Only configs
+/// that hold links are parsed.
+pub fn names_by_linked(state: &State) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for c in state.containers.values() {
+        if !c.config.contains("\"Links\":[") {
+            continue;
+        }
+        let body: ContainerCreateBody = serde_json::from_str(&c.config).unwrap_or_default();
+        for l in body.host_config.and_then(|h| h.links).unwrap_or_default() {
+            let (name, alias) = parse(&l);
+            let linked = state
+                .container(&name)
+                .map(|r| r.name.clone())
+                .unwrap_or(name);
+            out.entry(linked)
+                .or_default()
+                .push(format!("/{}/{alias}", c.name));
+        }
+    }
+    out
+}
+
 /// HostConfig.Links as inspect shows them: "/child:/parent/alias".
 pub fn shown(links: &[String], parent: &str) -> Vec<String> {
     links
