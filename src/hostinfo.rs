@@ -93,9 +93,11 @@ fn os_release() -> (String, String) {
     )
 }
 
-/// Whether /sys/fs/cgroup is the unified (v2) hierarchy.
+/// Whether /sys/fs/cgroup is the unified (v2) hierarchy (asked of the
+/// kernel once: every create reads it).
 pub fn cgroup_v2() -> bool {
-    fs_magic(Path::new("/sys/fs/cgroup")) == Some(CGROUP2_SUPER_MAGIC)
+    static V2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V2.get_or_init(|| fs_magic(Path::new("/sys/fs/cgroup")) == Some(CGROUP2_SUPER_MAGIC))
 }
 
 fn fs_magic(path: &Path) -> Option<i64> {

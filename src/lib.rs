@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod drivers;
 pub mod error;
 pub mod events;
+pub mod go_json;
 pub mod hostinfo;
 pub mod images;
 pub mod logging;

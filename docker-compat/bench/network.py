@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """What a container's network costs at start: `docker run --rm busybox true` on
-the default bridge against the same with `--network none`, and with a
-published port, interleaved sample by sample on every endpoint given, so
-machine noise hits each the same way.
+the default bridge against the same with `--network none`, with a published
+port, and on a user-defined network (whose containers get the DNS server at
+127.0.0.11), interleaved sample by sample on every endpoint given, so machine
+noise hits each the same way. The user network (berth-bench-net) is made and
+removed by the script.
 
     docker-compat/bench/network.py unix:///var/run/berth.sock [unix:///other.sock ...] [--runs 30]
 
@@ -45,7 +47,23 @@ def main():
         "bridge": lambda: [a.image, "true"],
         "none": lambda: ["--network", "none", a.image, "true"],
         "publish": lambda: ["-p", f"127.0.0.1:{free_port()}:80", a.image, "true"],
+        "user": lambda: ["--network", NET, a.image, "true"],
     }
+    for h in a.hosts:
+        subprocess.run(["docker", "-H", h, "network", "create", NET],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        measure(a, kinds)
+    finally:
+        for h in a.hosts:
+            subprocess.run(["docker", "-H", h, "network", "rm", NET],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+NET = "berth-bench-net"
+
+
+def measure(a, kinds):
     samples = {(h, k): [] for h in a.hosts for k in kinds}
     for h in a.hosts:  # warm-up: the image's pages, the daemon's caches
         for k, args in kinds.items():
@@ -57,10 +75,11 @@ def main():
             for k in ks:
                 samples[(h, k)].append(timed(h, kinds[k]()))
     base = a.hosts[0]
-    print(f"{'endpoint':40} {'bridge p50':>11} {'none p50':>9} {'publish p50':>12} {'bridge-none':>12}")
+    print(f"{'endpoint':40} {'bridge p50':>11} {'none p50':>9} {'publish p50':>12} {'user p50':>9} {'bridge-none':>12} {'user-none':>10}")
     for h in a.hosts:
         m = {k: statistics.median(samples[(h, k)]) for k in kinds}
-        line = f"{h:40} {m['bridge']:9.1f}ms {m['none']:7.1f}ms {m['publish']:10.1f}ms {m['bridge'] - m['none']:+10.1f}ms"
+        line = (f"{h:40} {m['bridge']:9.1f}ms {m['none']:7.1f}ms {m['publish']:10.1f}ms {m['user']:7.1f}ms"
+                f" {m['bridge'] - m['none']:+10.1f}ms {m['user'] - m['none']:+8.1f}ms")
         if h != base:
             line += f"   bridge ratio to {base}: {m['bridge'] / statistics.median(samples[(base, 'bridge')]):.2f}"
         print(line)

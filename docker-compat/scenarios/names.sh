@@ -146,6 +146,9 @@ DB_NAME=/linker/db"
   expect_contains "$out" "DB_ENV_SECRET=x"
   expect_contains "$out" "MINE=1"
   expect_eq "$(d lk inspect -f '{{json .HostConfig.Links}}' linker)" '["/db:/linker/db"]'
+  # The API lists the linked container under the link's name too.
+  expect_eq "$(api lk 'http://x/containers/json?filters=%7B%22name%22%3A%5B%22%5Edb%24%22%5D%7D' |
+    python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)[0]["Names"]))')" "/db /linker/db"
   expect_eq "$(d lk exec linker tail -n 2 /etc/hosts | head -n 1)" "$(printf '%s\tdb %s' "$dbip" "$dbhost")"
   # rm --link removes the link, never a container.
   expect_eq "$(d lk rm --link linker/db)" "linker/db"
@@ -209,4 +212,47 @@ scenario_names_mac_addresses_and_network_names() {
     '{"message":"operation is not permitted on predefined bridge network "} 403'
   d mn rm -f mac mac2 badmac >/dev/null
   d mn network rm "test 01" "a/b" "a:b" "x\$y" >/dev/null
+}
+
+scenario_names_bridge_driver_options_as_dockerd() {
+  start_with_busybox bo
+  local out port
+  # The containers' MTU.
+  d bo network create -o com.docker.network.driver.mtu=1400 small >/dev/null
+  expect_contains "$(d bo run --rm --network small busybox ip link show eth0)" "mtu 1400"
+  # No traffic between containers, but the gateway and names still answer.
+  d bo network create -o com.docker.network.bridge.enable_icc=false apart >/dev/null
+  d bo run -d --name a1 --network apart busybox sleep 300 >/dev/null
+  d bo run -d --name a2 --network apart busybox sleep 300 >/dev/null
+  local ip2 gw
+  ip2=$(d bo inspect -f '{{.NetworkSettings.Networks.apart.IPAddress}}' a2)
+  gw=$(d bo inspect -f '{{.NetworkSettings.Networks.apart.Gateway}}' a2)
+  if d bo exec a1 ping -c 1 -W 1 "$ip2" >/dev/null 2>&1; then fail "icc=false: a1 reached a2"; fi
+  d bo exec a1 ping -c 1 -W 2 "$gw" >/dev/null || fail "icc=false: the gateway does not answer"
+  d bo exec a1 nslookup a2 2>&1 | grep -q "Address: $ip2" || fail "icc=false: a2 does not resolve"
+  # No masquerade rule for a network that asks for none.
+  d bo network create -o com.docker.network.bridge.enable_ip_masquerade=false nomasq >/dev/null
+  local subnet; subnet=$(d bo network inspect nomasq -f '{{(index .IPAM.Config 0).Subnet}}')
+  if iptables-save -t nat | grep -q -- "-s $subnet .*MASQUERADE"; then fail "a masquerade rule for $subnet"; fi
+  expect_contains "$(iptables-save -t nat | grep -c -- "-s $(d bo network inspect small -f '{{(index .IPAM.Config 0).Subnet}}') .*MASQUERADE")" "1"
+  # Ports published without an address listen on host_binding_ipv4.
+  d bo network create -o com.docker.network.bridge.host_binding_ipv4=127.0.0.1 local >/dev/null
+  port=$(free_port)
+  d bo run -d --name hb --network local -p "$port:80" busybox sh -c 'echo ok > /i; exec httpd -f -p 80 -h /' >/dev/null
+  expect_eq "$(d bo port hb)" "80/tcp -> 127.0.0.1:$port"
+  expect_eq "$(d bo inspect -f '{{json .HostConfig.PortBindings}}' hb)" "{\"80/tcp\":[{\"HostIp\":\"\",\"HostPort\":\"$port\"}]}"
+  for _ in $(seq 50); do out=$(curl -s --max-time 2 "http://127.0.0.1:$port/i") && [ -n "$out" ] && break; sleep 0.1; done
+  expect_eq "$out" "ok"
+  # Bad values, in dockerd's words and status.
+  expect_eq "$(api bo -w ' %{http_code}' -X POST -H 'Content-Type: application/json' http://x/networks/create -d '{"Name":"x","Options":{"com.docker.network.driver.mtu":"abc"}}')" \
+    '{"message":"failed to parse com.docker.network.driver.mtu value: abc (strconv.Atoi: parsing \"abc\": invalid syntax)"} 500'
+  expect_eq "$(api bo -w ' %{http_code}' -X POST -H 'Content-Type: application/json' http://x/networks/create -d '{"Name":"x","Options":{"com.docker.network.driver.mtu":"-1"}}')" \
+    '{"message":"invalid MTU number: -1"} 500'
+  expect_eq "$(api bo -w ' %{http_code}' -X POST -H 'Content-Type: application/json' http://x/networks/create -d '{"Name":"x","Options":{"com.docker.network.bridge.enable_icc":"maybe"}}')" \
+    '{"message":"failed to parse com.docker.network.bridge.enable_icc value: maybe (strconv.ParseBool: parsing \"maybe\": invalid syntax)"} 500'
+  expect_eq "$(api bo -w ' %{http_code}' -X POST -H 'Content-Type: application/json' http://x/networks/create -d '{"Name":"x","Options":{"com.docker.network.bridge.host_binding_ipv4":"notanip"}}')" \
+    '{"message":"failed to parse com.docker.network.bridge.host_binding_ipv4 value: notanip (nil ip)"} 500'
+  expect_eq "$(api bo -w ' %{http_code}' -X POST -H 'Content-Type: application/json' http://x/networks/create -d '{"Name":"x","Ingress":true}')" \
+    '{"message":"Ingress network can only be global scope network"} 403'
+  if d bo network inspect x >/dev/null 2>&1; then fail "a refused network exists"; fi
 }

@@ -117,3 +117,20 @@ my.host.example my"
   out=$(d rf create --volumes-from nosuch busybox 2>&1) && fail "--volumes-from nosuch"
   expect_eq "$out" "Error response from daemon: No such container: nosuch"
 }
+
+scenario_create_body_type_errors_in_gos_words() {
+  start_with_busybox tj
+  local body want
+  while IFS='|' read -r body want; do
+    expect_eq "$(api tj -w ' %{http_code}' -X POST -H 'Content-Type: application/json' http://x/containers/create -d "$body")" \
+      "{\"message\":\"$want\"} 500" "$body"
+  done <<'CASES'
+{"Image":"busybox","HostConfig":{"Memory":"x"}}|json: cannot unmarshal string into Go struct field HostConfig.HostConfig.Memory of type int64
+{"Image":5}|json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Image of type string
+{"Image":"busybox","Env":[1]}|json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Env of type string
+{"Image":"busybox","Tty":1}|json: cannot unmarshal number into Go struct field ContainerConfigWrapper.Tty of type bool
+{"Image":"busybox","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":80}]}}}|json: cannot unmarshal number into Go struct field PortBinding.HostConfig.PortBindings.HostPort of type string
+{"Image":"busybox"|unexpected EOF
+CASES
+  expect_eq "$(d tj ps -aq | wc -l)" "0"
+}

@@ -330,29 +330,7 @@ impl ContainerService {
             .ok_or_else(|| {
                 Error::invalid("Config cannot be empty in order to create a container")
             })?;
-        crate::containers::health::validate(body.healthcheck.as_ref())?;
-        if let Some(sig) = body.stop_signal.as_deref().filter(|s| !s.is_empty()) {
-            crate::images::changes::signal_number(sig)?;
-        }
-        let uts_host = body
-            .host_config
-            .as_ref()
-            .and_then(|h| h.uts_mode.as_deref())
-            == Some("host");
-        if uts_host && body.hostname.as_deref().is_some_and(|n| !n.is_empty()) {
-            return Err(Error::invalid(
-                "conflicting options: hostname and the UTS mode",
-            ));
-        }
-        if let Some(wd) = body
-            .working_dir
-            .as_deref()
-            .filter(|w| !w.is_empty() && !w.starts_with('/'))
-        {
-            return Err(Error::invalid(format!(
-                "the working directory '{wd}' is invalid, it needs to be an absolute path"
-            )));
-        }
+        crate::containers::config::check_create_body(&body)?;
         if let Some(h) = &body.host_config {
             validate_host_config(h, self.cpus)?;
             crate::drivers::userns::validate(h, self.layers.remap().is_some())?;

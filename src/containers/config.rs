@@ -17,8 +17,11 @@ const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 /// they do not know is refused here first, in dockerd's words rather than
 /// serde's ("invalid restart policy 'x'").
 pub fn parse_create_body(bytes: &[u8]) -> Result<ContainerCreateBody> {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        // Go's words for a body cut short (dockerd 20.10 answers 500).
+        serde_json::error::Category::Eof => Error::internal("unexpected EOF"),
+        _ => Error::invalid(format!("invalid JSON: {e}")),
+    })?;
     let h = &v["HostConfig"];
     let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
     if let Some(name) = text(&h["RestartPolicy"]["Name"]) {
@@ -61,7 +64,7 @@ pub fn parse_create_body(bytes: &[u8]) -> Result<ContainerCreateBody> {
     }
     let mut v = v;
     move_mac_address(&mut v);
-    serde_json::from_value(v).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))
+    crate::go_json::decode(v, "ContainerConfigWrapper")
 }
 
 /// The container-wide MacAddress older clients send (API < 1.44) is its
@@ -104,6 +107,35 @@ fn move_mac_address(v: &mut serde_json::Value) {
     if ep["MacAddress"].as_str().is_none_or(str::is_empty) {
         ep["MacAddress"] = serde_json::Value::String(mac);
     }
+}
+
+/// dockerd's checks of a create body's own fields (the host config's are
+/// `validate_host_config`), in its words.
+pub fn check_create_body(body: &ContainerCreateBody) -> Result<()> {
+    crate::containers::health::validate(body.healthcheck.as_ref())?;
+    if let Some(sig) = body.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        crate::images::changes::signal_number(sig)?;
+    }
+    let uts_host = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.uts_mode.as_deref())
+        == Some("host");
+    if uts_host && body.hostname.as_deref().is_some_and(|n| !n.is_empty()) {
+        return Err(Error::invalid(
+            "conflicting options: hostname and the UTS mode",
+        ));
+    }
+    if let Some(wd) = body
+        .working_dir
+        .as_deref()
+        .filter(|w| !w.is_empty() && !w.starts_with('/'))
+    {
+        return Err(Error::invalid(format!(
+            "the working directory '{wd}' is invalid, it needs to be an absolute path"
+        )));
+    }
+    Ok(())
 }
 
 /// `name` as dockerd accepts it ("/x" or "x"), without the slash.
