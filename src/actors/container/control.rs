@@ -244,16 +244,7 @@ impl Handler<Update> for ContainerActor {
                 update::apply(mount, &bundle::cgroup_path(&id), &writes)?;
             }
             body.host_config = Some(host);
-            let config = serde_json::to_string(&body)
-                .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
-            append(
-                &rt.events,
-                Event::ContainerUpdated {
-                    id: id.clone(),
-                    config,
-                },
-            )
-            .await?;
+            record_config(&rt, &id, &body).await?;
             info!(container = %id, "updated");
             Ok(())
         })
@@ -289,16 +280,7 @@ impl Handler<RemoveLink> for ContainerActor {
             }
             host.links = (!kept.is_empty()).then_some(kept);
             body.host_config = Some(host);
-            let config = serde_json::to_string(&body)
-                .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
-            append(
-                &rt.events,
-                Event::ContainerUpdated {
-                    id: id.clone(),
-                    config,
-                },
-            )
-            .await?;
+            record_config(&rt, &id, &body).await?;
             if running {
                 let path = rt.containers_dir.join(&id).join("hosts");
                 if let Ok(hosts) = std::fs::read_to_string(&path) {
@@ -309,6 +291,25 @@ impl Handler<RemoveLink> for ContainerActor {
             Ok(())
         })
     }
+}
+
+/// Records container `id`'s changed config (docker update, rm --link).
+async fn record_config(
+    rt: &super::Runtime,
+    id: &str,
+    body: &bollard_stubs::models::ContainerCreateBody,
+) -> Result<()> {
+    let config = serde_json::to_string(body)
+        .map_err(|e| Error::internal(format!("recording the config: {e}")))?;
+    append(
+        &rt.events,
+        Event::ContainerUpdated {
+            id: id.to_string(),
+            config,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Whether process `pid` runs (a zombie does not: its exit is on its way).
