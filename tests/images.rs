@@ -300,7 +300,13 @@ async fn failed_pulls_leave_nothing_behind() {
     let err = pull(&docker, "127.0.0.1:1/library/busybox")
         .await
         .expect_err("no registry there");
-    assert!(err.contains("error pulling"), "{err}");
+    // dockerd's words, naming the address and the cause.
+    assert!(
+        err.contains(
+            r#"Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused"#
+        ),
+        "{err}"
+    );
 
     assert!(
         !Path::new("/tmp/escaped-by-berth-test").exists(),
