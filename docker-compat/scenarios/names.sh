@@ -256,3 +256,16 @@ scenario_names_bridge_driver_options_as_dockerd() {
     '{"message":"Ingress network can only be global scope network"} 403'
   if d bo network inspect x >/dev/null 2>&1; then fail "a refused network exists"; fi
 }
+
+scenario_names_network_container_shares_hosts_and_hostname() {
+  start_with_busybox nx
+  d nx run -d --name web --add-host foo:1.2.3.4 busybox sleep 300 >/dev/null
+  local host ip out
+  host=$(d nx inspect -f '{{.Config.Hostname}}' web)
+  ip=$(d nx inspect -f '{{.NetworkSettings.IPAddress}}' web)
+  # As dockerd: the joiner has web's hostname and web's /etc files.
+  out=$(d nx run --rm --network container:web busybox sh -c 'hostname; cat /etc/hostname; tail -n 2 /etc/hosts; echo $HOSTNAME')
+  expect_eq "$out" "$(printf '%s\n%s\n1.2.3.4\tfoo\n%s\t%s\n%s' "$host" "$host" "$ip" "$host" "$host")"
+  if out=$(d nx run --rm --network container:web -h x busybox true 2>&1); then fail "-h with container: was accepted"; fi
+  expect_contains "$out" "conflicting options: hostname and the network mode"
+}

@@ -126,6 +126,16 @@ pub fn check_create_body(body: &ContainerCreateBody) -> Result<()> {
             "conflicting options: hostname and the UTS mode",
         ));
     }
+    let joins_a_network = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.as_deref())
+        .is_some_and(|m| m.starts_with("container:"));
+    if joins_a_network && body.hostname.as_deref().is_some_and(|n| !n.is_empty()) {
+        return Err(Error::invalid(
+            "conflicting options: hostname and the network mode",
+        ));
+    }
     if let Some(wd) = body
         .working_dir
         .as_deref()

@@ -73,9 +73,22 @@ impl Handler<PrepareSandbox> for NetworkController {
                     sandbox.netns = Some(path);
                     (None, None)
                 }
-                Kind::Container(path) => {
-                    sandbox.netns = Some(path);
-                    (None, None)
+                Kind::Container {
+                    netns,
+                    donor,
+                    hostname,
+                } => {
+                    // As dockerd: the donor's /etc files and hostname.
+                    sandbox.netns = Some(netns);
+                    let donor_dir = dir.with_file_name(&donor);
+                    for name in ["hosts", "resolv.conf", "hostname"] {
+                        let path = donor_dir.join(name);
+                        if path.exists() {
+                            sandbox.etc_files.push((format!("/etc/{name}"), path));
+                        }
+                    }
+                    sandbox.hostname = Some(hostname);
+                    return Ok((sandbox, socks, None));
                 }
                 Kind::Bridge => {
                     let path = driver.names.netns_path(&id);
@@ -234,7 +247,13 @@ pub(super) fn write_etc(
 pub(super) enum Kind {
     Host,
     None,
-    Container(PathBuf),
+    /// Another container's namespace: its path, that container's ID and
+    /// hostname.
+    Container {
+        netns: PathBuf,
+        donor: String,
+        hostname: String,
+    },
     Bridge,
 }
 
@@ -284,7 +303,15 @@ impl NetworkController {
                     "cannot join network of container {other}: it has no network namespace of berthd's"
                 )));
             }
-            return Ok((Kind::Container(path), Vec::new(), none));
+            let hostname = crate::containers::render::body(o)
+                .hostname
+                .unwrap_or_default();
+            let kind = Kind::Container {
+                netns: path,
+                donor: o.id.clone(),
+                hostname,
+            };
+            return Ok((kind, Vec::new(), none));
         }
         let mode_net = state.network(spec::mode_network(&mode))?.id.clone();
         let mut ids: Vec<&String> = c.networks.keys().collect();

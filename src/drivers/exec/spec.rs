@@ -345,6 +345,8 @@ pub struct Sandbox {
     /// Variables the network gives the process (legacy links'), before the
     /// container's own.
     pub env: Vec<String>,
+    /// The hostname the network decides (`--network container:X`: X's).
+    pub hostname: Option<String>,
 }
 
 /// The container's IPC and PID namespaces and its /dev/shm
@@ -487,7 +489,12 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         argv.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
     }
     let tty = b.tty.unwrap_or(false);
-    let hostname = b.hostname.clone().unwrap_or_default();
+    let hostname = input
+        .sandbox
+        .hostname
+        .clone()
+        .or_else(|| b.hostname.clone())
+        .unwrap_or_default();
     // dockerd's order: PATH, HOSTNAME, TERM, the links' variables, then the
     // container's own, each replacing a default of its name where it stands.
     // `-e NAME` of a variable the client's host lacks comes as "NAME": no
