@@ -51,6 +51,14 @@ YML
   d rt pull -q "$gw:$port/library/busybox" >/dev/null
   expect_eq "$(d rt run --rm "$gw:$port/library/busybox" echo trusted)" "trusted"
   rm -rf "$certs"
+  # On loopback, as dockerd: insecure, so TLS is tried without checking the
+  # certificate (this one names only the bridge address), then plain HTTP.
+  local lport; lport=$(free_port)
+  sed "s|addr: $gw:$port|addr: 127.0.0.1:$lport|" "$dir/config.yml" > "$dir/loopback.yml"
+  docker-registry serve "$dir/loopback.yml" >"$dir/loopback.log" 2>&1 &
+  echo $! > "$dir/bad.pid"  # (stopped with the rest by test-registry.sh stop)
+  for _ in $(seq 100); do curl -sk "https://127.0.0.1:$lport/v2/" >/dev/null && break; sleep 0.05; done
+  d rt pull -q "127.0.0.1:$lport/library/busybox" >/dev/null || fail "a loopback TLS registry did not pull"
   # Nothing listening: the address and the refusal.
   local closed; closed=$(free_port)
   if out=$(d rt pull "127.0.0.1:$closed/x" 2>&1); then fail "pulled from a closed port"; fi

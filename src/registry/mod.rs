@@ -38,6 +38,9 @@ pub struct Endpoint {
     /// host[:port] as the client addresses it.
     pub host: String,
     pub plain_http: bool,
+    /// HTTPS without checking the certificate: an insecure registry's
+    /// first try, as dockerd's (then plain HTTP).
+    pub skip_verify: bool,
     pub mirror: bool,
 }
 
@@ -87,37 +90,43 @@ impl RegistrySettings {
     }
 
     /// Where to look for `r`, in order: docker.io's mirrors, then the source.
+    /// An insecure registry is tried as dockerd tries it: HTTPS without
+    /// checking its certificate, then plain HTTP; one named `http://` (a
+    /// mirror) only over HTTP.
     pub fn endpoints(&self, r: &Reference) -> Vec<Endpoint> {
         let mut out = Vec::new();
+        let mut push = |host: String, plain_only: bool, mirror: bool| {
+            let insecure = self.is_insecure(&host);
+            if insecure && !plain_only {
+                out.push(Endpoint {
+                    host: host.clone(),
+                    plain_http: false,
+                    skip_verify: true,
+                    mirror,
+                });
+            }
+            out.push(Endpoint {
+                host,
+                plain_http: insecure || plain_only,
+                skip_verify: false,
+                mirror,
+            });
+        };
         if r.domain == DOCKER_HUB {
             for m in &self.mirrors {
                 let (plain, rest) = match m.split_once("://") {
                     Some((scheme, rest)) => (scheme == "http", rest),
                     None => (false, m.as_str()),
                 };
-                let host = rest.trim_end_matches('/').to_string();
-                let plain_http = plain || self.is_insecure(&host);
-                out.push(Endpoint {
-                    host,
-                    plain_http,
-                    mirror: true,
-                });
+                push(rest.trim_end_matches('/').to_string(), plain, true);
             }
             let host = self
                 .hub_endpoint
                 .clone()
                 .unwrap_or_else(|| DOCKER_HUB_ENDPOINT.into());
-            out.push(Endpoint {
-                plain_http: self.is_insecure(&host),
-                host,
-                mirror: false,
-            });
+            push(host, false, false);
         } else {
-            out.push(Endpoint {
-                host: r.domain.clone(),
-                plain_http: self.is_insecure(&r.domain),
-                mirror: false,
-            });
+            push(r.domain.clone(), false, false);
         }
         out
     }
@@ -128,6 +137,7 @@ impl Endpoint {
         let max_concurrent_download = settings.max_concurrent_downloads;
         oci_client::Client::new(ClientConfig {
             extra_root_certificates: trusted_cas(&settings.certs_dir, &self.host),
+            accept_invalid_certificates: self.skip_verify,
             protocol: if self.plain_http {
                 ClientProtocol::Http
             } else {
@@ -301,18 +311,20 @@ mod tests {
             Endpoint {
                 host: "127.0.0.1:5000".into(),
                 plain_http: true,
+                skip_verify: false,
                 mirror: true
             }
         );
         assert_eq!(eps[1].host, "registry-1.docker.io");
+        assert_eq!(eps.len(), 2);
+        // A loopback registry: HTTPS unchecked first, then HTTP, as dockerd.
         let r = Reference::parse("127.0.0.1:6000/x/y:1").expect("ref");
-        assert_eq!(
-            s.endpoints(&r),
-            vec![Endpoint {
-                host: "127.0.0.1:6000".into(),
-                plain_http: true,
-                mirror: false
-            }]
-        );
+        let at = |plain_http, skip_verify| Endpoint {
+            host: "127.0.0.1:6000".into(),
+            plain_http,
+            skip_verify,
+            mirror: false,
+        };
+        assert_eq!(s.endpoints(&r), vec![at(false, true), at(true, false)]);
     }
 }

@@ -145,6 +145,11 @@ pub async fn resolve(
             Err(e) => {
                 debug!(endpoint = %ep.host, error = %e, "manifest lookup failed");
                 let err = registry_error(r, &e);
+                // An insecure registry that does not speak TLS: plain HTTP next.
+                if ep.skip_verify && matches!(e, OciDistributionError::RequestError(_)) {
+                    last = Some(err);
+                    continue;
+                }
                 if ep.mirror {
                     info!(mirror = %ep.host, image = %r, "mirror does not serve the image; trying the next endpoint");
                     last = Some(err);

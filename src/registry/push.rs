@@ -91,6 +91,7 @@ pub async fn push(
     let ep = Endpoint {
         plain_http: settings.is_insecure(&host),
         host,
+        skip_verify: false,
         mirror: false,
     };
     let client = ep.client(settings);
