@@ -234,7 +234,7 @@ scenario_names_bridge_driver_options_as_dockerd() {
   d bo network create -o com.docker.network.bridge.enable_ip_masquerade=false nomasq >/dev/null
   local subnet; subnet=$(d bo network inspect nomasq -f '{{(index .IPAM.Config 0).Subnet}}')
   if iptables-save -t nat | grep -q -- "-s $subnet .*MASQUERADE"; then fail "a masquerade rule for $subnet"; fi
-  expect_contains "$(iptables-save -t nat | grep -c -- "-s $(d bo network inspect small -f '{{(index .IPAM.Config 0).Subnet}}') .*MASQUERADE")" "1"
+  expect_eq "$(iptables-save -t nat | grep -c -- "-s $(d bo network inspect small -f '{{(index .IPAM.Config 0).Subnet}}') .*MASQUERADE")" "1"
   # Ports published without an address listen on host_binding_ipv4.
   d bo network create -o com.docker.network.bridge.host_binding_ipv4=127.0.0.1 local >/dev/null
   port=$(free_port)

@@ -18,8 +18,6 @@ pub struct SandboxNames {
     projection: Projection,
     /// Built once per change of the projection.
     view: Mutex<(u64, Arc<View>)>,
-    /// The host's resolv.conf, read when the server started.
-    host_resolv: String,
 }
 
 /// What the container's server answers from, at one sequence of the log.
@@ -34,12 +32,11 @@ struct View {
 }
 
 impl SandboxNames {
-    pub fn new(container: String, projection: Projection, host_resolv: String) -> Self {
+    pub fn new(container: String, projection: Projection) -> Self {
         SandboxNames {
             container,
             projection,
             view: Mutex::new((u64::MAX, Arc::default())),
-            host_resolv,
         }
     }
 
@@ -67,14 +64,7 @@ fn build(state: &State, container: &str) -> View {
         .network(super::spec::mode_network(&mode))
         .map(|n| n.id.clone())
         .unwrap_or_default();
-    let mut ids: Vec<&String> = c.networks.keys().collect();
-    ids.sort_by_key(|n| {
-        (
-            **n != mode_net,
-            state.networks.get(*n).map(|r| r.name.clone()),
-        )
-    });
-    let served: Vec<_> = ids
+    let served: Vec<_> = super::spec::join_order(state, c, &mode_net)
         .into_iter()
         .filter_map(|id| state.networks.get(id))
         .filter(|n| serves_names(&NetworkSpec::of(n)))
@@ -146,7 +136,10 @@ impl Names for SandboxNames {
             .find_map(|(net, index)| index.name_of(ip).map(|n| format!("{n}.{net}")))
     }
 
+    /// Read when a name is forwarded (not at every start), so a change of
+    /// the host's resolvers reaches running containers too.
     fn upstreams(&self) -> Vec<String> {
-        super::files::upstreams(&self.host_resolv, Some(&self.view().dns))
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        super::files::upstreams(&host, Some(&self.view().dns))
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use bollard_stubs::models::{ContainerCreateBody, EndpointSettings};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::projection::{NetworkRecord, State};
+use crate::events::projection::{ContainerRecord, NetworkRecord, State};
 
 pub const BRIDGE: &str = "bridge";
 pub const HOST: &str = "host";
@@ -294,6 +294,20 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
 }
 
 /// The network a container's NetworkMode names: "default" is the bridge.
+/// The IDs of the networks container `c` is attached to, in its sandbox's
+/// order: `mode_net` (its network mode's) first, then by name. The first is
+/// its primary network (default route, published ports, DNS precedence).
+pub fn join_order<'a>(state: &State, c: &'a ContainerRecord, mode_net: &str) -> Vec<&'a String> {
+    let mut ids: Vec<&String> = c.networks.keys().collect();
+    ids.sort_by_key(|n| {
+        (
+            n.as_str() != mode_net,
+            state.networks.get(*n).map(|r| r.name.clone()),
+        )
+    });
+    ids
+}
+
 pub fn mode_network(mode: &str) -> &str {
     match mode {
         "" | "default" => BRIDGE,

@@ -175,12 +175,7 @@ impl NetworkController {
             .context("serving the container's DNS (udp)")?;
         let tcp = tokio::net::TcpListener::from_std(listeners.tcp)
             .context("serving the container's DNS (tcp)")?;
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let names = Arc::new(SandboxNames::new(
-            id.to_string(),
-            self.projection.clone(),
-            host_resolv,
-        ));
+        let names = Arc::new(SandboxNames::new(id.to_string(), self.projection.clone()));
         let task = tokio::spawn(dns::serve(udp, tcp, names));
         if let Some(old) = self.resolvers.insert(id.to_string(), task.abort_handle()) {
             old.abort();
@@ -314,13 +309,7 @@ impl NetworkController {
             return Ok((kind, Vec::new(), none));
         }
         let mode_net = state.network(spec::mode_network(&mode))?.id.clone();
-        let mut ids: Vec<&String> = c.networks.keys().collect();
-        ids.sort_by_key(|n| {
-            (
-                **n != mode_net,
-                state.networks.get(*n).map(|r| r.name.clone()),
-            )
-        });
+        let ids = spec::join_order(state, c, &mode_net);
         let mut joins = Vec::new();
         let mut host_binding = None;
         for nid in ids {
