@@ -7,6 +7,7 @@
 
 pub mod actors;
 pub mod api;
+pub mod builder;
 pub mod buildinfo;
 pub mod chan;
 pub mod clock;
