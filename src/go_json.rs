@@ -6,7 +6,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// The Go struct that holds the fields at `parent` (a path of JSON names,
 /// map keys and indexes left out), below a body whose Go type is `root`.
@@ -28,11 +28,14 @@ fn struct_of(root: &str, parent: &[String]) -> String {
     }
 }
 
-/// Go's type of the field `name`, when serde's expectation does not say it.
-fn go_type(name: &str, expected: &str) -> String {
+/// Go's type of the field `name` (of a body of Go type `root`), when
+/// serde's expectation does not say it.
+fn go_type(root: &str, name: &str, expected: &str) -> String {
     let known = match name {
         "ExposedPorts" => Some("nat.PortSet"),
+        "Cmd" if root == "ExecConfig" => Some("[]string"),
         "Cmd" | "Entrypoint" => Some("strslice.StrSlice"),
+        "MaximumRetryCount" => Some("int"),
         "Volumes" => Some("map[string]struct {}"),
         "Labels" | "Sysctls" | "StorageOpt" | "Tmpfs" | "DriverOpts" | "Options" => {
             Some("map[string]string")
@@ -76,6 +79,28 @@ fn json_kind(unexpected: &str) -> &'static str {
     }
 }
 
+/// A request body (Go type `root`) as dockerd decodes it: empty is the
+/// type's default, a body cut short is Go's "unexpected EOF", a field of
+/// the wrong type is Go's words with the status dockerd gives that endpoint
+/// (`type_error`: 400 for exec, network and volume bodies, 500 for update's).
+pub fn decode_body<T: DeserializeOwned + Default>(
+    body: &[u8],
+    root: &str,
+    type_error: ErrorKind,
+) -> Result<T> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(T::default());
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Eof => Error::new(type_error, "unexpected EOF"),
+        _ => Error::invalid(format!("invalid JSON: {e}")),
+    })?;
+    decode(v, root).map_err(|e| match e.kind() {
+        ErrorKind::Internal => Error::new(type_error, e.message().to_string()),
+        _ => e,
+    })
+}
+
 /// Decodes `value` into `T`; a type error is worded as Go's, with dockerd
 /// 20.10's status (500); other errors are 400s with serde's words.
 pub fn decode<T: DeserializeOwned>(value: serde_json::Value, root: &str) -> Result<T> {
@@ -102,7 +127,7 @@ pub fn decode<T: DeserializeOwned>(value: serde_json::Value, root: &str) -> Resu
                     json_kind(unexpected),
                     struct_of(root, parent),
                     field.join("."),
-                    go_type(name, expected.trim())
+                    go_type(root, name, expected.trim())
                 ))
             }
             _ => Error::invalid(format!("invalid JSON: {message}")),

@@ -32,13 +32,31 @@ ${id:0:12}"
   out=$(d dt run --rm --log-driver bogus busybox true 2>&1) && fail "an unknown log driver was accepted"
   expect_contains "$out" 'error looking up logging plugin bogus: plugin "bogus" not found'
   # Enums in dockerd's words, not serde's.
-  create_says() {
-    expect_eq "$(api dt -H 'Content-Type: application/json' -d "$1" http://berth/containers/create)" "{\"message\":\"$2\"}"
+  create_says() { # body message [status]
+    expect_eq "$(api dt -w ' %{http_code}' -H 'Content-Type: application/json' -d "$1" http://berth/containers/create)" \
+      "{\"message\":\"$2\"} ${3:-400}"
   }
   create_says '{"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"bogus"}}}' "invalid restart policy 'bogus'"
   create_says '{"Image":"busybox","HostConfig":{"CgroupnsMode":"bogus"}}' "invalid cgroup namespace mode: bogus"
   create_says '{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bogus","Target":"/x"}]}}' 'invalid mount config for type \"bogus\": mount type unknown'
   create_says '{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bind","Source":"/tmp","Target":"/x","BindOptions":{"Propagation":"bogus"}}]}}' 'invalid mount config for type \"bind\": invalid propagation mode: bogus'
+  create_says '{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"","Target":"/x"}]}}' 'invalid mount config for type \"\": mount type unknown'
+  create_says '{"Image":"busybox","HostConfig":{"Isolation":"process"}}' "Invalid isolation: \\\"process\\\" - linux only supports 'default'" 500
+  # The other bodies: update's restart policy and types, exec's, network's
+  # and volume's types, with dockerd 20.10's words and statuses.
+  d dt create --name upd busybox >/dev/null
+  body_says() { # path body message status
+    expect_eq "$(api dt -w ' %{http_code}' -H 'Content-Type: application/json' -d "$2" "http://berth$1")" "{\"message\":\"$3\"} $4"
+  }
+  expect_eq "$(d dt update --restart bogus upd 2>&1)" "Error response from daemon: invalid restart policy 'bogus'"
+  body_says /containers/upd/update '{"Memory":"x"}' "json: cannot unmarshal string into Go struct field UpdateConfig.Memory of type int64" 500
+  body_says /containers/upd/update '{"RestartPolicy":{"Name":"always","MaximumRetryCount":"3"}}' \
+    "json: cannot unmarshal string into Go struct field RestartPolicy.RestartPolicy.MaximumRetryCount of type int" 500
+  body_says /containers/upd/exec '{"Cmd":"ls"}' "json: cannot unmarshal string into Go struct field ExecConfig.Cmd of type []string" 400
+  body_says /networks/create '{"Name":5}' "json: cannot unmarshal number into Go struct field NetworkCreateRequest.Name of type string" 400
+  body_says /volumes/create '{"Name":"v","Labels":[1]}' \
+    "json: cannot unmarshal array into Go struct field VolumeCreateBody.Labels of type map[string]string" 400
+  d dt rm upd >/dev/null
   # An exec's output is framed by its start request's Tty, not its create's
   # (docker-py creates with a tty and starts without).
   d dt run -d --name execs busybox sleep 300 >/dev/null

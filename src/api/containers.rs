@@ -721,8 +721,7 @@ async fn update(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>> {
-    let body: bollard_stubs::models::ContainerUpdateBody =
-        serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))?;
+    let body = crate::containers::config::parse_update_body(&body)?;
     let (_, a) = actor(&ctx, &id).await?;
     send(&a, crate::actors::container::Update(body)).await??;
     Ok(Json(serde_json::json!({ "Warnings": [] })))

@@ -26,11 +26,9 @@ pub fn routes() -> Router<ApiContext> {
         .route("/exec/{id}/json", get(inspect))
 }
 
-fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))
+/// An exec body as dockerd decodes it (Go's words for a wrong type, 400).
+fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes, root: &str) -> Result<T> {
+    crate::go_json::decode_body(body, root, crate::error::ErrorKind::InvalidParameter)
 }
 
 async fn create(
@@ -38,7 +36,7 @@ async fn create(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response<Body>> {
-    let cfg: ExecConfig = json_body(&body)?;
+    let cfg: ExecConfig = json_body(&body, "ExecConfig")?;
     let (_, a) = actor(&ctx, &name).await?;
     let id = send(&a, CreateExec(cfg)).await??;
     Ok(Response::builder()
@@ -56,7 +54,7 @@ async fn start(
     let body = axum::body::to_bytes(std::mem::take(req.body_mut()), 1 << 20)
         .await
         .map_err(|e| Error::invalid(format!("reading the body: {e}")))?;
-    let cfg: ExecStartConfig = json_body(&body)?;
+    let cfg: ExecStartConfig = json_body(&body, "ExecStartCheck")?;
     let rec = ctx.execs.get(&exec_id)?;
     let (_, a) = actor(&ctx, &rec.container_id).await?;
     let tty = cfg.tty;

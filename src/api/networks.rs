@@ -60,12 +60,13 @@ where
         .map_err(|e| Error::unavailable(format!("network controller: {e}")))
 }
 
-/// A JSON body; an empty one is the type's default (as dockerd takes it).
-pub(super) fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T> {
-    if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body).map_err(|e| Error::invalid(format!("invalid JSON: {e}")))
+/// A JSON body of Go type `root`; an empty one is the type's default, a
+/// wrong type is Go's words (a 400), as dockerd takes them.
+pub(super) fn json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    root: &str,
+) -> Result<T> {
+    crate::go_json::decode_body(body, root, crate::error::ErrorKind::InvalidParameter)
 }
 
 async fn list(
@@ -83,7 +84,7 @@ async fn inspect(State(ctx): State<ApiContext>, Path(id): Path<String>) -> Resul
 }
 
 async fn create(State(ctx): State<ApiContext>, body: axum::body::Bytes) -> Result<Response<Body>> {
-    let req: NetworkCreateRequest = json_body(&body)?;
+    let req: NetworkCreateRequest = json_body(&body, "NetworkCreateRequest")?;
     let id = ask(&ctx, CreateNetwork(req)).await??;
     let reply = serde_json::json!({ "Id": id, "Warning": "" }).to_string();
     Ok(Response::builder()
@@ -103,7 +104,7 @@ async fn connect(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode> {
-    let req: NetworkConnectRequest = json_body(&body)?;
+    let req: NetworkConnectRequest = json_body(&body, "NetworkConnect")?;
     ask(
         &ctx,
         Connect {
@@ -121,7 +122,7 @@ async fn disconnect(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<StatusCode> {
-    let req: NetworkDisconnectRequest = json_body(&body)?;
+    let req: NetworkDisconnectRequest = json_body(&body, "NetworkDisconnect")?;
     ask(
         &ctx,
         Disconnect {

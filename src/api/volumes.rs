@@ -68,7 +68,7 @@ struct CreateBody {
 }
 
 async fn create(State(ctx): State<ApiContext>, body: axum::body::Bytes) -> Result<Response<Body>> {
-    let req: CreateBody = super::networks::json_body(&body)?;
+    let req: CreateBody = super::networks::json_body(&body, "VolumeCreateBody")?;
     let want = VolumeWant {
         name: req.name.filter(|n| !n.is_empty()),
         anonymous: false,

@@ -13,6 +13,26 @@ use crate::error::{Error, Result};
 
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
+/// dockerd's words for a restart policy it does not know (bollard-stubs'
+/// enum would give serde's).
+fn check_restart_policy_name(policy: &serde_json::Value) -> Result<()> {
+    if let Some(name) = policy["Name"].as_str() {
+        if !["", "no", "always", "unless-stopped", "on-failure"].contains(&name) {
+            return Err(Error::invalid(format!("invalid restart policy '{name}'")));
+        }
+    }
+    Ok(())
+}
+
+/// An update body (`docker update`) as dockerd decodes it: its restart
+/// policy checked in dockerd's words, a wrong type in Go's (a 500 there).
+pub fn parse_update_body(bytes: &[u8]) -> Result<bollard_stubs::models::ContainerUpdateBody> {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        check_restart_policy_name(&v["RestartPolicy"])?;
+    }
+    crate::go_json::decode_body(bytes, "UpdateConfig", crate::error::ErrorKind::Internal)
+}
+
 /// A create body from its JSON. bollard-stubs' enums are strict: a value
 /// they do not know is refused here first, in dockerd's words rather than
 /// serde's ("invalid restart policy 'x'").
@@ -24,11 +44,7 @@ pub fn parse_create_body(bytes: &[u8]) -> Result<ContainerCreateBody> {
     })?;
     let h = &v["HostConfig"];
     let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
-    if let Some(name) = text(&h["RestartPolicy"]["Name"]) {
-        if !["", "no", "always", "unless-stopped", "on-failure"].contains(&name.as_str()) {
-            return Err(Error::invalid(format!("invalid restart policy '{name}'")));
-        }
-    }
+    check_restart_policy_name(&h["RestartPolicy"])?;
     if let Some(mode) = text(&h["CgroupnsMode"]) {
         if !["", "private", "host"].contains(&mode.as_str()) {
             return Err(Error::invalid(format!(
@@ -45,7 +61,7 @@ pub fn parse_create_body(bytes: &[u8]) -> Result<ContainerCreateBody> {
     }
     for m in h["Mounts"].as_array().into_iter().flatten() {
         let typ = text(&m["Type"]).unwrap_or_default();
-        if !["bind", "volume", "tmpfs", "npipe", "cluster", "image", ""].contains(&typ.as_str()) {
+        if !["bind", "volume", "tmpfs", "npipe", "cluster", "image"].contains(&typ.as_str()) {
             return Err(Error::invalid(format!(
                 "invalid mount config for type \"{typ}\": mount type unknown"
             )));
