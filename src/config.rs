@@ -57,6 +57,12 @@ pub struct Flags {
     /// Address and prefix of the default bridge (e.g. 172.29.0.1/16)
     #[arg(long = "bip", value_name = "CIDR")]
     pub bip: Option<String>,
+    /// Enable IPv6 on the default bridge
+    #[arg(long = "ipv6")]
+    pub ipv6: bool,
+    /// IPv6 subnet of the default bridge (with --ipv6)
+    #[arg(long = "fixed-cidr-v6", value_name = "CIDR")]
+    pub fixed_cidr_v6: Option<String>,
     /// Logging level: debug, info, warn, error, fatal
     #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -141,6 +147,9 @@ pub struct Config {
     pub registry_mirrors: Vec<String>,
     pub insecure_registries: Vec<String>,
     pub bip: Option<String>,
+    /// IPv6 on the default bridge, and its v6 subnet.
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<String>,
     pub default_address_pools: Vec<AddressPool>,
     pub log_level: String,
     pub live_restore: bool,
@@ -168,6 +177,8 @@ struct FileConfig {
     registry_mirrors: Option<Vec<String>>,
     insecure_registries: Option<Vec<String>>,
     bip: Option<String>,
+    ipv6: Option<bool>,
+    fixed_cidr_v6: Option<String>,
     default_address_pools: Option<Vec<AddressPool>>,
     log_level: Option<String>,
     debug: Option<bool>,
@@ -194,6 +205,8 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("registry-mirrors", Some("registry_mirrors")),
     ("insecure-registries", Some("insecure_registries")),
     ("bip", Some("bip")),
+    ("ipv6", Some("ipv6")),
+    ("fixed-cidr-v6", Some("fixed_cidr_v6")),
     ("default-address-pools", None),
     ("log-level", Some("log_level")),
     ("debug", Some("debug")),
@@ -233,7 +246,6 @@ const ACCEPTED_IGNORED: &[&str] = &[
     "max-concurrent-uploads",
     "default-ulimits",
     "icc",
-    "ipv6",
     "fixed-cidr",
     "default-gateway",
     "shutdown-timeout",
@@ -341,8 +353,22 @@ impl Config {
         if let Some(bip) = &bip {
             parse_cidr(bip).map_err(|e| Error::invalid(format!("invalid bip {bip}: {e}")))?;
         }
+        let fixed_cidr_v6 = flags.fixed_cidr_v6.or(file.fixed_cidr_v6);
+        if let Some(c) = &fixed_cidr_v6 {
+            crate::networks::ipam6::Subnet6::parse(c)
+                .map_err(|e| Error::invalid(format!("invalid fixed-cidr-v6 {c}: {e}")))?;
+        }
         let default_address_pools = file.default_address_pools.unwrap_or_default();
         for pool in &default_address_pools {
+            if crate::networks::ipam6::is_v6(&pool.base) {
+                crate::networks::ipam6::Subnet6::parse(&pool.base).map_err(|e| {
+                    Error::invalid(format!(
+                        "invalid default-address-pools base {}: {e}",
+                        pool.base
+                    ))
+                })?;
+                continue;
+            }
             parse_cidr(&pool.base).map_err(|e| {
                 Error::invalid(format!(
                     "invalid default-address-pools base {}: {e}",
@@ -382,6 +408,8 @@ impl Config {
             registry_mirrors: pick(flags.registry_mirrors, file.registry_mirrors),
             insecure_registries: pick(flags.insecure_registries, file.insecure_registries),
             bip,
+            ipv6: flags.ipv6 || file.ipv6.unwrap_or(false),
+            fixed_cidr_v6,
             default_address_pools,
             log_level,
             live_restore: flags.live_restore || file.live_restore.unwrap_or(false),

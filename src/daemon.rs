@@ -147,7 +147,11 @@ async fn serve(config: Config) -> Result<()> {
         projection.clone(),
         crate::drivers::network::NetDriver::new(&config.data_root, &config.exec_root)?,
         &config.data_root,
-        config.bip.clone(),
+        crate::actors::network_controller::DefaultBridge {
+            bip: config.bip.clone(),
+            ipv6: config.ipv6,
+            fixed_cidr_v6: config.fixed_cidr_v6.clone(),
+        },
         &config.default_address_pools,
     )?
     .start();

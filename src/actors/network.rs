@@ -148,9 +148,53 @@ impl NetworkActor {
                 [0x02, 0x42, b[0], b[1], b[2], b[3]]
             }),
             default_gateway: (msg.primary && !self.spec.internal).then(|| Ipv4Addr::from(gateway)),
+            ip6: None,
+            default_gateway6: None,
             mtu: self.spec.mtu(),
         };
+        let plan = self.plan_ipv6(state, &msg.container, plan, msg.primary)?;
         Ok((plan, random_hex64()?))
+    }
+}
+
+impl NetworkActor {
+    /// The v6 side of a join on an IPv6 network: the address the v4 one
+    /// implies, or its `--ip6` (refused when another running container has it).
+    fn plan_ipv6(
+        &self,
+        state: &State,
+        container: &str,
+        mut plan: InterfacePlan,
+        primary: bool,
+    ) -> Result<InterfacePlan> {
+        let Some((subnet6, gateway6)) = self.spec.ipv6() else {
+            return Ok(plan);
+        };
+        let mut ep = state
+            .containers
+            .get(container)
+            .and_then(|c| c.networks.get(&self.id))
+            .cloned()
+            .unwrap_or_default();
+        ep.ip = plan.ip.to_string();
+        let ip6 = self.spec.endpoint_ipv6(&ep).ok_or_else(|| {
+            Error::unavailable(format!(
+                "no available IPv6 addresses on this network's address pools: {subnet6}"
+            ))
+        })?;
+        let taken = state
+            .containers
+            .values()
+            .filter(|c| c.id != container)
+            .filter_map(|c| c.networks.get(&self.id))
+            .filter(|e| !e.ip.is_empty())
+            .any(|e| self.spec.endpoint_ipv6(e) == Some(ip6));
+        if taken || ip6 == gateway6 {
+            return Err(Error::forbidden(format!("Address already in use: {ip6}")));
+        }
+        plan.ip6 = Some((ip6, subnet6.prefix));
+        plan.default_gateway6 = (primary && !self.spec.internal).then_some(gateway6);
+        Ok(plan)
     }
 }
 

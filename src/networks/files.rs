@@ -12,13 +12,14 @@ ff02::2\tip6-allrouters
 ";
 
 /// The hosts file: the defaults, then --add-host entries, then `links`
-/// (legacy links' lines), then the container's own address and name.
+/// (legacy links' lines), then the container's own addresses (v4, then v6
+/// on an IPv6 network) and name.
 /// `host_gateway`: what `--add-host name:host-gateway` means (the default
 /// bridge's gateway, as dockerd takes it).
 pub fn hosts(
     body: &ContainerCreateBody,
     links: &str,
-    own_ip: Option<&str>,
+    own_ips: &[String],
     host_gateway: Option<&str>,
 ) -> String {
     let mut out = HOSTS_DEFAULTS.to_string();
@@ -38,7 +39,7 @@ pub fn hosts(
         }
     }
     out.push_str(links);
-    if let Some(ip) = own_ip {
+    for ip in own_ips {
         out.push_str(&own_entry(body, ip));
     }
     out
@@ -196,7 +197,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let h = hosts(&body, "", Some("10.77.0.2"), None);
+        let h = hosts(&body, "", &["10.77.0.2".into()], None);
         assert!(h.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost"));
         assert!(
             h.ends_with(
@@ -204,7 +205,7 @@ mod tests {
             ),
             "{h}"
         );
-        assert!(!hosts(&body, "", None, None).contains("ae1fb832384a"));
+        assert!(!hosts(&body, "", &[], None).contains("ae1fb832384a"));
         let body = ContainerCreateBody {
             hostname: Some("my.host.example".into()),
             host_config: Some(HostConfig {
@@ -213,9 +214,16 @@ mod tests {
             }),
             ..Default::default()
         };
-        let h = hosts(&body, "", Some("10.77.0.2"), Some("172.17.0.1"));
+        let h = hosts(
+            &body,
+            "",
+            &["10.77.0.2".into(), "2001:db8::2".into()],
+            Some("172.17.0.1"),
+        );
         assert!(
-            h.ends_with("172.17.0.1\tgw\n10.77.0.2\tmy.host.example my\n"),
+            h.ends_with(
+                "172.17.0.1\tgw\n10.77.0.2\tmy.host.example my\n2001:db8::2\tmy.host.example my\n"
+            ),
             "{h}"
         );
         let connected = format!("{h}{}", own_entry(&body, "10.88.0.3"));
@@ -223,6 +231,7 @@ mod tests {
         assert_eq!(
             without_own_entries(&connected, &body),
             h.replace("10.77.0.2\tmy.host.example my\n", "")
+                .replace("2001:db8::2\tmy.host.example my\n", "")
         );
     }
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::spec::{self, NetworkSpec};
 use crate::drivers::network::firewall::{BridgeRules, PortRule};
-use crate::events::projection::{ContainerRecord, State};
+use crate::events::projection::{ContainerRecord, EndpointRecord, State};
 use crate::events::v1::PublishedPort;
 
 #[derive(Debug, Default)]
@@ -51,6 +51,7 @@ impl FirewallPlan {
                     internal: s.internal,
                     icc: s.icc(),
                     masquerade: s.masquerade(),
+                    ipv6: s.ipv6().is_some(),
                 },
             );
         }
@@ -62,8 +63,10 @@ impl FirewallPlan {
 
     /// Container `id`'s ports reach it at `ip` through `bridge`.
     pub fn ports_published(&mut self, id: &str, bridge: &str, ip: &str, ports: &[PublishedPort]) {
+        // v6 ports are the daemon's proxy's, not rules.
         let rules: Vec<PortRule> = ports
             .iter()
+            .filter(|p| !super::ports::is_v6(p))
             .map(|p| PortRule {
                 bridge: bridge.to_string(),
                 container_ip: ip.to_string(),
@@ -125,6 +128,21 @@ impl FirewallPlan {
 /// The bridge and address a container's ports and default route go through:
 /// its NetworkMode's network, else its first attachment that is up.
 fn primary_endpoint(state: &State, c: &ContainerRecord) -> Option<(String, String)> {
+    let (spec, ep) = primary(state, c)?;
+    Some((spec.bridge, ep.ip.clone()))
+}
+
+/// Where a container's published v6 ports' proxies connect: its primary
+/// endpoint's v6 address, else its v4 one.
+pub fn proxy_target(state: &State, c: &ContainerRecord) -> Option<std::net::IpAddr> {
+    let (spec, ep) = primary(state, c)?;
+    match spec.endpoint_ipv6(ep) {
+        Some(v6) => Some(std::net::IpAddr::V6(v6)),
+        None => ep.ip.parse().ok(),
+    }
+}
+
+fn primary<'a>(state: &State, c: &'a ContainerRecord) -> Option<(NetworkSpec, &'a EndpointRecord)> {
     let body = crate::containers::render::body(c);
     let mode = body
         .host_config
@@ -141,8 +159,7 @@ fn primary_endpoint(state: &State, c: &ContainerRecord) -> Option<(String, Strin
         .collect();
     eps.sort_by_key(|(id, e)| (Some(*id) != mode_id.as_ref(), e.ifname.clone()));
     let (id, ep) = eps.first()?;
-    let spec = NetworkSpec::of(state.networks.get(*id)?);
-    Some((spec.bridge, ep.ip.clone()))
+    Some((NetworkSpec::of(state.networks.get(*id)?), ep))
 }
 
 #[cfg(test)]

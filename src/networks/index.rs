@@ -28,6 +28,11 @@ pub struct EndpointIndex {
 impl EndpointIndex {
     pub fn build(state: &State, network: &str) -> EndpointIndex {
         let mut entries = Vec::new();
+        let spec = state
+            .networks
+            .get(network)
+            .map(super::spec::NetworkSpec::of)
+            .unwrap_or_default();
         for c in state.containers.values() {
             let Some(ep) = c.networks.get(network).filter(|e| !e.ip.is_empty()) else {
                 continue;
@@ -38,12 +43,20 @@ impl EndpointIndex {
                 .unwrap_or_default();
             let mut names = vec![c.name.to_ascii_lowercase()];
             names.extend(aliases.iter().map(|a| a.to_ascii_lowercase()));
-            entries.push(Entry {
+            let entry = Entry {
                 name: c.name.clone(),
                 names,
                 short_id: c.id[..12.min(c.id.len())].to_string(),
                 ip,
-            });
+            };
+            // On an IPv6 network the same names answer AAAA too.
+            if let Some(ip6) = spec.endpoint_ipv6(ep) {
+                entries.push(Entry {
+                    ip: IpAddr::V6(ip6),
+                    ..entry.clone()
+                });
+            }
+            entries.push(entry);
         }
         EndpointIndex { entries }
     }

@@ -9,6 +9,7 @@ pub mod files;
 pub mod firewall_plan;
 pub mod index;
 pub mod ipam;
+pub mod ipam6;
 pub mod links;
 pub mod ports;
 pub mod render;

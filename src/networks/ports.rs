@@ -66,10 +66,14 @@ pub fn requests(body: &ContainerCreateBody) -> Result<Vec<PortRequest>> {
         };
         for b in list {
             let host_ip = b.host_ip.clone().unwrap_or_default();
-            if !host_ip.is_empty() && host_ip.parse::<std::net::Ipv4Addr>().is_err() {
-                return Err(Error::invalid(format!(
-                    "invalid host IP {host_ip}: berthd publishes on IPv4 addresses"
-                )));
+            // "[::1]" as some clients write it, or "::1".
+            let host_ip = host_ip
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .map(str::to_string)
+                .unwrap_or(host_ip);
+            if !host_ip.is_empty() && host_ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::invalid(format!("invalid IP address: {host_ip}")));
             }
             out.push(PortRequest {
                 proto: proto.clone(),
@@ -147,13 +151,17 @@ pub fn reserve_published(published: &[PublishedPort]) -> Result<Vec<OwnedFd>> {
         .collect()
 }
 
-/// Binds `host_ip:port` (0: a port the kernel picks) for `proto`.
+/// Binds `host_ip:port` (0: a port the kernel picks) for `proto`; an empty
+/// `host_ip` is 0.0.0.0. A v6 socket takes v6 only, so that `[::]:p`
+/// and `0.0.0.0:p` are two bindings, as dockerd makes them.
 fn bind_port(proto: &str, host_ip: &str, port: u16) -> Result<(OwnedFd, u16)> {
     use nix::sys::socket::{
-        bind, getsockname, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+        bind, getsockname, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
+        SockaddrStorage,
     };
-    let ip: std::net::Ipv4Addr = if host_ip.is_empty() {
-        std::net::Ipv4Addr::UNSPECIFIED
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let ip: IpAddr = if host_ip.is_empty() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
         host_ip
             .parse()
@@ -164,16 +172,30 @@ fn bind_port(proto: &str, host_ip: &str, port: u16) -> Result<(OwnedFd, u16)> {
     } else {
         SockType::Stream
     };
-    let fd = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| Error::internal(format!("making a socket: {e}")))?;
-    let shown = if host_ip.is_empty() {
-        "0.0.0.0"
+    let family = if ip.is_ipv6() {
+        AddressFamily::Inet6
     } else {
-        host_ip
+        AddressFamily::Inet
     };
+    let fd = socket(family, kind, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| Error::internal(format!("making a socket: {e}")))?;
+    // A v6 tcp port is the proxy's listener: it takes connections, so a
+    // killed daemon leaves them in TIME_WAIT, which would keep the next
+    // daemon from binding it again without SO_REUSEADDR (Go's listeners,
+    // docker-proxy's, set it too). It listens at once: a bound socket with
+    // SO_REUSEADDR would not stop another such bind, a listening one does.
+    let listener = ip.is_ipv6() && kind == SockType::Stream;
+    if ip.is_ipv6() {
+        setsockopt(&fd, sockopt::Ipv6V6Only, &true)
+            .map_err(|e| Error::internal(format!("setting IPV6_V6ONLY: {e}")))?;
+    }
+    if listener {
+        setsockopt(&fd, sockopt::ReuseAddr, &true)
+            .map_err(|e| Error::internal(format!("setting SO_REUSEADDR: {e}")))?;
+    }
     bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(ip, port)),
+        &SockaddrStorage::from(SocketAddr::new(ip, port)),
     )
     .map_err(|e| {
         let why = if e == nix::errno::Errno::EADDRINUSE {
@@ -181,49 +203,99 @@ fn bind_port(proto: &str, host_ip: &str, port: u16) -> Result<(OwnedFd, u16)> {
         } else {
             e.desc().to_string()
         };
-        Error::invalid(format!("Bind for {shown}:{port} failed: {why}"))
+        Error::invalid(format!("Bind for {ip}:{port} failed: {why}"))
     })?;
-    let bound: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
+    if listener {
+        nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::MAXCONN)
+            .map_err(|e| Error::internal(format!("listening on {ip}:{port}: {e}")))?;
+    }
+    let bound: SockaddrStorage = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
         .map_err(|e| Error::internal(format!("reading the bound port: {e}")))?;
-    Ok((fd, bound.port()))
+    let port = bound
+        .as_sockaddr_in()
+        .map(|a| a.port())
+        .or_else(|| bound.as_sockaddr_in6().map(|a| a.port()))
+        .unwrap_or(port);
+    Ok((fd, port))
 }
 
-/// Chooses and holds the host ports of `requests`.
+/// Whether the host has IPv6: then a port published without an address
+/// listens on `[::]` too, as dockerd 20.10 publishes it.
+pub fn host_has_ipv6() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .is_ok_and(|v| v.trim() == "0")
+}
+
+/// The addresses one request binds: its own, or 0.0.0.0 and `[::]`.
+fn request_addresses(r: &PortRequest, ipv6: bool) -> Vec<&str> {
+    match r.host_ip.as_str() {
+        "" if ipv6 => vec!["0.0.0.0", "::"],
+        "" => vec!["0.0.0.0"],
+        ip => vec![ip],
+    }
+}
+
+/// Binds every address of `addrs` at one port: the first chooses it among
+/// `ports` (0..=0: the kernel's pick), the others follow. A port one of
+/// them cannot have is given up for the next.
+fn bind_all(proto: &str, addrs: &[&str], (lo, hi): (u16, u16)) -> Result<(u16, Vec<OwnedFd>)> {
+    // An ephemeral port the first address gets may be taken on another.
+    let tries: Vec<u16> = if lo == 0 {
+        vec![0; 8]
+    } else {
+        (lo..=hi).collect()
+    };
+    let mut last_err = None;
+    for port in tries {
+        let mut fds = Vec::new();
+        let mut chosen = port;
+        let mut failed = None;
+        for addr in addrs {
+            match bind_port(proto, addr, chosen) {
+                Ok((fd, p)) => {
+                    chosen = p;
+                    fds.push(fd);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => return Ok((chosen, fds)),
+            Some(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| Error::invalid("no host port to publish on")))
+}
+
+/// Chooses and holds the host ports of `requests`: one PublishedPort and
+/// one socket each, in the same order.
 pub fn reserve_requests(requests: &[PortRequest]) -> Result<(Vec<PublishedPort>, Vec<OwnedFd>)> {
+    let ipv6 = host_has_ipv6();
     let mut published = Vec::new();
     let mut held = Vec::new();
     for r in requests {
-        let (lo, hi) = r.host_ports;
-        let mut last_err = None;
-        let mut got = None;
-        for port in lo..=hi {
-            match bind_port(&r.proto, &r.host_ip, port) {
-                Ok(x) => {
-                    got = Some(x);
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
+        let addrs = request_addresses(r, ipv6);
+        let (port, fds) = bind_all(&r.proto, &addrs, r.host_ports)?;
+        for (addr, fd) in addrs.iter().zip(fds) {
+            published.push(PublishedPort {
+                proto: r.proto.clone(),
+                container_port: r.container_port,
+                host_ip: addr.to_string(),
+                host_port: port,
+            });
+            held.push(fd);
         }
-        let (fd, port) = match got {
-            Some(x) => x,
-            None => {
-                return Err(last_err.unwrap_or_else(|| Error::invalid("no host port to publish on")))
-            }
-        };
-        published.push(PublishedPort {
-            proto: r.proto.clone(),
-            container_port: r.container_port,
-            host_ip: if r.host_ip.is_empty() {
-                "0.0.0.0".into()
-            } else {
-                r.host_ip.clone()
-            },
-            host_port: port,
-        });
-        held.push(fd);
     }
     Ok((published, held))
+}
+
+/// Whether a published port is an IPv6 one: the daemon's proxy carries it
+/// (ip6tables cannot DNAT from ::1, and dockerd proxies them too).
+pub fn is_v6(p: &PublishedPort) -> bool {
+    p.host_ip.contains(':')
 }
 
 #[cfg(test)]

@@ -25,12 +25,24 @@ pub fn network(state: &State, n: &NetworkRecord, with_containers: bool) -> Value
     let spec = NetworkSpec::of(n);
     let mut config = Vec::new();
     if !spec.subnet.is_empty() {
-        let mut c = json!({ "Subnet": spec.subnet, "Gateway": spec.gateway });
+        let mut c = json!({ "Subnet": spec.subnet });
+        // A subnet the user gave shows the gateway only if given too.
+        if !spec.ipam_config_given || spec.gateway_given {
+            c["Gateway"] = json!(spec.gateway);
+        }
         if !spec.ip_range.is_empty() {
             c["IPRange"] = json!(spec.ip_range);
         }
         config.push(c);
     }
+    if !spec.subnet6.is_empty() {
+        let mut c = json!({ "Subnet": spec.subnet6 });
+        if spec.gateway6_given {
+            c["Gateway"] = json!(spec.gateway6);
+        }
+        config.push(c);
+    }
+    let prefix6 = spec.ipv6().map(|(s, _)| s.prefix).unwrap_or(0);
     let prefix = Subnet::parse(&spec.subnet).map(|s| s.prefix).unwrap_or(0);
     let mut containers = serde_json::Map::new();
     if with_containers {
@@ -43,7 +55,10 @@ pub fn network(state: &State, n: &NetworkRecord, with_containers: bool) -> Value
                         "EndpointID": ep.endpoint_id,
                         "MacAddress": ep.mac,
                         "IPv4Address": format!("{}/{}", ep.ip, prefix),
-                        "IPv6Address": "",
+                        "IPv6Address": spec
+                            .endpoint_ipv6(ep)
+                            .map(|a| format!("{a}/{prefix6}"))
+                            .unwrap_or_default(),
                     }),
                 );
             }
@@ -68,7 +83,7 @@ pub fn network(state: &State, n: &NetworkRecord, with_containers: bool) -> Value
         "Created": rfc3339(n.created_ns),
         "Scope": "local",
         "Driver": spec.driver,
-        "EnableIPv6": false,
+        "EnableIPv6": spec.enable_ipv6,
         "IPAM": {
             "Driver": "default",
             "Options": if spec.ipam_options.is_empty() { Value::Null } else { json!(spec.ipam_options) },
@@ -160,6 +175,10 @@ pub fn endpoint_settings(
     let prefix = Subnet::parse(&spec.subnet)
         .map(|s| s.prefix as i64)
         .unwrap_or(0);
+    let v6 = spec
+        .ipv6()
+        .filter(|_| up)
+        .and_then(|(subnet, gw)| Some((spec.endpoint_ipv6(ep)?, gw, subnet.prefix)));
     EndpointSettings {
         ipam_config: user.ipam_config.clone(),
         links: user.links.clone(),
@@ -176,9 +195,9 @@ pub fn endpoint_settings(
         }),
         ip_address: Some(ep.ip.clone()),
         ip_prefix_len: Some(if up { prefix } else { 0 }),
-        ipv6_gateway: Some(String::new()),
-        global_ipv6_address: Some(String::new()),
-        global_ipv6_prefix_len: Some(0),
+        ipv6_gateway: Some(v6.map(|(_, gw, _)| gw.to_string()).unwrap_or_default()),
+        global_ipv6_address: Some(v6.map(|(a, _, _)| a.to_string()).unwrap_or_default()),
+        global_ipv6_prefix_len: Some(v6.map(|(_, _, p)| p as i64).unwrap_or(0)),
         dns_names: None,
     }
 }
@@ -220,11 +239,11 @@ pub fn network_settings(
         "SecondaryIPv6Addresses": null,
         "EndpointID": s(bridge.map(|b| &b.endpoint_id)),
         "Gateway": s(bridge.map(|b| &b.gateway)),
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": s(bridge.map(|b| &b.global_ipv6_address)),
+        "GlobalIPv6PrefixLen": bridge.and_then(|b| b.global_ipv6_prefix_len).unwrap_or(0),
         "IPAddress": s(bridge.map(|b| &b.ip_address)),
         "IPPrefixLen": bridge.and_then(|b| b.ip_prefix_len).unwrap_or(0),
-        "IPv6Gateway": "",
+        "IPv6Gateway": s(bridge.map(|b| &b.ipv6_gateway)),
         "MacAddress": s(bridge.map(|b| &b.mac_address)),
         "Networks": networks,
     })

@@ -8,12 +8,14 @@ use bollard_stubs::models::NetworkCreateRequest;
 use serde::{Deserialize, Serialize};
 
 use super::ipam::{self, Subnet};
+use super::ipam6::{self, Subnet6};
 use std::collections::HashMap;
+use std::net::Ipv6Addr;
 
 use bollard_stubs::models::{ContainerCreateBody, EndpointSettings};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::events::projection::{ContainerRecord, NetworkRecord, State};
+use crate::events::projection::{ContainerRecord, EndpointRecord, NetworkRecord, State};
 
 pub const BRIDGE: &str = "bridge";
 pub const HOST: &str = "host";
@@ -80,6 +82,16 @@ pub struct NetworkSpec {
     pub attachable: bool,
     /// Whether IPAM Config was given by the user (inspect shows what was given).
     pub ipam_config_given: bool,
+    /// Whether the user gave the v4 gateway (inspect shows it only then, when
+    /// the subnet was given too).
+    pub gateway_given: bool,
+    /// Containers get IPv6 addresses too (`--ipv6`).
+    pub enable_ipv6: bool,
+    /// The v6 subnet and gateway (empty: none). A subnet without
+    /// `enable_ipv6` is kept and shown, and unused, as dockerd.
+    pub subnet6: String,
+    pub gateway6: String,
+    pub gateway6_given: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     pub ipam_options: BTreeMap<String, String>,
@@ -106,6 +118,29 @@ impl NetworkSpec {
             Some(Subnet::parse(&self.ip_range)?)
         };
         Ok((subnet, gateway, range))
+    }
+
+    /// The v6 subnet and gateway, on a network with IPv6 enabled.
+    pub fn ipv6(&self) -> Option<(Subnet6, Ipv6Addr)> {
+        if !self.enable_ipv6 {
+            return None;
+        }
+        let subnet = Subnet6::parse(&self.subnet6).ok()?;
+        let gateway = ipam6::parse_ip6(&self.gateway6).ok()?;
+        Some((subnet, gateway))
+    }
+
+    /// An endpoint's v6 address on this network, while it is up: its
+    /// `--ip6`, or the one its v4 address implies (ipam6's module doc).
+    pub fn endpoint_ipv6(&self, ep: &EndpointRecord) -> Option<Ipv6Addr> {
+        let (subnet6, _) = self.ipv6()?;
+        let ip4 = ipam::parse_ip(&ep.ip).ok()?;
+        let base4 = Subnet::parse(&self.subnet).ok()?.base;
+        let static6 = super::render::endpoint_config(ep)
+            .ipam_config
+            .and_then(|i| i.ipv6_address)
+            .and_then(|a| a.parse().ok());
+        ipam6::endpoint_address(subnet6, base4, ip4, static6)
     }
 
     /// A static address asked for on this network (`--ip`): it must be a
@@ -170,6 +205,7 @@ impl NetworkSpec {
             prefix: subnet.prefix,
             internal: self.internal,
             icc: self.icc(),
+            ipv6: self.ipv6().map(|(subnet, gw)| (gw, subnet.prefix)),
         })
     }
 }
@@ -183,6 +219,9 @@ pub struct CreateRequest {
     pub subnet: Option<Subnet>,
     pub gateway: Option<u32>,
     pub ip_range: Option<Subnet>,
+    /// The v6 subnet and gateway the user asked for, if any.
+    pub subnet6: Option<Subnet6>,
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// dockerd's checks of POST /networks/create, in its words.
@@ -206,11 +245,6 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
     if driver != BRIDGE {
         return Err(Error::not_found(format!("plugin \"{driver}\" not found")));
     }
-    if req.enable_ipv6.unwrap_or(false) {
-        return Err(Error::invalid(
-            "IPv6 networks are not supported by berthd yet",
-        ));
-    }
     let ipam_req = req.ipam.clone().unwrap_or_default();
     if let Some(d) = ipam_req
         .driver
@@ -220,13 +254,16 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
         return Err(Error::not_found(format!("plugin \"{d}\" not found")));
     }
     let configs = ipam_req.config.clone().unwrap_or_default();
-    if configs.len() > 1 {
+    let (v6, v4): (Vec<_>, Vec<_>) = configs
+        .iter()
+        .partition(|c| c.subnet.as_deref().is_some_and(ipam6::is_v6));
+    if v4.len() > 1 || v6.len() > 1 {
         return Err(Error::invalid(
-            "berthd supports one IPv4 subnet per network",
+            "berthd supports one IPv4 and one IPv6 subnet per network",
         ));
     }
     let (mut subnet, mut gateway, mut ip_range) = (None, None, None);
-    if let Some(c) = configs.first() {
+    if let Some(c) = v4.first() {
         let s = match c.subnet.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => Subnet::parse(s)?,
             None => {
@@ -256,6 +293,27 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
         }
         subnet = Some(s);
     }
+    let (mut subnet6, mut gateway6) = (None, None);
+    if let Some(c) = v6.first() {
+        let s = Subnet6::parse(c.subnet.as_deref().unwrap_or_default())?;
+        if let Some(g) = c.gateway.as_deref().filter(|g| !g.is_empty()) {
+            let ip = ipam6::parse_ip6(g)?;
+            if !s.contains(ip) || u128::from(ip) == s.base {
+                return Err(Error::invalid(format!(
+                    "failed to allocate gateway ({g}): Requested address is out of range"
+                )));
+            }
+            gateway6 = Some(ip);
+        }
+        if c.ip_range.as_deref().is_some_and(|r| !r.is_empty()) {
+            // An endpoint's v6 address follows its v4 one (ipam6): a range
+            // of its own cannot be kept to.
+            return Err(Error::invalid(
+                "berthd does not take an ip-range for an IPv6 subnet",
+            ));
+        }
+        subnet6 = Some(s);
+    }
     let options: BTreeMap<String, String> = req
         .options
         .clone()
@@ -282,6 +340,9 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
             internal: req.internal.unwrap_or(false),
             attachable: req.attachable.unwrap_or(false),
             ipam_config_given: subnet.is_some(),
+            gateway_given: gateway.is_some(),
+            enable_ipv6: req.enable_ipv6.unwrap_or(false),
+            gateway6_given: gateway6.is_some(),
             labels: req.labels.clone().unwrap_or_default().into_iter().collect(),
             options,
             ipam_options: ipam_req.options.unwrap_or_default().into_iter().collect(),
@@ -290,6 +351,8 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
         subnet,
         gateway,
         ip_range,
+        subnet6,
+        gateway6,
     })
 }
 
@@ -335,6 +398,25 @@ pub fn check_endpoint_config(s: &NetworkSpec, config: &EndpointSettings) -> Resu
             ));
         }
         s.static_address(&ip)?;
+    }
+    if let Some(ip) = config
+        .ipam_config
+        .as_ref()
+        .and_then(|i| i.ipv6_address.clone())
+        .filter(|a| !a.is_empty())
+    {
+        if !user_net {
+            return Err(Error::invalid(
+                "user specified IP address is supported on user defined networks only",
+            ));
+        }
+        let addr = ipam6::parse_ip6(&ip)?;
+        let inside = Subnet6::parse(&s.subnet6).is_ok_and(|n| n.contains(addr));
+        if !inside {
+            return Err(Error::invalid(format!(
+                "Invalid address {ip}: It does not belong to any of this network's subnets"
+            )));
+        }
     }
     Ok(())
 }
@@ -451,5 +533,50 @@ mod tests {
         );
         d.driver = None;
         assert!(check_create(&d).unwrap().subnet.is_none());
+    }
+
+    #[test]
+    fn ipv6_configs_are_checked_and_endpoints_addressed() {
+        let mut r = req("2001:db8:1::/64", "", "");
+        r.enable_ipv6 = Some(true);
+        let ok = check_create(&r).unwrap();
+        assert!(ok.subnet.is_none() && ok.spec.enable_ipv6);
+        assert_eq!(ok.subnet6.unwrap().to_string(), "2001:db8:1::/64");
+        let bad = check_create(&req("2001:db8:1::/64", "2001:db8:2::1", ""))
+            .err()
+            .unwrap();
+        assert!(bad.message().contains("out of range"), "{bad}");
+        assert!(check_create(&req("2001:db8:1::/64", "", "2001:db8:1::/80")).is_err());
+        let mut spec = NetworkSpec {
+            driver: BRIDGE.into(),
+            subnet: "172.30.0.0/16".into(),
+            gateway: "172.30.0.1".into(),
+            enable_ipv6: true,
+            subnet6: "2001:db8:1::/64".into(),
+            gateway6: "2001:db8:1::1".into(),
+            ..Default::default()
+        };
+        let ep = EndpointRecord {
+            ip: "172.30.0.3".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            spec.endpoint_ipv6(&ep).map(|a| a.to_string()).as_deref(),
+            Some("2001:db8:1::3")
+        );
+        let fixed = EndpointRecord {
+            config: r#"{"IPAMConfig":{"IPv6Address":"2001:db8:1::99"}}"#.into(),
+            ..ep.clone()
+        };
+        assert_eq!(
+            spec.endpoint_ipv6(&fixed).map(|a| a.to_string()).as_deref(),
+            Some("2001:db8:1::99")
+        );
+        spec.enable_ipv6 = false;
+        assert_eq!(
+            spec.endpoint_ipv6(&ep),
+            None,
+            "a v6 subnet without --ipv6 is unused"
+        );
     }
 }

@@ -79,7 +79,9 @@ impl Handler<Connect> for NetworkController {
                     .await
                     .map_err(|e| Error::internal(format!("network actor: {e}")))??;
                 let path = driver.names.netns_path(&c.id);
-                let ip = plan.ip.to_string();
+                let ips: Vec<String> = std::iter::once(plan.ip.to_string())
+                    .chain(plan.ip6.map(|(a, _)| a.to_string()))
+                    .collect();
                 let netns = path.clone();
                 tokio::task::spawn_blocking(move || {
                     netlink::setup_interfaces(Namespace::Existing(path), vec![plan])
@@ -93,7 +95,10 @@ impl Handler<Connect> for NetworkController {
                 update_etc(
                     &dir.join(&c.id),
                     &c,
-                    |hosts, body| format!("{hosts}{}", files::own_entry(body, &ip)),
+                    |hosts, body| {
+                        let own: String = ips.iter().map(|ip| files::own_entry(body, ip)).collect();
+                        format!("{hosts}{own}")
+                    },
                     start_dns,
                 )?;
                 Ok(dns)

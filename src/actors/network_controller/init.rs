@@ -21,10 +21,10 @@ impl Handler<Init> for NetworkController {
             self.projection.clone(),
             Arc::clone(&self.driver),
         );
-        let (pools, bip) = (self.pools.clone(), self.bip.clone());
+        let (pools, wanted) = (self.pools.clone(), self.default_bridge.clone());
         let firewall = self.firewall.clone();
         let fut = async move {
-            ensure_builtin(&events, &projection, &driver, &pools, bip.as_deref()).await?;
+            ensure_builtin(&events, &projection, &driver, &pools, &wanted).await?;
             let state = projection.current();
             for n in state.networks.values() {
                 let s = NetworkSpec::of(n);
@@ -64,11 +64,20 @@ impl Handler<Init> for NetworkController {
                 .filter(|c| c.status == ContainerStatus::Running)
             {
                 act.serve_dns_again(&state, c);
-                match ports::reserve_published(&c.ports) {
-                    Ok(socks) if !socks.is_empty() => {
-                        act.reservations.insert(c.id.clone(), socks);
+                let target = crate::networks::firewall_plan::proxy_target(&state, c);
+                let held = ports::reserve_published(&c.ports).and_then(|socks| match target {
+                    Some(t) => sandbox::start_proxies(&c.ports, socks, t),
+                    None => Ok((socks, Vec::new())),
+                });
+                match held {
+                    Ok((socks, proxies)) => {
+                        if !socks.is_empty() {
+                            act.reservations.insert(c.id.clone(), socks);
+                        }
+                        if !proxies.is_empty() {
+                            act.proxies.insert(c.id.clone(), proxies);
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         warn!(container = %c.id, error = %e, "holding its published ports again")
                     }
@@ -85,8 +94,24 @@ pub(super) async fn ensure_builtin(
     projection: &Projection,
     driver: &NetDriver,
     pools: &[Pool],
-    bip: Option<&str>,
+    default_bridge: &DefaultBridge,
 ) -> Result<()> {
+    let bip = default_bridge.bip.as_deref();
+    // The v6 side as the configuration says it now (dockerd applies it to
+    // the default bridge at every start).
+    let v6 = |s: &mut NetworkSpec| {
+        s.enable_ipv6 = default_bridge.ipv6;
+        if let Some(c) = default_bridge
+            .fixed_cidr_v6
+            .as_ref()
+            .filter(|_| default_bridge.ipv6)
+        {
+            if let Ok(sub) = ipam6::Subnet6::parse(c) {
+                s.subnet6 = sub.to_string();
+                s.gateway6 = sub.first_host().to_string();
+            }
+        }
+    };
     let state = projection.current();
     let find = |name: &str| {
         state
@@ -117,7 +142,7 @@ pub(super) async fn ensure_builtin(
         }
         None => None,
     };
-    let keep = match (&existing, wanted) {
+    let keep_v4 = match (&existing, wanted) {
         (Some((_, s)), Some((subnet, gw))) => {
             s.subnet == subnet.to_string()
                 && s.gateway == ipam::ip_string(gw)
@@ -126,7 +151,17 @@ pub(super) async fn ensure_builtin(
         (Some((_, s)), None) => s.bridge == driver.names.default_bridge(),
         (None, _) => false,
     };
-    if !keep {
+    let keep_v6 = existing.as_ref().is_some_and(|(_, s)| {
+        let mut now = s.clone();
+        v6(&mut now);
+        now == *s
+    });
+    // Only the v6 side changed: the v4 subnet stays.
+    let wanted = match (&existing, keep_v4) {
+        (Some((_, s)), true) => Some((Subnet::parse(&s.subnet)?, ipam::parse_ip(&s.gateway)?)),
+        _ => wanted,
+    };
+    if !(keep_v4 && keep_v6) {
         let _lock = take_host_lock().await?;
         if let Some((_, old)) = &existing {
             driver.remove_bridge(&old.bridge).await?;
@@ -152,6 +187,8 @@ pub(super) async fn ensure_builtin(
             builtin: true,
             ..Default::default()
         };
+        let mut spec = spec;
+        v6(&mut spec);
         driver.ensure_bridge(&spec.bridge_device()?).await?;
         let id = match existing {
             Some((id, _)) => id,
@@ -168,6 +205,16 @@ pub(super) async fn ensure_builtin(
         append_all(events, new).await?;
     }
     Ok(())
+}
+
+/// The default bridge as the daemon's configuration asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct DefaultBridge {
+    /// `bip`: its address and prefix.
+    pub bip: Option<String>,
+    /// `ipv6` and `fixed-cidr-v6`.
+    pub ipv6: bool,
+    pub fixed_cidr_v6: Option<String>,
 }
 
 /// The host-wide network lock, waited for off the actors' thread (another
@@ -189,6 +236,16 @@ pub(super) fn our_subnets(state: &State, except: Option<&str>) -> Vec<Subnet> {
         .values()
         .filter(|n| Some(n.id.as_str()) != except)
         .filter_map(|n| Subnet::parse(&NetworkSpec::of(n).subnet).ok())
+        .collect()
+}
+
+/// The v6 subnets of our networks (those with IPv6 off too: dockerd keeps
+/// them reserved).
+pub(super) fn our_subnets6(state: &State) -> Vec<ipam6::Subnet6> {
+    state
+        .networks
+        .values()
+        .filter_map(|n| ipam6::Subnet6::parse(&NetworkSpec::of(n).subnet6).ok())
         .collect()
 }
 

@@ -18,12 +18,14 @@ use super::network::{random_hex64, Join, NetworkActor, Shutdown};
 use crate::config::AddressPool;
 use crate::drivers::network::listen::{self, Listeners};
 use crate::drivers::network::netlink::{self, InterfacePlan, Namespace};
+use crate::drivers::network::proxy;
 use crate::drivers::network::{host_lock, veth_name, NetDriver};
 use crate::error::{Context as _, Error, Result};
 use crate::events::projection::{ContainerRecord, ContainerStatus, Projection, State};
 use crate::events::v1::PublishedPort;
 use crate::events::Event;
 use crate::networks::ipam::{self, Pool, Subnet};
+use crate::networks::ipam6::{self, Pool6};
 use crate::networks::resolver::{self, SandboxNames};
 use crate::networks::spec::{self, NetworkSpec, BRIDGE, HOST, NONE, OPT_BRIDGE_NAME};
 use crate::networks::{dns, files, links, ports, Sandbox};
@@ -36,8 +38,8 @@ mod registry;
 mod sandbox;
 
 pub use connect::{Connect, Disconnect};
-pub use init::Init;
-use init::{host_subnets, our_subnets, take_host_lock, to_json};
+use init::{host_subnets, our_subnets, our_subnets6, take_host_lock, to_json};
+pub use init::{DefaultBridge, Init};
 pub use registry::{CreateNetwork, PruneNetworks, RemoveNetwork};
 pub use sandbox::{PrepareSandbox, ReleaseSandbox};
 
@@ -47,11 +49,15 @@ pub struct NetworkController {
     driver: Arc<NetDriver>,
     containers_dir: PathBuf,
     pools: Vec<Pool>,
-    bip: Option<String>,
+    /// daemon.json's v6 pools (dockerd has none by default).
+    pools6: Vec<Pool6>,
+    default_bridge: DefaultBridge,
     networks: HashMap<String, Addr<NetworkActor>>,
     /// Sockets that hold each running container's published host ports, so
     /// nothing else takes them (and a port in use is found before a start).
     reservations: HashMap<String, Vec<OwnedFd>>,
+    /// The proxies of each running container's published v6 ports.
+    proxies: HashMap<String, Vec<tokio::task::AbortHandle>>,
     /// Each running container's DNS server (127.0.0.11) on a user network.
     resolvers: HashMap<String, tokio::task::AbortHandle>,
     /// The firewall's plan and its writes, one at a time.
@@ -66,13 +72,23 @@ impl NetworkController {
         projection: Projection,
         driver: NetDriver,
         data_root: &std::path::Path,
-        bip: Option<String>,
+        default_bridge: DefaultBridge,
         pools: &[AddressPool],
     ) -> Result<Self> {
-        let pools = if pools.is_empty() {
+        let (given6, given4): (Vec<_>, Vec<_>) = pools.iter().partition(|p| ipam6::is_v6(&p.base));
+        let pools6 = given6
+            .iter()
+            .map(|p| {
+                Ok(Pool6 {
+                    base: ipam6::Subnet6::parse(&p.base)?,
+                    size: p.size,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pools = if given4.is_empty() {
             ipam::default_pools()
         } else {
-            pools
+            given4
                 .iter()
                 .map(|p| {
                     Ok(Pool {
@@ -92,9 +108,11 @@ impl NetworkController {
             driver,
             containers_dir: data_root.join("containers"),
             pools,
-            bip,
+            pools6,
+            default_bridge,
             networks: HashMap::new(),
             reservations: HashMap::new(),
+            proxies: HashMap::new(),
             resolvers: HashMap::new(),
         })
     }

@@ -15,10 +15,11 @@ impl Handler<CreateNetwork> for NetworkController {
 
     fn handle(&mut self, msg: CreateNetwork, _: &mut Context<Self>) -> Self::Result {
         let state = self.projection.current();
-        let (events, driver, pools) = (
+        let (events, driver, pools, pools6) = (
             self.events.clone(),
             Arc::clone(&self.driver),
             self.pools.clone(),
+            self.pools6.clone(),
         );
         let checked = spec::check_create(&msg.0).and_then(|req| {
             if state.networks.values().any(|n| n.name == req.name) {
@@ -27,12 +28,23 @@ impl Handler<CreateNetwork> for NetworkController {
                     req.name
                 )));
             }
+            let overlap = || Error::forbidden("Pool overlaps with other one on this address space");
             if let Some(s) = req.subnet {
                 if our_subnets(&state, None).iter().any(|o| o.overlaps(&s)) {
-                    return Err(Error::forbidden(
-                        "Pool overlaps with other one on this address space",
-                    ));
+                    return Err(overlap());
                 }
+            }
+            let taken6 = our_subnets6(&state);
+            if let Some(s) = req.subnet6 {
+                if taken6.iter().any(|o| o.overlaps(&s)) {
+                    return Err(overlap());
+                }
+            }
+            let mut req = req;
+            if req.spec.enable_ipv6 && req.subnet6.is_none() {
+                req.subnet6 = Some(ipam6::pick_subnet(&pools6, &taken6).ok_or_else(|| {
+                    Error::not_found("could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network")
+                })?);
             }
             Ok(req)
         });
@@ -65,6 +77,10 @@ impl Handler<CreateNetwork> for NetworkController {
                 s.gateway = ipam::ip_string(req.gateway.unwrap_or_else(|| subnet.first_host()));
                 if let Some(r) = req.ip_range {
                     s.ip_range = r.to_string();
+                }
+                if let Some(s6) = req.subnet6 {
+                    s.subnet6 = s6.to_string();
+                    s.gateway6 = req.gateway6.unwrap_or_else(|| s6.first_host()).to_string();
                 }
                 driver.ensure_bridge(&s.bridge_device()?).await?;
                 drop(lock);

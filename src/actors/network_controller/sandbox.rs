@@ -63,7 +63,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                 Kind::Host => {
                     let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
                     write_etc(&dir, &body, &mut sandbox, hosts, host_resolv.clone())?;
-                    return Ok((sandbox, socks, None));
+                    return Ok((sandbox, socks, None, Vec::new()));
                 }
                 Kind::None => {
                     // Its own namespace with lo up (runc's loopback; the
@@ -71,7 +71,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                     let path = driver.names.netns_path(&id);
                     make_namespace(userns, path.clone(), Vec::new()).await?;
                     sandbox.netns = Some(path);
-                    (None, None)
+                    (Vec::new(), None)
                 }
                 Kind::Container {
                     netns,
@@ -88,7 +88,7 @@ impl Handler<PrepareSandbox> for NetworkController {
                         }
                     }
                     sandbox.hostname = Some(hostname);
-                    return Ok((sandbox, socks, None));
+                    return Ok((sandbox, socks, None, Vec::new()));
                 }
                 Kind::Bridge => {
                     let path = driver.names.netns_path(&id);
@@ -113,8 +113,22 @@ impl Handler<PrepareSandbox> for NetworkController {
                         }
                         plans.push(plan);
                     }
-                    let own = plans.first().map(|p| p.ip.to_string());
-                    primary = plans.first().map(|p| (p.bridge.clone(), p.ip.to_string()));
+                    let own: Vec<String> = plans
+                        .first()
+                        .map(|p| {
+                            std::iter::once(p.ip.to_string())
+                                .chain(p.ip6.map(|(a, _)| a.to_string()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    primary = plans.first().map(|p| {
+                        // v6 ports reach it at its v6 address if it has one.
+                        let target = p
+                            .ip6
+                            .map(|(a, _)| std::net::IpAddr::V6(a))
+                            .unwrap_or(std::net::IpAddr::V4(p.ip));
+                        (p.bridge.clone(), p.ip.to_string(), target)
+                    });
                     make_namespace(userns, path.clone(), plans).await?;
                     sandbox.netns = Some(path);
                     (own, nameserver)
@@ -122,19 +136,16 @@ impl Handler<PrepareSandbox> for NetworkController {
             };
             let link_lines: String = linked.iter().map(links::hosts_line).collect();
             sandbox.env = linked.iter().flat_map(|l| links::env(l, &name)).collect();
-            let hosts = files::hosts(
-                &body,
-                &link_lines,
-                own_ip.as_deref(),
-                host_gateway.as_deref(),
-            );
+            let hosts = files::hosts(&body, &link_lines, &own_ip, host_gateway.as_deref());
             let resolv = files::resolv_conf(&host_resolv, &body, nameserver.as_deref());
             write_etc(&dir, &body, &mut sandbox, hosts, resolv)?;
             let dns = match (&nameserver, &sandbox.netns) {
                 (Some(_), Some(netns)) => Some(bind_dns(netns.clone()).await?),
                 _ => None,
             };
-            if let (false, Some((bridge, ip))) = (published.is_empty(), primary) {
+            let mut proxies = Vec::new();
+            let mut socks = socks;
+            if let (false, Some((bridge, ip, target))) = (published.is_empty(), primary) {
                 append(
                     &events,
                     Event::ContainerPortsPublished {
@@ -143,14 +154,20 @@ impl Handler<PrepareSandbox> for NetworkController {
                     },
                 )
                 .await?;
-                firewall.publish(id.clone(), bridge, ip, published).await?;
+                firewall
+                    .publish(id.clone(), bridge, ip, published.clone())
+                    .await?;
+                (socks, proxies) = start_proxies(&published, socks, target)?;
             }
-            Ok((sandbox, socks, dns))
+            Ok((sandbox, socks, dns, proxies))
         };
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
-            let (sandbox, socks, dns) = res?;
+            let (sandbox, socks, dns, proxies) = res?;
             if let Some(listeners) = dns {
                 act.serve_dns(&msg.id, listeners)?;
+            }
+            if !proxies.is_empty() {
+                act.proxies.insert(msg.id.clone(), proxies);
             }
             if !socks.is_empty() {
                 act.reservations.insert(msg.id, socks);
@@ -158,6 +175,27 @@ impl Handler<PrepareSandbox> for NetworkController {
             Ok(sandbox)
         }))
     }
+}
+
+/// Hands the sockets of `published`'s v6 ports to proxies towards
+/// `target`; answers the other sockets (held, their traffic DNATed) and the
+/// proxies' tasks.
+pub(super) fn start_proxies(
+    published: &[PublishedPort],
+    socks: Vec<OwnedFd>,
+    target: std::net::IpAddr,
+) -> Result<(Vec<OwnedFd>, Vec<tokio::task::AbortHandle>)> {
+    let mut held = Vec::new();
+    let mut proxies = Vec::new();
+    for (p, fd) in published.iter().zip(socks) {
+        if ports::is_v6(p) {
+            let to = std::net::SocketAddr::new(target, p.container_port);
+            proxies.push(proxy::spawn(fd, &p.proto, to)?);
+        } else {
+            held.push(fd);
+        }
+    }
+    Ok((held, proxies))
 }
 
 /// The sockets of a container's DNS server, bound in its namespace.
@@ -181,6 +219,13 @@ impl NetworkController {
             old.abort();
         }
         Ok(())
+    }
+
+    /// Stops the proxies of a container's v6 ports (their sockets close).
+    pub(super) fn stop_proxies(&mut self, id: &str) {
+        for task in self.proxies.remove(id).into_iter().flatten() {
+            task.abort();
+        }
     }
 
     /// Stops a container's DNS server (its sockets close with it).
@@ -361,6 +406,7 @@ impl Handler<ReleaseSandbox> for NetworkController {
         // The ports' record is cleared once, by the exit the container's
         // actor appends next; the rules go from the plan now.
         let had_ports = self.reservations.remove(&msg.id).is_some();
+        self.stop_proxies(&msg.id);
         self.stop_dns(&msg.id);
         debug!(container = %msg.id, had_ports, "releasing the sandbox");
         let path = self.driver.names.netns_path(&msg.id);

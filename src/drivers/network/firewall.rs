@@ -22,6 +22,8 @@ pub struct BridgeRules {
     pub icc: bool,
     /// Its traffic out is masqueraded (enable_ip_masquerade).
     pub masquerade: bool,
+    /// It has IPv6: ip6tables isolates it as iptables does for v4.
+    pub ipv6: bool,
 }
 
 /// A published port: `host_ip:host_port` to `container_ip:container_port`.
@@ -99,12 +101,40 @@ impl Firewall {
     /// The input of `iptables-restore --noflush` that makes our chains hold
     /// exactly these rules.
     pub fn render(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> String {
+        let (dnat, post) = (self.chain("DNAT"), self.chain("POSTROUTING"));
+        let f = self.render_filter(bridges.iter());
+        let mut n = format!("*nat\n:{dnat} - [0:0]\n:{post} - [0:0]\n");
+        for b in bridges.iter().filter(|b| !b.internal) {
+            let br = &b.bridge;
+            if b.masquerade {
+                n += &format!("-A {post} -s {} ! -o {br} -j MASQUERADE\n", b.subnet);
+            }
+            // Published ports reached from the host's loopback (route_localnet).
+            n += &format!("-A {post} -s 127.0.0.0/8 -o {br} -j MASQUERADE\n");
+        }
+        for p in ports {
+            if bridges.iter().any(|b| b.bridge == p.bridge && b.internal) {
+                continue;
+            }
+            n += &self.port_lines(p);
+        }
+        n += "COMMIT\n";
+        f + &n
+    }
+
+    /// The input of `ip6tables-restore --noflush`: the same filter rules for
+    /// the bridges with IPv6 (isolation, internal, icc). No nat: published v6
+    /// ports are the daemon's proxy's, and dockerd masquerades no v6.
+    pub fn render6(&self, bridges: &[BridgeRules]) -> String {
+        self.render_filter(bridges.iter().filter(|b| b.ipv6))
+    }
+
+    fn render_filter<'a>(&self, bridges: impl Iterator<Item = &'a BridgeRules>) -> String {
         let (fwd, iso1, iso2) = (
             self.chain("FORWARD"),
             self.chain("ISOLATION-1"),
             self.chain("ISOLATION-2"),
         );
-        let (dnat, post) = (self.chain("DNAT"), self.chain("POSTROUTING"));
         let mut f = format!(
             "*filter\n:{fwd} - [0:0]\n:{iso1} - [0:0]\n:{iso2} - [0:0]\n-A {fwd} -j {iso1}\n"
         );
@@ -126,23 +156,7 @@ impl Firewall {
             );
         }
         f += &format!("-A {iso1} -j RETURN\n-A {iso2} -j RETURN\nCOMMIT\n");
-        let mut n = format!("*nat\n:{dnat} - [0:0]\n:{post} - [0:0]\n");
-        for b in bridges.iter().filter(|b| !b.internal) {
-            let br = &b.bridge;
-            if b.masquerade {
-                n += &format!("-A {post} -s {} ! -o {br} -j MASQUERADE\n", b.subnet);
-            }
-            // Published ports reached from the host's loopback (route_localnet).
-            n += &format!("-A {post} -s 127.0.0.0/8 -o {br} -j MASQUERADE\n");
-        }
-        for p in ports {
-            if bridges.iter().any(|b| b.bridge == p.bridge && b.internal) {
-                continue;
-            }
-            n += &self.port_lines(p);
-        }
-        n += "COMMIT\n";
-        f + &n
+        f
     }
 
     /// The nat rules of one published port: DNAT, and hairpin masquerade (a
@@ -178,29 +192,47 @@ impl Firewall {
             n += &self.port_lines(p);
         }
         n += "COMMIT\n";
-        restore(&n)
+        restore(IPTABLES, &n)
     }
 
-    /// Writes our chains' rules.
+    /// Writes our chains' rules (v4, and v6's filter rules).
     pub fn apply(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
-        restore(&self.render(bridges, ports))
+        restore(IPTABLES, &self.render(bridges, ports))?;
+        restore(IP6TABLES, &self.render6(bridges))
     }
 
     /// Our chains (empty) and the jumps to them; IP forwarding on.
     pub fn init(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("enabling IP forwarding")?;
         self.apply(bridges, ports)?;
-        for (table, chain, rule) in self.jumps() {
+        for (tool, table, chain, rule) in self.all_jumps() {
             let mut check = vec!["-w", "-t", table, "-C", chain];
             check.extend(rule.iter().map(String::as_str));
-            if iptables(&check).is_ok() {
+            if iptables(tool, &check).is_ok() {
                 continue;
             }
             let mut insert = vec!["-w", "-t", table, "-I", chain, "1"];
             insert.extend(rule.iter().map(String::as_str));
-            iptables(&insert)?;
+            iptables(tool, &insert)?;
         }
         Ok(())
+    }
+
+    /// Every jump, with the tool that writes it: v4's, and ip6tables'
+    /// FORWARD to our v6 filter chain.
+    fn all_jumps(&self) -> Vec<(&'static str, &'static str, &'static str, Vec<String>)> {
+        let mut out: Vec<_> = self
+            .jumps()
+            .into_iter()
+            .map(|(t, c, r)| (IPTABLES, t, c, r))
+            .collect();
+        out.push((
+            IP6TABLES,
+            "filter",
+            "FORWARD",
+            vec!["-j".to_string(), self.chain("FORWARD")],
+        ));
+        out
     }
 
     /// What is wrong with our chains, if anything, when they should hold
@@ -222,17 +254,23 @@ impl Firewall {
 
     /// Removes the jumps and our chains (network-cleanup).
     pub fn remove_all(&self) {
-        for (table, chain, rule) in self.jumps() {
+        for (tool, table, chain, rule) in self.all_jumps() {
             let mut del = vec!["-w", "-t", table, "-D", chain];
             del.extend(rule.iter().map(String::as_str));
-            while iptables(&del).is_ok() {}
+            while iptables(tool, &del).is_ok() {}
         }
-        for (table, chains) in self.chains() {
+        let v6 = ("filter", self.chains()[0].1.clone());
+        let tables = self
+            .chains()
+            .into_iter()
+            .map(|t| (IPTABLES, t))
+            .chain(std::iter::once((IP6TABLES, v6)));
+        for (tool, (table, chains)) in tables {
             for c in &chains {
-                let _ = iptables(&["-w", "-t", table, "-F", c]);
+                let _ = iptables(tool, &["-w", "-t", table, "-F", c]);
             }
             for c in &chains {
-                let _ = iptables(&["-w", "-t", table, "-X", c]);
+                let _ = iptables(tool, &["-w", "-t", table, "-X", c]);
             }
         }
     }
@@ -291,44 +329,49 @@ fn list_rules(table: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn iptables(args: &[&str]) -> Result<()> {
-    let out = Command::new("iptables")
+const IPTABLES: &str = "iptables";
+const IP6TABLES: &str = "ip6tables";
+
+fn iptables(tool: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(tool)
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .context("running iptables")?;
+        .context(format_args!("running {tool}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(Error::internal(format!(
-            "iptables {}: {}",
+            "{tool} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
 }
 
-fn restore(input: &str) -> Result<()> {
-    let mut child = Command::new("iptables-restore")
+/// `<tool>-restore --noflush` of `input` (tool: iptables or ip6tables).
+fn restore(tool: &str, input: &str) -> Result<()> {
+    let bin = format!("{tool}-restore");
+    let mut child = Command::new(&bin)
         .args(["--noflush", "-w"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running iptables-restore")?;
+        .context(format_args!("running {bin}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(input.as_bytes())
-            .context("writing to iptables-restore")?;
+            .context(format_args!("writing to {bin}"))?;
     }
     let out = child
         .wait_with_output()
-        .context("waiting for iptables-restore")?;
+        .context(format_args!("waiting for {bin}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(Error::internal(format!(
-            "iptables-restore: {}",
+            "{bin}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
@@ -348,6 +391,7 @@ mod tests {
                 internal: false,
                 icc: true,
                 masquerade: true,
+                ipv6: false,
             },
             BridgeRules {
                 bridge: "br-1".into(),
@@ -355,6 +399,7 @@ mod tests {
                 internal: true,
                 icc: true,
                 masquerade: true,
+                ipv6: true,
             },
         ];
         let ports = vec![PortRule {
@@ -380,6 +425,12 @@ mod tests {
         assert_eq!(r.matches("COMMIT\n").count(), 2);
         // Nothing in the built-in chains: those get only the jumps.
         assert!(!r.contains("-A FORWARD") && !r.contains("-A POSTROUTING "));
+        // ip6tables: the filter rules of the v6 bridge alone, no nat.
+        let r6 = fw.render6(&bridges);
+        assert!(r6.contains("-A BERTH-ab12cd-FORWARD -i br-1 ! -o br-1 -j DROP\n"));
+        assert!(r6.contains("-A BERTH-ab12cd-ISOLATION-2 -o br-1 -j DROP\n"));
+        assert!(!r6.contains("berth0") && !r6.contains("*nat"), "{r6}");
+        assert_eq!(r6.matches("COMMIT\n").count(), 1);
     }
 
     #[test]
@@ -391,6 +442,7 @@ mod tests {
             internal: false,
             icc: true,
             masquerade: true,
+            ipv6: false,
         }];
         let want = fw.render(&bridges, &[]);
         let jumps = fw.jumps();

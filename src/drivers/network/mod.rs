@@ -6,6 +6,7 @@
 pub mod firewall;
 pub mod listen;
 pub mod netlink;
+pub mod proxy;
 pub mod watch;
 
 use std::net::Ipv4Addr;
@@ -100,12 +101,15 @@ pub struct Bridge {
     /// Its containers reach each other; without, the firewall's DROP
     /// between them needs bridged packets to pass through iptables.
     pub icc: bool,
+    /// The v6 gateway and prefix, on a network with IPv6.
+    pub ipv6: Option<(std::net::Ipv6Addr, u8)>,
 }
 
 /// Makes bridged packets go through iptables (br_netfilter), as dockerd
 /// does for a network without inter-container traffic.
-fn bridged_packets_through_iptables() -> Result<()> {
+fn bridged_packets_through_iptables(ipv6: bool) -> Result<()> {
     let knob = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables");
+    let knob6 = std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-ip6tables");
     if !knob.exists() {
         let out = std::process::Command::new("modprobe")
             .arg("br_netfilter")
@@ -118,7 +122,11 @@ fn bridged_packets_through_iptables() -> Result<()> {
             )));
         }
     }
-    std::fs::write(knob, "1").context(format_args!("writing {}", knob.display()))
+    std::fs::write(knob, "1").context(format_args!("writing {}", knob.display()))?;
+    if ipv6 {
+        std::fs::write(knob6, "1").context(format_args!("writing {}", knob6.display()))?;
+    }
+    Ok(())
 }
 
 /// The driver: names, a netlink handle of the host, the firewall.
@@ -149,6 +157,7 @@ impl NetDriver {
             &self.names.alias(),
             bridge.gateway,
             bridge.prefix,
+            bridge.ipv6,
         )
         .await?;
         if !bridge.internal {
@@ -158,7 +167,7 @@ impl NetDriver {
             std::fs::write(&knob, "1").context(format_args!("writing {knob}"))?;
         }
         if !bridge.icc {
-            bridged_packets_through_iptables()?;
+            bridged_packets_through_iptables(bridge.ipv6.is_some())?;
         }
         Ok(())
     }

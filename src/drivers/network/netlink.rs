@@ -2,7 +2,7 @@
 //! address, the host's routes (a new subnet must overlap none), and a
 //! container's interfaces, made inside its namespace from a thread of its own.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -47,14 +47,35 @@ async fn must_index(h: &Handle, name: &str) -> Result<u32> {
         .ok_or_else(|| Error::internal(format!("no link {name}")))
 }
 
-/// Makes bridge `name` (marked with `alias`) with `gateway/prefix` and brings
-/// it up; an existing one is kept and given the address again (idempotent).
+/// Adds a v6 address without duplicate address detection (an address on a
+/// bridge or veth we made is ours: DAD would only hold it back ~1 s), as
+/// dockerd does.
+async fn add_v6_address(h: &Handle, index: u32, ip: Ipv6Addr, prefix: u8) -> Result<()> {
+    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+    let mut req = h.address().add(index, IpAddr::V6(ip), prefix).replace();
+    req.message_mut()
+        .attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    nl(format_args!("adding {ip}/{prefix}"), req.execute().await)
+}
+
+/// Turns IPv6 on for interface `ifname` of the namespace the calling thread
+/// is in (namespaces we make have it off by default).
+pub fn enable_ipv6(ifname: &str) -> Result<()> {
+    let knob = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
+    std::fs::write(&knob, "0").context(format_args!("writing {knob}"))
+}
+
+/// Makes bridge `name` (marked with `alias`) with `gateway/prefix` (and a v6
+/// gateway) and brings it up; an existing one is kept and given the
+/// addresses again (idempotent).
 pub async fn ensure_bridge(
     h: &Handle,
     name: &str,
     alias: &str,
     gateway: Ipv4Addr,
     prefix: u8,
+    ipv6: Option<(Ipv6Addr, u8)>,
 ) -> Result<()> {
     if link_index(h, name).await?.is_none() {
         match h.link().add(LinkBridge::new(name).build()).execute().await {
@@ -79,6 +100,10 @@ pub async fn ensure_bridge(
             .execute()
             .await,
     )?;
+    if let Some((gw6, prefix6)) = ipv6 {
+        enable_ipv6(name)?;
+        add_v6_address(h, index, gw6, prefix6).await?;
+    }
     nl(
         format_args!("bringing {name} up"),
         h.link()
@@ -208,6 +233,10 @@ pub struct InterfacePlan {
     pub mac: [u8; 6],
     /// The default route goes through this interface's gateway.
     pub default_gateway: Option<Ipv4Addr>,
+    /// Its v6 address and prefix on an IPv6 network, and the v6 gateway the
+    /// default v6 route takes (on the primary network).
+    pub ip6: Option<(Ipv6Addr, u8)>,
+    pub default_gateway6: Option<Ipv6Addr>,
     /// Both ends' MTU; 0: the kernel's default.
     pub mtu: u32,
 }
@@ -357,6 +386,13 @@ async fn add_interface(
             .execute()
             .await,
     )?;
+    if let Some((ip6, prefix6)) = p.ip6 {
+        // As dockerd: IPv6 on for this interface and lo (::1), still off
+        // for "all", and the address usable at once.
+        enable_ipv6("lo")?;
+        enable_ipv6(&p.ifname)?;
+        add_v6_address(inner, index, ip6, prefix6).await?;
+    }
     nl(
         format_args!("bringing {} up", p.ifname),
         inner
@@ -365,6 +401,21 @@ async fn add_interface(
             .execute()
             .await,
     )?;
+    if let Some(gw6) = p.default_gateway6 {
+        nl(
+            "adding the default IPv6 route",
+            inner
+                .route()
+                .add(
+                    RouteMessageBuilder::<Ipv6Addr>::new()
+                        .gateway(gw6)
+                        .output_interface(index)
+                        .build(),
+                )
+                .execute()
+                .await,
+        )?;
+    }
     if let Some(gw) = p.default_gateway {
         nl(
             "adding the default route",
