@@ -57,6 +57,19 @@ ${id:0:12}"
   body_says /volumes/create '{"Name":"v","Labels":[1]}' \
     "json: cannot unmarshal array into Go struct field VolumeCreateBody.Labels of type map[string]string" 400
   d dt rm upd >/dev/null
+  # Checks dockerd makes at create and at start, in its words.
+  create_says '{"Image":"busybox","HostConfig":{"Tmpfs":{"/x":""},"Binds":["/tmp:/x"]}}' 'Duplicate mount point: /x'
+  create_says '{"Image":"busybox","HostConfig":{"StorageOpt":{"size":"1G"}}}' \
+    "--storage-opt is supported only for overlay over xfs with 'pquota' mount option" 500
+  create_says '{"Image":"busybox","HostConfig":{"CpusetMems":"9"}}' \
+    "Requested memory nodes are not available - requested 9, available: $(cat /sys/devices/system/node/online 2>/dev/null || echo 0)"
+  expect_eq "$(d dt run --rm --tmpfs /x:foo=bar busybox true 2>&1 | head -n 1)" \
+    'docker: Error response from daemon: invalid tmpfs option ["foo" "bar"]'
+  expect_eq "$(d dt run --rm --tmpfs /x:ro,foo busybox true 2>&1 | head -n 1)" \
+    'docker: Error response from daemon: invalid tmpfs option ["foo"]'
+  expect_eq "$(d dt run --rm --tmpfs /x:size=1m,mode=700,uid=5,noexec busybox stat -c %a:%u /x)" "700:5"
+  expect_eq "$(d dt run --rm -u 99999999999 busybox true 2>&1 | head -n 1)" \
+    "docker: Error response from daemon: uids and gids must be in range 0-2147483647"
   # An exec's output is framed by its start request's Tty, not its create's
   # (docker-py creates with a tty and starts without).
   d dt run -d --name execs busybox sleep 300 >/dev/null

@@ -257,6 +257,14 @@ pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
             "Invalid value {adj}, range for oom score adj is [-1000, 1000]"
         )));
     }
+    if h.storage_opt.as_ref().is_some_and(|o| !o.is_empty()) {
+        return Err(Error::internal(
+            "--storage-opt is supported only for overlay over xfs with 'pquota' mount option",
+        ));
+    }
+    if let Some(mems) = h.cpuset_mems.as_deref().filter(|s| !s.is_empty()) {
+        check_cpuset_mems(mems)?;
+    }
     for t in h.tmpfs.iter().flatten().map(|(t, _)| t) {
         if !t.starts_with('/') {
             return Err(Error::invalid(format!(
@@ -316,6 +324,35 @@ pub fn validate_host_config(h: &HostConfig, cpus: usize) -> Result<()> {
                 "can't create 'AutoRemove' container with restart policy",
             ));
         }
+    }
+    Ok(())
+}
+
+/// `--cpuset-mems`: each memory node must be online on this host
+/// (/sys/devices/system/node/online, "0" on a machine without NUMA).
+fn check_cpuset_mems(s: &str) -> Result<()> {
+    let online = std::fs::read_to_string("/sys/devices/system/node/online")
+        .map(|o| o.trim().to_string())
+        .unwrap_or_else(|_| "0".into());
+    let list = |x: &str| -> Option<Vec<usize>> {
+        let mut out = Vec::new();
+        for part in x.split(',') {
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let (lo, hi): (usize, usize) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+            if hi < lo {
+                return None;
+            }
+            out.extend(lo..=hi);
+        }
+        Some(out)
+    };
+    let wanted =
+        list(s).ok_or_else(|| Error::invalid(format!("Invalid value {s} for cpuset mems")))?;
+    let have = list(&online).unwrap_or_else(|| vec![0]);
+    if wanted.iter().any(|n| !have.contains(n)) {
+        return Err(Error::invalid(format!(
+            "Requested memory nodes are not available - requested {s}, available: {online}"
+        )));
     }
     Ok(())
 }

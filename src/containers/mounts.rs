@@ -106,6 +106,12 @@ pub fn plan_create(body: &ContainerCreateBody, state: &State) -> Result<Vec<Plan
     let empty = HostConfig::default();
     let h = body.host_config.as_ref().unwrap_or(&empty);
     let mut out = plan(h, &|p| std::path::Path::new(p).exists())?;
+    // `--tmpfs` targets count as mount points too.
+    for t in h.tmpfs.iter().flatten().map(|(t, _)| t) {
+        if out.iter().any(|o| o.destination == clean(t)) {
+            return Err(Error::invalid(format!("Duplicate mount point: {t}")));
+        }
+    }
     for from in h.volumes_from.iter().flatten() {
         let (name, mode) = match from.split_once(':') {
             Some((n, m)) => (n, m),

@@ -102,6 +102,17 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUse
     };
     let users = entries(passwd);
     let groups = entries(group);
+    // A numeric user or group past Go's int32, as runc's user package refuses it.
+    let out_of_range = |x: &str| {
+        !x.is_empty()
+            && x.bytes().all(|b| b.is_ascii_digit())
+            && x.parse::<u64>().map_or(true, |n| n > 2_147_483_647)
+    };
+    if out_of_range(u) || g.is_some_and(out_of_range) {
+        return Err(Error::internal(
+            "uids and gids must be in range 0-2147483647",
+        ));
+    }
     let (uid, mut gid, home, name) = if u.is_empty() {
         (0, 0, "/root".to_string(), "root".to_string())
     } else {
@@ -590,6 +601,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         json!({ "destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options })
     };
     for (dest, opts) in h.tmpfs.iter().flatten() {
+        check_tmpfs_options(opts)?;
         mounts.push(tmpfs(dest, &mut opts.split(',').filter(|s| !s.is_empty())));
     }
     for m in input.mounts {
@@ -786,6 +798,70 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         }
     }
     Ok(spec)
+}
+
+/// `--tmpfs /x:OPTIONS` as dockerd checks them at start: mount flags, or
+/// `key=value` for the keys tmpfs takes; else Go's words with the option
+/// split at its `=` and quoted (`invalid tmpfs option ["foo" "bar"]`).
+fn check_tmpfs_options(options: &str) -> Result<()> {
+    const FLAGS: &[&str] = &[
+        "defaults",
+        "ro",
+        "rw",
+        "suid",
+        "nosuid",
+        "dev",
+        "nodev",
+        "exec",
+        "noexec",
+        "sync",
+        "async",
+        "dirsync",
+        "remount",
+        "mand",
+        "nomand",
+        "atime",
+        "noatime",
+        "diratime",
+        "nodiratime",
+        "bind",
+        "rbind",
+        "unbindable",
+        "runbindable",
+        "private",
+        "rprivate",
+        "shared",
+        "rshared",
+        "slave",
+        "rslave",
+        "relatime",
+        "norelatime",
+        "strictatime",
+        "nostrictatime",
+    ];
+    const KEYS: &[&str] = &[
+        "size",
+        "mode",
+        "uid",
+        "gid",
+        "nr_inodes",
+        "nr_blocks",
+        "mpol",
+    ];
+    for o in options.split(',').filter(|o| !o.is_empty()) {
+        if FLAGS.contains(&o) {
+            continue;
+        }
+        let parts: Vec<&str> = o.splitn(2, '=').collect();
+        if !KEYS.contains(&parts[0]) {
+            let quoted: Vec<String> = parts.iter().map(|p| format!("{p:?}")).collect();
+            return Err(Error::internal(format!(
+                "invalid tmpfs option [{}]",
+                quoted.join(" ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
