@@ -38,7 +38,7 @@ scenario_ipv6_network_dual_stack_as_dockerd() {
   # A second container reaches the first over v6, by address and by name.
   d v6 run -d --name cli --network v6net busybox sleep 300 >/dev/null
   expect_eq "$(d v6 exec cli wget -qO- "http://[${p}2]/")" "hello6"
-  d v6 exec cli ping -c 1 -W 2 "${p}2" | grep -q "1 packets received" || fail "ping over v6"
+  out=$(d v6 exec cli ping -c 1 -W 2 "${p}2") || fail "ping over v6: $out"
   out=$(d v6 exec cli nslookup -type=AAAA web 2>&1) || fail "AAAA web: $out"
   expect_contains "$out" "Address: ${p}2"
   out=$(d v6 exec cli ip -6 addr show eth0)
@@ -49,6 +49,12 @@ scenario_ipv6_network_dual_stack_as_dockerd() {
   host4=$(d v6 inspect -f '{{.NetworkSettings.Networks.v6net.IPAddress}}' cli)
   expect_eq "$(d v6 exec cli tail -n 2 /etc/hosts)" \
     "$(printf '%s\t%s\n%s\t%s' "$host4" "$(d v6 inspect -f '{{.Config.Hostname}}' cli)" "${p}3" "$(d v6 inspect -f '{{.Config.Hostname}}' cli)")"
+  # A v6 gateway the user names: no container's address is taken for it.
+  local r; r=$(rand_v6_prefix)
+  d v6 network create --ipv6 --subnet "${r}/64" --gateway "${r}2" v6gw >/dev/null
+  out=$(d v6 run --rm --network v6gw busybox ip -6 addr show eth0) || fail "a start on a network whose v6 gateway is ::2: $out"
+  expect_contains "$out" "inet6 ${r}"
+  [[ $out != *"inet6 ${r}2/"* ]] || fail "a container took the v6 gateway's address: $out"
   # --ip6: a static v6 address on the network.
   expect_contains "$(d v6 run --rm --network v6net --ip6 "${p}99" busybox ip -6 addr show eth0)" "inet6 ${p}99/64"
   if out=$(d v6 run --rm --network v6net --ip6 "fd00:dead::5" busybox true 2>&1); then fail "an --ip6 outside the subnet ran"; fi
@@ -60,9 +66,22 @@ scenario_ipv6_network_dual_stack_as_dockerd() {
   local q; q=$(rand_v6_prefix)
   d v6 network create --ipv6 --subnet "${q}/64" v6other >/dev/null
   d v6 run -d --name far --network v6other busybox sleep 300 >/dev/null
-  d v6 exec far ping -c 1 -W 2 "${q}1" | grep -q "1 packets received" || fail "ping its own gateway"
-  if d v6 exec cli ping -c 2 -W 1 "${q}2" >/dev/null 2>&1; then fail "a v6 network reached another"; fi
+  out=$(d v6 exec far ping -c 1 -W 2 "${q}1") || fail "ping its own gateway: $out"
+  local br_other; br_other=br-$(d v6 network inspect -f '{{.Id}}' v6other | cut -c1-12)
+  ip6tables -S "BERTH-$(net_tag v6)-ISOLATION-2" | grep -qx -- "-A BERTH-$(net_tag v6)-ISOLATION-2 -o $br_other -j DROP" ||
+    fail "no v6 isolation rule for $br_other"
+  # Only a host that forwards v6 could carry it at all.
+  if [ "$(cat /proc/sys/net/ipv6/conf/all/forwarding)" = 1 ]; then
+    if d v6 exec cli ping -c 2 -W 1 "${q}2" >/dev/null 2>&1; then fail "a v6 network reached another"; fi
+  fi
   d v6 rm -f far >/dev/null
+  # Nothing is published from an internal network (as dockerd): no [::] port.
+  local iport; iport=$(free_port)
+  d v6 network create --internal --ipv6 --subnet "$(rand_v6_prefix)/64" v6int >/dev/null
+  d v6 run -d --name inner --network v6int -p "$iport:80" busybox httpd -f -p 80 >/dev/null
+  expect_eq "$(d v6 port inner)" ""
+  if curl -s -m 2 "http://[::1]:$iport/" >/dev/null; then fail "an internal network's port answered"; fi
+  d v6 rm -f inner >/dev/null
   # dockerd's words for what it refuses.
   expect_eq "$(api v6 -w ' %{http_code}' -X POST -H 'Content-Type: application/json' http://x/networks/create -d '{"Name":"q1","EnableIPv6":true}')" \
     '{"message":"could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network"} 404'
@@ -81,9 +100,10 @@ scenario_ipv6_published_ports_on_loopback_and_through_a_restart() {
   local port port2 out
   port=$(free_port); port2=$(free_port)
   # On the default bridge (no IPv6): [::] still answers, as dockerd 20.10's
-  # proxy carries it to the container's v4 address; and one on [::1] only.
+  # proxy carries it to the container's v4 address; and one on [::1] only
+  # (not on [::] nor 127.0.0.1).
   d v6p run -d --name web -p "$port:80" -p "[::1]:$port2:80" busybox \
-    sh -c 'mkdir /www && echo hi6 > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
+    sh -c 'mkdir -p /www && echo hi6 > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
   expect_eq "$(d v6p port web)" \
     "$(printf '80/tcp -> 0.0.0.0:%s\n80/tcp -> [::1]:%s\n80/tcp -> [::]:%s' "$port" "$port2" "$port")"
   expect_eq "$(d v6p inspect -f '{{range (index .NetworkSettings.Ports "80/tcp")}}{{.HostIp}}:{{.HostPort}} {{end}}' web | tr ' ' '\n' | LC_ALL=C sort | xargs)" \
@@ -107,6 +127,16 @@ scenario_ipv6_published_ports_on_loopback_and_through_a_restart() {
     sleep 0.1
   done
   expect_eq "$out" "hi6" "[::1] after the daemon's restart"
+  expect_eq "$(curl -s -m 3 "http://[::1]:$port/")" "hi6" "[::] after the daemon's restart"
+  # A stopped container lets its v6 ports go; its start takes them again.
+  d v6p stop -t 1 web >/dev/null
+  if curl -s -m 2 "http://[::1]:$port2/" >/dev/null; then fail "the port answered after stop"; fi
+  d v6p start web >/dev/null
+  for _ in $(seq 50); do
+    out=$(curl -s -m 3 "http://[::1]:$port2/") && [ "$out" = hi6 ] && break
+    sleep 0.1
+  done
+  expect_eq "$out" "hi6" "[::1] after stop and start"
   d v6p rm -f web >/dev/null
   # Its ports are let go with it.
   if curl -s -m 2 "http://[::1]:$port2/" >/dev/null; then fail "the port answered after rm"; fi
@@ -120,10 +150,14 @@ scenario_ipv6_default_bridge_from_daemon_json() {
   expect_eq "$(d v6b network inspect -f '{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}} {{end}}' bridge)" \
     "true $(d v6b network inspect -f '{{(index .IPAM.Config 0).Subnet}}' bridge) ${p}/64 "
   d v6b run -d --name aa busybox sleep 300 >/dev/null
+  # As dockerd for a fixed-cidr-v6 of /80 or wider: the prefix and the MAC.
+  local mac m a6
+  mac=$(d v6b inspect -f '{{.NetworkSettings.MacAddress}}' aa); m=${mac//:/}
+  a6=${p}$(printf '%x:%x:%x' "0x${m:0:4}" "0x${m:4:4}" "0x${m:8:4}")
   expect_eq "$(d v6b inspect -f '{{.NetworkSettings.GlobalIPv6Address}} {{.NetworkSettings.GlobalIPv6PrefixLen}} {{.NetworkSettings.IPv6Gateway}}' aa)" \
-    "${p}2 64 ${p}1"
-  expect_contains "$(d v6b exec aa ip -6 addr show eth0)" "inet6 ${p}2/64 scope global"
-  d v6b run --rm busybox ping -c 1 -W 2 "${p}2" | grep -q "1 packets received" || fail "ping over the default bridge's v6"
+    "$a6 64 ${p}1"
+  expect_contains "$(d v6b exec aa ip -6 addr show eth0)" "inet6 $a6/64 scope global"
+  out=$(d v6b run --rm busybox ping -c 1 -W 2 "$a6") || fail "ping over the default bridge's v6: $out"
   # Without it in daemon.json after a restart, the default bridge is v4 only.
   d v6b rm -f aa >/dev/null
   stop_berthd v6b

@@ -99,7 +99,25 @@ impl Handler<Join> for NetworkActor {
 impl NetworkActor {
     fn plan(&self, state: &State, msg: &Join) -> Result<(InterfacePlan, String)> {
         let (subnet, gateway, range): (Subnet, u32, Option<Subnet>) = self.spec.addressing()?;
-        let used = used_addresses(state, &self.id);
+        let mut used = used_addresses(state, &self.id);
+        // A v4 address whose v6 twin is taken (the v6 gateway, another
+        // container's --ip6) is skipped, so the join never fails on it.
+        if let Some((subnet6, gateway6)) = self.spec.ipv6() {
+            let taken6 = state
+                .containers
+                .values()
+                .filter(|c| c.id != msg.container)
+                .filter_map(|c| c.networks.get(&self.id))
+                .filter(|e| !e.ip.is_empty())
+                .filter_map(|e| self.spec.endpoint_ipv6(e))
+                .chain(std::iter::once(gateway6));
+            for a in taken6 {
+                let offset = u128::from(a).wrapping_sub(subnet6.base);
+                if let Ok(offset) = u32::try_from(offset) {
+                    used.insert(subnet.base.wrapping_add(offset));
+                }
+            }
+        }
         let endpoint = state
             .containers
             .get(&msg.container)
@@ -177,6 +195,7 @@ impl NetworkActor {
             .cloned()
             .unwrap_or_default();
         ep.ip = plan.ip.to_string();
+        ep.mac = ipam::format_mac(&plan.mac);
         let ip6 = self.spec.endpoint_ipv6(&ep).ok_or_else(|| {
             Error::unavailable(format!(
                 "no available IPv6 addresses on this network's address pools: {subnet6}"

@@ -75,6 +75,11 @@ pub fn requests(body: &ContainerCreateBody) -> Result<Vec<PortRequest>> {
             if !host_ip.is_empty() && host_ip.parse::<std::net::IpAddr>().is_err() {
                 return Err(Error::invalid(format!("invalid IP address: {host_ip}")));
             }
+            if proto == "sctp" && host_ip.contains(':') {
+                return Err(Error::invalid(format!(
+                    "berthd publishes sctp on IPv4 addresses only, not {host_ip}"
+                )));
+            }
             out.push(PortRequest {
                 proto: proto.clone(),
                 container_port: port,
@@ -229,7 +234,8 @@ pub fn host_has_ipv6() -> bool {
 /// The addresses one request binds: its own, or 0.0.0.0 and `[::]`.
 fn request_addresses(r: &PortRequest, ipv6: bool) -> Vec<&str> {
     match r.host_ip.as_str() {
-        "" if ipv6 => vec!["0.0.0.0", "::"],
+        // The proxy carries tcp and udp; sctp stays a v4 DNAT rule.
+        "" if ipv6 && r.proto != "sctp" => vec!["0.0.0.0", "::"],
         "" => vec!["0.0.0.0"],
         ip => vec![ip],
     }

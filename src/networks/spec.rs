@@ -134,6 +134,13 @@ impl NetworkSpec {
     /// `--ip6`, or the one its v4 address implies (ipam6's module doc).
     pub fn endpoint_ipv6(&self, ep: &EndpointRecord) -> Option<Ipv6Addr> {
         let (subnet6, _) = self.ipv6()?;
+        // The default bridge with a fixed-cidr-v6 of /80 or wider: dockerd
+        // makes the address from the MAC (prefix + its 48 bits).
+        if self.builtin && subnet6.prefix <= 80 {
+            let mac = ipam::parse_mac(&ep.mac).ok()?;
+            let low = mac.iter().fold(0u128, |acc, b| (acc << 8) | *b as u128);
+            return Some(Ipv6Addr::from(subnet6.base | low));
+        }
         let ip4 = ipam::parse_ip(&ep.ip).ok()?;
         let base4 = Subnet::parse(&self.subnet).ok()?.base;
         let static6 = super::render::endpoint_config(ep)

@@ -163,7 +163,9 @@ pub(super) async fn ensure_builtin(
     };
     if !(keep_v4 && keep_v6) {
         let _lock = take_host_lock().await?;
-        if let Some((_, old)) = &existing {
+        // Only the v6 side changed: the bridge stays (containers that ran on
+        // through the restart keep their link), ensure_bridge adds the v6 gateway.
+        if let Some((_, old)) = existing.as_ref().filter(|_| !keep_v4) {
             driver.remove_bridge(&old.bridge).await?;
         }
         let (subnet, gateway) = match wanted {

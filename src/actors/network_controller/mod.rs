@@ -57,7 +57,7 @@ pub struct NetworkController {
     /// nothing else takes them (and a port in use is found before a start).
     reservations: HashMap<String, Vec<OwnedFd>>,
     /// The proxies of each running container's published v6 ports.
-    proxies: HashMap<String, Vec<tokio::task::AbortHandle>>,
+    proxies: HashMap<String, Vec<proxy::Proxy>>,
     /// Each running container's DNS server (127.0.0.11) on a user network.
     resolvers: HashMap<String, tokio::task::AbortHandle>,
     /// The firewall's plan and its writes, one at a time.

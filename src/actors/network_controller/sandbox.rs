@@ -184,7 +184,7 @@ pub(super) fn start_proxies(
     published: &[PublishedPort],
     socks: Vec<OwnedFd>,
     target: std::net::IpAddr,
-) -> Result<(Vec<OwnedFd>, Vec<tokio::task::AbortHandle>)> {
+) -> Result<(Vec<OwnedFd>, Vec<proxy::Proxy>)> {
     let mut held = Vec::new();
     let mut proxies = Vec::new();
     for (p, fd) in published.iter().zip(socks) {
@@ -221,11 +221,10 @@ impl NetworkController {
         Ok(())
     }
 
-    /// Stops the proxies of a container's v6 ports (their sockets close).
+    /// Stops the proxies of a container's v6 ports (dropped, they end and
+    /// their sockets close).
     pub(super) fn stop_proxies(&mut self, id: &str) {
-        for task in self.proxies.remove(id).into_iter().flatten() {
-            task.abort();
-        }
+        self.proxies.remove(id);
     }
 
     /// Stops a container's DNS server (its sockets close with it).
@@ -357,6 +356,7 @@ impl NetworkController {
         let ids = spec::join_order(state, c, &mode_net);
         let mut joins = Vec::new();
         let mut host_binding = None;
+        let mut primary_internal = false;
         for nid in ids {
             let n = state
                 .networks
@@ -370,6 +370,7 @@ impl NetworkController {
                 // Ports published without an address listen where the
                 // primary network's host_binding_ipv4 says.
                 host_binding = s.host_binding();
+                primary_internal = s.internal;
             }
             joins.push((
                 self.actor_for(nid)?,
@@ -381,6 +382,10 @@ impl NetworkController {
             return Err(Error::not_found(format!("network {mode} not found")));
         }
         let mut requests = ports::requests(body)?;
+        // As dockerd: nothing is published from an internal network.
+        if primary_internal {
+            requests.clear();
+        }
         if let Some(ip) = host_binding {
             for r in requests.iter_mut().filter(|r| r.host_ip.is_empty()) {
                 r.host_ip = ip.clone();

@@ -102,7 +102,7 @@ impl Firewall {
     /// exactly these rules.
     pub fn render(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> String {
         let (dnat, post) = (self.chain("DNAT"), self.chain("POSTROUTING"));
-        let f = self.render_filter(bridges.iter());
+        let f = self.render_filter(bridges);
         let mut n = format!("*nat\n:{dnat} - [0:0]\n:{post} - [0:0]\n");
         for b in bridges.iter().filter(|b| !b.internal) {
             let br = &b.bridge;
@@ -122,14 +122,43 @@ impl Firewall {
         f + &n
     }
 
-    /// The input of `ip6tables-restore --noflush`: the same filter rules for
-    /// the bridges with IPv6 (isolation, internal, icc). No nat: published v6
-    /// ports are the daemon's proxy's, and dockerd masquerades no v6.
+    /// The input of `ip6tables-restore --noflush` for the bridges with IPv6:
+    /// isolation between our bridges, `--internal` and `enable_icc=false`
+    /// drops, and nothing else: the host's own FORWARD policy decides the
+    /// rest, as with dockerd 20.10 (which writes no v6 rules unless
+    /// `ip6tables` is on). No nat: published v6 ports are the proxy's.
     pub fn render6(&self, bridges: &[BridgeRules]) -> String {
-        self.render_filter(bridges.iter().filter(|b| b.ipv6))
+        let (fwd, iso1, iso2) = (
+            self.chain("FORWARD"),
+            self.chain("ISOLATION-1"),
+            self.chain("ISOLATION-2"),
+        );
+        let mut f = format!(
+            "*filter\n:{fwd} - [0:0]\n:{iso1} - [0:0]\n:{iso2} - [0:0]\n-A {fwd} -j {iso1}\n"
+        );
+        for b in bridges.iter().filter(|b| b.ipv6) {
+            let br = &b.bridge;
+            f += &format!("-A {iso1} -i {br} ! -o {br} -j {iso2}\n-A {iso2} -o {br} -j DROP\n");
+            if b.internal {
+                f += &format!(
+                    "-A {fwd} -i {br} ! -o {br} -j DROP\n-A {fwd} -o {br} ! -i {br} -j DROP\n"
+                );
+            } else if !b.icc {
+                f += &format!("-A {fwd} -i {br} -o {br} -j DROP\n");
+            }
+        }
+        f += &format!("-A {iso1} -j RETURN\n-A {iso2} -j RETURN\nCOMMIT\n");
+        f
     }
 
-    fn render_filter<'a>(&self, bridges: impl Iterator<Item = &'a BridgeRules>) -> String {
+    /// Whether any bridge has IPv6: then ip6tables must work; otherwise its
+    /// (empty) chains are kept best-effort, so a host without ip6tables or
+    /// IPv6 runs v4 networks as before.
+    fn needs_v6(bridges: &[BridgeRules]) -> bool {
+        bridges.iter().any(|b| b.ipv6)
+    }
+
+    fn render_filter(&self, bridges: &[BridgeRules]) -> String {
         let (fwd, iso1, iso2) = (
             self.chain("FORWARD"),
             self.chain("ISOLATION-1"),
@@ -198,7 +227,13 @@ impl Firewall {
     /// Writes our chains' rules (v4, and v6's filter rules).
     pub fn apply(&self, bridges: &[BridgeRules], ports: &[PortRule]) -> Result<()> {
         restore(IPTABLES, &self.render(bridges, ports))?;
-        restore(IP6TABLES, &self.render6(bridges))
+        match restore(IP6TABLES, &self.render6(bridges)) {
+            Err(e) if !Self::needs_v6(bridges) => {
+                tracing::debug!(error = %e, "ip6tables (no IPv6 network needs it)");
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// Our chains (empty) and the jumps to them; IP forwarding on.
@@ -213,7 +248,12 @@ impl Firewall {
             }
             let mut insert = vec!["-w", "-t", table, "-I", chain, "1"];
             insert.extend(rule.iter().map(String::as_str));
-            iptables(tool, &insert)?;
+            match iptables(tool, &insert) {
+                Err(e) if tool == IP6TABLES && !Self::needs_v6(bridges) => {
+                    tracing::debug!(error = %e, "ip6tables jump (no IPv6 network needs it)")
+                }
+                r => r?,
+            }
         }
         Ok(())
     }
@@ -430,6 +470,10 @@ mod tests {
         assert!(r6.contains("-A BERTH-ab12cd-FORWARD -i br-1 ! -o br-1 -j DROP\n"));
         assert!(r6.contains("-A BERTH-ab12cd-ISOLATION-2 -o br-1 -j DROP\n"));
         assert!(!r6.contains("berth0") && !r6.contains("*nat"), "{r6}");
+        assert!(
+            !r6.contains("ACCEPT"),
+            "the host's policy decides the rest: {r6}"
+        );
         assert_eq!(r6.matches("COMMIT\n").count(), 1);
     }
 

@@ -19,10 +19,25 @@ use crate::error::{Context as _, Result};
 
 /// How long a UDP flow without traffic is kept (dockerd's proxy: 90 s).
 const UDP_IDLE: Duration = Duration::from_secs(90);
+/// At most this many UDP flows and TCP connections per published port: a
+/// flood of clients costs the daemon bounded sockets and memory (a new
+/// client past it is dropped; the running ones go on).
+const MAX_FLOWS: usize = 1024;
+const MAX_CONNECTIONS: usize = 4096;
+
+/// A running proxy; it stops when dropped (so an error path that drops it
+/// cannot leave a port held by a task nobody knows).
+pub struct Proxy(AbortHandle);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Starts carrying `proto` traffic that reaches the bound socket `fd` to
 /// `target`. Call from within the daemon's runtime.
-pub fn spawn(fd: OwnedFd, proto: &str, target: SocketAddr) -> Result<AbortHandle> {
+pub fn spawn(fd: OwnedFd, proto: &str, target: SocketAddr) -> Result<Proxy> {
     let task = match proto {
         "udp" => {
             let std_sock = std::net::UdpSocket::from(fd);
@@ -45,7 +60,7 @@ pub fn spawn(fd: OwnedFd, proto: &str, target: SocketAddr) -> Result<AbortHandle
             tokio::spawn(tcp(listener, target))
         }
     };
-    Ok(task.abort_handle())
+    Ok(Proxy(task.abort_handle()))
 }
 
 async fn tcp(listener: TcpListener, target: SocketAddr) {
@@ -53,6 +68,9 @@ async fn tcp(listener: TcpListener, target: SocketAddr) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((_, peer)) if conns.len() >= MAX_CONNECTIONS => {
+                    debug!(%peer, "proxy: too many connections; one refused");
+                }
                 Ok((mut client, peer)) => {
                     conns.spawn(async move {
                         match TcpStream::connect(target).await {
@@ -86,6 +104,7 @@ async fn udp(sock: Arc<UdpSocket>, target: SocketAddr) {
                 let Ok((n, client)) = got else { continue };
                 let upstream = match flows.get(&client) {
                     Some(u) => Arc::clone(u),
+                    None if flows.len() >= MAX_FLOWS => continue,
                     None => {
                         let bind: SocketAddr = if target.is_ipv6() {
                             "[::]:0".parse().unwrap_or(target)
@@ -165,7 +184,7 @@ mod tests {
         let mut got = [0u8; 5];
         c.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"HELLO");
-        task.abort();
+        drop(task);
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
