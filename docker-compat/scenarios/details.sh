@@ -70,6 +70,17 @@ ${id:0:12}"
   expect_eq "$(d dt run --rm --tmpfs /x:size=1m,mode=700,uid=5,noexec busybox stat -c %a:%u /x)" "700:5"
   expect_eq "$(d dt run --rm -u 99999999999 busybox true 2>&1 | head -n 1)" \
     "docker: Error response from daemon: uids and gids must be in range 0-2147483647"
+  # blkio throttles and cpuset mems reach the container's cgroups.
+  local blk; blk=$(ls /sys/block | grep -v -e '^loop' -e '^ram' -e '^zram' | head -n 1)
+  if [ -n "$blk" ]; then
+    local mm; mm=$(cat "/sys/block/$blk/dev")
+    expect_eq "$(d dt run --rm --device-write-iops "/dev/$blk:10" --device-read-iops "/dev/$blk:20" --device-write-bps "/dev/$blk:2mb" busybox \
+      sh -c 'cd /sys/fs/cgroup/blkio; cat blkio.throttle.write_iops_device blkio.throttle.read_iops_device blkio.throttle.write_bps_device')" \
+      "$(printf '%s 10\n%s 20\n%s 2097152' "$mm" "$mm" "$mm")"
+  fi
+  expect_eq "$(d dt run --rm --device-read-bps /dev/nope:1mb busybox true 2>&1 | head -n 1)" \
+    "docker: Error response from daemon: stat /dev/nope: no such file or directory"
+  expect_eq "$(d dt run --rm --cpuset-mems 0 busybox cat /sys/fs/cgroup/cpuset/cpuset.mems)" "0"
   # An exec's output is framed by its start request's Tty, not its create's
   # (docker-py creates with a tty and starts without).
   d dt run -d --name execs busybox sleep 300 >/dev/null

@@ -662,11 +662,17 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     if let Some(c) = h.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
         cpu["cpus"] = json!(c);
     }
+    if let Some(m) = h.cpuset_mems.clone().filter(|m| !m.is_empty()) {
+        cpu["mems"] = json!(m);
+    }
     if cpu.as_object().is_some_and(|o| !o.is_empty()) {
         resources["cpu"] = cpu;
     }
     if let Some(p) = h.pids_limit.filter(|p| *p != 0) {
         resources["pids"] = json!({ "limit": p });
+    }
+    if let Some(io) = block_io_throttles(&h)? {
+        resources["blockIO"] = io;
     }
     let rlimits: Vec<Value> = h
         .ulimits
@@ -798,6 +804,44 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
         }
     }
     Ok(spec)
+}
+
+/// `--device-{read,write}-{bps,iops}`: the blkio throttles of the devices
+/// named, by their major:minor (a path that is not there: dockerd's words).
+fn block_io_throttles(h: &bollard_stubs::models::HostConfig) -> Result<Option<Value>> {
+    use std::os::unix::fs::MetadataExt;
+    let lists = [
+        ("throttleReadBpsDevice", &h.blkio_device_read_bps),
+        ("throttleWriteBpsDevice", &h.blkio_device_write_bps),
+        ("throttleReadIOPSDevice", &h.blkio_device_read_iops),
+        ("throttleWriteIOPSDevice", &h.blkio_device_write_iops),
+    ];
+    let mut io = json!({});
+    for (key, list) in lists {
+        let mut entries = Vec::new();
+        for t in list.iter().flatten() {
+            let path = t.path.clone().unwrap_or_default();
+            let meta = std::fs::metadata(&path).map_err(|e| {
+                let why = e.to_string();
+                let why = why
+                    .split(" (os error")
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                Error::invalid(format!("stat {path}: {why}"))
+            })?;
+            let rdev = meta.rdev();
+            entries.push(json!({
+                "major": libc::major(rdev) as i64,
+                "minor": libc::minor(rdev) as i64,
+                "rate": t.rate.unwrap_or(0).max(0),
+            }));
+        }
+        if !entries.is_empty() {
+            io[key] = json!(entries);
+        }
+    }
+    Ok(io.as_object().is_some_and(|o| !o.is_empty()).then_some(io))
 }
 
 /// `--tmpfs /x:OPTIONS` as dockerd checks them at start: mount flags, or
