@@ -213,14 +213,9 @@ fn host_devices(mappings: &[bollard_stubs::models::DeviceMapping]) -> Result<Vec
         let meta = std::fs::metadata(&host).map_err(|e| {
             // In Go's words ("no such file or directory"): the CLI exits
             // 127 on those, as with dockerd.
-            let why = e.to_string();
-            let why = why
-                .split(" (os error")
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
             Error::invalid(format!(
-                "error gathering device information while adding custom device \"{host}\": {why}"
+                "error gathering device information while adding custom device \"{host}\": {}",
+                go_io_words(&e)
             ))
         })?;
         let kind = if meta.file_type().is_char_device() {
@@ -806,6 +801,16 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
     Ok(spec)
 }
 
+/// An I/O error as Go words it ("no such file or directory"): Rust's text
+/// without its "(os error N)", in lower case.
+fn go_io_words(e: &std::io::Error) -> String {
+    let why = e.to_string();
+    why.split(" (os error")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
 /// `--device-{read,write}-{bps,iops}`: the blkio throttles of the devices
 /// named, by their major:minor (a path that is not there: dockerd's words).
 fn block_io_throttles(h: &bollard_stubs::models::HostConfig) -> Result<Option<Value>> {
@@ -821,15 +826,8 @@ fn block_io_throttles(h: &bollard_stubs::models::HostConfig) -> Result<Option<Va
         let mut entries = Vec::new();
         for t in list.iter().flatten() {
             let path = t.path.clone().unwrap_or_default();
-            let meta = std::fs::metadata(&path).map_err(|e| {
-                let why = e.to_string();
-                let why = why
-                    .split(" (os error")
-                    .next()
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                Error::invalid(format!("stat {path}: {why}"))
-            })?;
+            let meta = std::fs::metadata(&path)
+                .map_err(|e| Error::invalid(format!("stat {path}: {}", go_io_words(&e))))?;
             let rdev = meta.rdev();
             entries.push(json!({
                 "major": libc::major(rdev) as i64,

@@ -128,14 +128,7 @@ impl Firewall {
     /// rest, as with dockerd 20.10 (which writes no v6 rules unless
     /// `ip6tables` is on). No nat: published v6 ports are the proxy's.
     pub fn render6(&self, bridges: &[BridgeRules]) -> String {
-        let (fwd, iso1, iso2) = (
-            self.chain("FORWARD"),
-            self.chain("ISOLATION-1"),
-            self.chain("ISOLATION-2"),
-        );
-        let mut f = format!(
-            "*filter\n:{fwd} - [0:0]\n:{iso1} - [0:0]\n:{iso2} - [0:0]\n-A {fwd} -j {iso1}\n"
-        );
+        let (fwd, iso1, iso2, mut f) = self.filter_head();
         for b in bridges.iter().filter(|b| b.ipv6) {
             let br = &b.bridge;
             f += &format!("-A {iso1} -i {br} ! -o {br} -j {iso2}\n-A {iso2} -o {br} -j DROP\n");
@@ -151,6 +144,21 @@ impl Firewall {
         f
     }
 
+    /// Our filter chains' names (FORWARD, ISOLATION-1, ISOLATION-2) and the
+    /// start of a filter table's restore input: the chains declared (so
+    /// flushed) and FORWARD going through the isolation first.
+    fn filter_head(&self) -> (String, String, String, String) {
+        let (fwd, iso1, iso2) = (
+            self.chain("FORWARD"),
+            self.chain("ISOLATION-1"),
+            self.chain("ISOLATION-2"),
+        );
+        let head = format!(
+            "*filter\n:{fwd} - [0:0]\n:{iso1} - [0:0]\n:{iso2} - [0:0]\n-A {fwd} -j {iso1}\n"
+        );
+        (fwd, iso1, iso2, head)
+    }
+
     /// Whether any bridge has IPv6: then ip6tables must work; otherwise its
     /// (empty) chains are kept best-effort, so a host without ip6tables or
     /// IPv6 runs v4 networks as before.
@@ -159,14 +167,7 @@ impl Firewall {
     }
 
     fn render_filter(&self, bridges: &[BridgeRules]) -> String {
-        let (fwd, iso1, iso2) = (
-            self.chain("FORWARD"),
-            self.chain("ISOLATION-1"),
-            self.chain("ISOLATION-2"),
-        );
-        let mut f = format!(
-            "*filter\n:{fwd} - [0:0]\n:{iso1} - [0:0]\n:{iso2} - [0:0]\n-A {fwd} -j {iso1}\n"
-        );
+        let (fwd, iso1, iso2, mut f) = self.filter_head();
         for b in bridges {
             let br = &b.bridge;
             f += &format!("-A {iso1} -i {br} ! -o {br} -j {iso2}\n-A {iso2} -o {br} -j DROP\n");
