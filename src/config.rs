@@ -355,13 +355,13 @@ impl Config {
         }
         let fixed_cidr_v6 = flags.fixed_cidr_v6.or(file.fixed_cidr_v6);
         if let Some(c) = &fixed_cidr_v6 {
-            crate::networks::ipam6::Subnet6::parse(c)
+            parse_cidr6(c)
                 .map_err(|e| Error::invalid(format!("invalid fixed-cidr-v6 {c}: {e}")))?;
         }
         let default_address_pools = file.default_address_pools.unwrap_or_default();
         for pool in &default_address_pools {
-            if crate::networks::ipam6::is_v6(&pool.base) {
-                crate::networks::ipam6::Subnet6::parse(&pool.base).map_err(|e| {
+            if pool.base.contains(':') {
+                parse_cidr6(&pool.base).map_err(|e| {
                     Error::invalid(format!(
                         "invalid default-address-pools base {}: {e}",
                         pool.base
@@ -530,6 +530,20 @@ fn render_json(v: &Value) -> String {
 }
 
 /// Parses "a.b.c.d/n".
+/// "2001:db8::/64" as an address and prefix length (the network's own
+/// checks, host bits and all, are the NetworkController's).
+pub fn parse_cidr6(s: &str) -> std::result::Result<(std::net::Ipv6Addr, u8), String> {
+    let (addr, prefix) = s.split_once('/').ok_or("missing /prefix")?;
+    let addr: std::net::Ipv6Addr = addr.parse().map_err(|e| format!("{e}"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| "bad prefix length".to_string())?;
+    if prefix > 128 {
+        return Err("prefix length over 128".into());
+    }
+    Ok((addr, prefix))
+}
+
 pub fn parse_cidr(s: &str) -> std::result::Result<(std::net::Ipv4Addr, u8), String> {
     let (addr, prefix) = s.split_once('/').ok_or("missing /prefix")?;
     let addr: std::net::Ipv4Addr = addr.parse().map_err(|e| format!("{e}"))?;

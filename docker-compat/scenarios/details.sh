@@ -70,6 +70,15 @@ ${id:0:12}"
   expect_eq "$(d dt run --rm --tmpfs /x:size=1m,mode=700,uid=5,noexec busybox stat -c %a:%u /x)" "700:5"
   expect_eq "$(d dt run --rm -u 99999999999 busybox true 2>&1 | head -n 1)" \
     "docker: Error response from daemon: uids and gids must be in range 0-2147483647"
+  # A log driver whose service the host lacks fails the start, as dockerd's.
+  if [ ! -S /dev/log ] && [ ! -S /var/run/syslog ] && [ ! -S /var/run/log ]; then
+    expect_eq "$(d dt run --rm --log-driver syslog busybox true 2>&1 | head -n 1)" \
+      "docker: Error response from daemon: failed to initialize logging driver: Unix syslog delivery error"
+  fi
+  if [ ! -S /run/systemd/journal/socket ]; then
+    expect_eq "$(d dt run --rm --log-driver journald busybox true 2>&1 | head -n 1)" \
+      "docker: Error response from daemon: failed to initialize logging driver: journald is not enabled on this host"
+  fi
   # blkio throttles and cpuset mems reach the container's cgroups.
   local blk; blk=$(ls /sys/block | grep -v -e '^loop' -e '^ram' -e '^zram' | head -n 1)
   if [ -n "$blk" ]; then

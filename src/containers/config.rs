@@ -634,15 +634,48 @@ pub fn human_size(s: &str) -> Option<u64> {
 }
 
 /// The json-file rotation of a container's LogConfig; (0, 1) when it has none.
+/// Checked at start: a driver whose service the host lacks fails it as
+/// dockerd's logger does when it cannot reach it.
 pub fn log_rotation_of(body: &ContainerCreateBody) -> Result<(u64, u32)> {
     match body
         .host_config
         .as_ref()
         .and_then(|h| h.log_config.as_ref())
     {
-        Some(lc) => log_rotation(lc),
+        Some(lc) => {
+            log_driver_reachable(lc)?;
+            log_rotation(lc)
+        }
         None => Ok((0, 1)),
     }
+}
+
+/// syslog without an address needs the host's syslog socket (Go's
+/// log/syslog tries these, datagram then stream); journald needs journald.
+fn log_driver_reachable(lc: &HostConfigLogConfig) -> Result<()> {
+    let opts = lc.config.clone().unwrap_or_default();
+    match lc.typ.as_deref() {
+        Some("syslog") if opts.get("syslog-address").is_none_or(|a| a.is_empty()) => {
+            let reachable = ["/dev/log", "/var/run/syslog", "/var/run/log"]
+                .iter()
+                .any(|p| {
+                    std::os::unix::net::UnixDatagram::unbound().is_ok_and(|s| s.connect(p).is_ok())
+                        || std::os::unix::net::UnixStream::connect(p).is_ok()
+                });
+            if !reachable {
+                return Err(Error::internal(
+                    "failed to initialize logging driver: Unix syslog delivery error",
+                ));
+            }
+        }
+        Some("journald") if !std::path::Path::new("/run/systemd/journal/socket").exists() => {
+            return Err(Error::internal(
+                "failed to initialize logging driver: journald is not enabled on this host",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The json-file driver's rotation: `(max_size, max_files)`, 0 for no limit;

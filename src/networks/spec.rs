@@ -143,7 +143,9 @@ impl NetworkSpec {
         }
         let ip4 = ipam::parse_ip(&ep.ip).ok()?;
         let base4 = Subnet::parse(&self.subnet).ok()?.base;
-        let static6 = super::render::endpoint_config(ep)
+        // (Parsed here: render reads the spec, so spec does not call render.)
+        let config: EndpointSettings = serde_json::from_str(&ep.config).unwrap_or_default();
+        let static6 = config
             .ipam_config
             .and_then(|i| i.ipv6_address)
             .and_then(|a| a.parse().ok());
