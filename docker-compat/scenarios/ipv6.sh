@@ -49,6 +49,16 @@ scenario_ipv6_network_dual_stack_as_dockerd() {
   host4=$(d v6 inspect -f '{{.NetworkSettings.Networks.v6net.IPAddress}}' cli)
   expect_eq "$(d v6 exec cli tail -n 2 /etc/hosts)" \
     "$(printf '%s\t%s\n%s\t%s' "$host4" "$(d v6 inspect -f '{{.Config.Hostname}}' cli)" "${p}3" "$(d v6 inspect -f '{{.Config.Hostname}}' cli)")"
+  # network connect of a running container: its new interface gets the v6
+  # side too, and its hosts file a v6 line.
+  d v6 run -d --name late busybox sleep 300 >/dev/null
+  d v6 network connect v6net late
+  local late6; late6=$(d v6 inspect -f '{{.NetworkSettings.Networks.v6net.GlobalIPv6Address}}' late)
+  [[ $late6 == "${p}"* ]] || fail "no v6 address after connect: [$late6]"
+  expect_contains "$(d v6 exec late ip -6 addr show eth1)" "inet6 $late6/64 scope global"
+  expect_contains "$(d v6 exec late cat /etc/hosts)" "$late6	"
+  out=$(d v6 exec cli ping -c 1 -W 2 "$late6") || fail "ping the connected container over v6: $out"
+  d v6 rm -f late >/dev/null
   # A v6 gateway the user names: no container's address is taken for it.
   local r; r=$(rand_v6_prefix)
   d v6 network create --ipv6 --subnet "${r}/64" --gateway "${r}2" v6gw >/dev/null
