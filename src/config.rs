@@ -533,25 +533,25 @@ fn render_json(v: &Value) -> String {
 /// "2001:db8::/64" as an address and prefix length (the network's own
 /// checks, host bits and all, are the NetworkController's).
 pub fn parse_cidr6(s: &str) -> std::result::Result<(std::net::Ipv6Addr, u8), String> {
-    let (addr, prefix) = s.split_once('/').ok_or("missing /prefix")?;
-    let addr: std::net::Ipv6Addr = addr.parse().map_err(|e| format!("{e}"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .map_err(|_| "bad prefix length".to_string())?;
-    if prefix > 128 {
-        return Err("prefix length over 128".into());
-    }
-    Ok((addr, prefix))
+    parse_prefixed(s, 128)
 }
 
 pub fn parse_cidr(s: &str) -> std::result::Result<(std::net::Ipv4Addr, u8), String> {
+    parse_prefixed(s, 32)
+}
+
+/// "ADDR/N" with N at most `max` (32 for v4, 128 for v6).
+fn parse_prefixed<A: std::str::FromStr>(s: &str, max: u8) -> std::result::Result<(A, u8), String>
+where
+    A::Err: std::fmt::Display,
+{
     let (addr, prefix) = s.split_once('/').ok_or("missing /prefix")?;
-    let addr: std::net::Ipv4Addr = addr.parse().map_err(|e| format!("{e}"))?;
+    let addr: A = addr.parse().map_err(|e| format!("{e}"))?;
     let prefix: u8 = prefix
         .parse()
         .map_err(|_| "bad prefix length".to_string())?;
-    if prefix > 32 {
-        return Err("prefix length over 32".into());
+    if prefix > max {
+        return Err(format!("prefix length over {max}"));
     }
     Ok((addr, prefix))
 }

@@ -22,5 +22,6 @@ mod flags;
 mod glob;
 mod gocompat;
 mod json;
+mod model;
 mod parser;
 mod words;
