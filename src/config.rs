@@ -63,6 +63,10 @@ pub struct Flags {
     /// IPv6 subnet of the default bridge (with --ipv6)
     #[arg(long = "fixed-cidr-v6", value_name = "CIDR")]
     pub fixed_cidr_v6: Option<String>,
+    /// Parent cgroup of every container without its own --cgroup-parent
+    /// (default /berth; a relative path is under the daemon's own cgroup)
+    #[arg(long = "cgroup-parent", value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
     /// Logging level: debug, info, warn, error, fatal
     #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -151,6 +155,9 @@ pub struct Config {
     pub ipv6: bool,
     pub fixed_cidr_v6: Option<String>,
     pub default_address_pools: Vec<AddressPool>,
+    /// Where containers' cgroups go unless their own HostConfig.CgroupParent
+    /// says otherwise.
+    pub cgroup_parent: String,
     pub log_level: String,
     pub live_restore: bool,
     pub storage_driver: String,
@@ -167,6 +174,9 @@ pub struct Config {
     pub events_retention: crate::store::retention::Retention,
 }
 
+/// Where containers' cgroups go by default (dockerd's is /docker).
+pub const DEFAULT_CGROUP_PARENT: &str = "/berth";
+
 /// daemon.json as dockerd spells it. Only keys this berthd acts on.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -180,6 +190,7 @@ struct FileConfig {
     ipv6: Option<bool>,
     fixed_cidr_v6: Option<String>,
     default_address_pools: Option<Vec<AddressPool>>,
+    cgroup_parent: Option<String>,
     log_level: Option<String>,
     debug: Option<bool>,
     live_restore: Option<bool>,
@@ -208,6 +219,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("ipv6", Some("ipv6")),
     ("fixed-cidr-v6", Some("fixed_cidr_v6")),
     ("default-address-pools", None),
+    ("cgroup-parent", Some("cgroup_parent")),
     ("log-level", Some("log_level")),
     ("debug", Some("debug")),
     ("live-restore", Some("live_restore")),
@@ -253,7 +265,6 @@ const ACCEPTED_IGNORED: &[&str] = &[
     "no-new-privileges",
     "storage-opts",
     "default-shm-size",
-    "cgroup-parent",
     "seccomp-profile",
     "builder",
     "containerd",
@@ -411,6 +422,11 @@ impl Config {
             ipv6: flags.ipv6 || file.ipv6.unwrap_or(false),
             fixed_cidr_v6,
             default_address_pools,
+            cgroup_parent: flags
+                .cgroup_parent
+                .or(file.cgroup_parent)
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into()),
             log_level,
             live_restore: flags.live_restore || file.live_restore.unwrap_or(false),
             storage_driver,

@@ -175,7 +175,7 @@ async fn serve(config: Config) -> Result<()> {
         projection.clone(),
         &config.data_root,
         &config.exec_root,
-        crate::actors::container::RuntimeCommand::new(&config.exec_root, &config.runtimes)?,
+        crate::actors::container::RuntimeCommand::new(&config)?,
         execs.clone(),
         network.clone(),
         images.clone(),

@@ -100,6 +100,31 @@ pub fn cgroup_v2() -> bool {
     *V2.get_or_init(|| fs_magic(Path::new("/sys/fs/cgroup")) == Some(CGROUP2_SUPER_MAGIC))
 }
 
+/// The daemon's own cgroup, which a relative cgroup parent is under: the
+/// unified path on v2, the memory controller's on v1 (where the kernel
+/// shows one per controller; the memory one is where limits are read).
+pub fn own_cgroup() -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    own_cgroup_in(&text, cgroup_v2())
+}
+
+fn own_cgroup_in(proc_cgroup: &str, v2: bool) -> String {
+    proc_cgroup
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            let wanted = if v2 {
+                controllers.is_empty()
+            } else {
+                controllers.split(',').any(|c| c == "memory")
+            };
+            wanted.then(|| path.to_string())
+        })
+        .next()
+        .unwrap_or_else(|| "/".into())
+}
+
 fn fs_magic(path: &Path) -> Option<i64> {
     nix::sys::statfs::statfs(path)
         .ok()
@@ -179,5 +204,18 @@ pub fn go_arch(machine: &str) -> &str {
         "armv7l" | "armv6l" => "arm",
         "i686" | "i386" => "386",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_cgroup_is_the_memory_one_on_v1_and_the_unified_one_on_v2() {
+        let text = "4:memory:/process_api/63ff\n1:cpu,cpuacct:/\n0::/user.slice\n";
+        assert_eq!(own_cgroup_in(text, false), "/process_api/63ff");
+        assert_eq!(own_cgroup_in(text, true), "/user.slice");
+        assert_eq!(own_cgroup_in("", false), "/");
     }
 }

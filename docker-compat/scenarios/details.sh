@@ -119,3 +119,38 @@ ${id:0:12}"
   expect_eq "$(api dt -w ' %{http_code}' -X POST http://berth/swarm/leave)" '{"message":"This node is not part of a swarm"} 503'
   expect_eq "$(api dt -w ' %{http_code}' http://berth/plugins)" "[] 200"
 }
+
+# --cgroup-parent (HostConfig.CgroupParent) and the daemon's cgroup-parent
+# place the container's cgroups as runc does on cgroupfs (read off the
+# reference dockerd 20.10): an absolute parent from each hierarchy's root, a
+# relative one under the daemon's own cgroup, `..` never climbing out of it.
+# The parents' names are this run's own; they are removed however it ends.
+scenario_cgroup_parent_places_the_containers_cgroups() {
+  local p="berth-cgp-$$-$RANDOM"
+  trap "for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/memory/\$(grep :memory: /proc/$$/cgroup | cut -d: -f3)/; do
+          for x in $p/sub $p $p-daemon $p-rel; do rmdir \"\$h\$x\" 2>/dev/null || true; done; done" EXIT
+  mkdir -p "$WORK/cgp"
+  echo "{\"cgroup-parent\": \"/$p-daemon\"}" > "$WORK/cgp/daemon.json"
+  start_with_busybox cgp
+  local id own line
+  # The daemon's parent for every container without its own.
+  line=$(d cgp run --rm busybox sh -c 'grep :memory: /proc/self/cgroup; hostname')
+  expect_eq "$(head -1 <<<"$line" | cut -d: -f3 | cut -c1-$(( ${#p} + 21 )))" "/$p-daemon/$(tail -1 <<<"$line")"
+  # An absolute parent of its own, in every hierarchy; top, stats and update
+  # find the container there.
+  id=$(d cgp run -d --cgroup-parent "/$p/sub" -m 64m busybox sleep 300)
+  expect_eq "$(d cgp inspect -f '{{.HostConfig.CgroupParent}}' "$id")" "/$p/sub"
+  expect_eq "$(d cgp exec "$id" grep -c ":/$p/sub/$id\$" /proc/self/cgroup)" "8"
+  expect_eq "$(cat "/sys/fs/cgroup/memory/$p/sub/$id/memory.limit_in_bytes")" "67108864"
+  expect_contains "$(d cgp top "$id")" "sleep 300"
+  expect_eq "$(d cgp stats --no-stream --format '{{.PIDs}}' "$id")" "1"
+  d cgp update -m 32m --memory-swap 64m "$id" >/dev/null
+  expect_eq "$(cat "/sys/fs/cgroup/memory/$p/sub/$id/memory.limit_in_bytes")" "33554432"
+  d cgp rm -f "$id" >/dev/null
+  [ -e "/sys/fs/cgroup/memory/$p/sub/$id" ] && fail "the container's cgroup outlived it"
+  # A relative parent is under the daemon's own cgroup, and `..` stays in it.
+  own=$(grep :memory: "/proc/$(cat "$WORK/cgp/pid")/cgroup" | cut -d: -f3)
+  own=${own%/}
+  line=$(d cgp run --rm --cgroup-parent "../../$p-rel" busybox sh -c 'grep :memory: /proc/self/cgroup; hostname')
+  expect_eq "$(head -1 <<<"$line" | cut -d: -f3 | cut -c1-$(( ${#own} + ${#p} + 18 )))" "$own/$p-rel/$(tail -1 <<<"$line")"
+}

@@ -322,11 +322,12 @@ async fn top(
 ) -> Result<Json<serde_json::Value>> {
     let id = running_id(&ctx, &id)?;
     let ps_args = q.get("ps_args").cloned().unwrap_or_default();
-    let of = id.clone();
-    let v =
-        tokio::task::spawn_blocking(move || crate::containers::top::of_container(&of, &ps_args))
-            .await
-            .map_err(|e| Error::internal(format!("top: {e}")))??;
+    let (of, exec_root) = (id.clone(), ctx.config.exec_root.clone());
+    let v = tokio::task::spawn_blocking(move || {
+        crate::containers::top::of_container(&exec_root, &of, &ps_args)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("top: {e}")))??;
     note(&ctx, &id, "top");
     Ok(Json(v))
 }
@@ -342,13 +343,15 @@ async fn stats(
         .get("stream")
         .is_none_or(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let body = if streaming {
-        let lines = crate::containers::stats::stream(c, ctx.projection.clone());
+        let lines =
+            crate::containers::stats::stream(c, ctx.projection.clone(), &ctx.config.exec_root);
         Body::from_stream(futures_util::StreamExt::map(
             lines,
             Ok::<_, std::convert::Infallible>,
         ))
     } else {
-        let v = crate::containers::stats::once(&c, flag(&q, "one-shot")).await;
+        let v =
+            crate::containers::stats::once(&c, &ctx.config.exec_root, flag(&q, "one-shot")).await;
         Body::from(v.to_string() + "\n")
     };
     Ok(Response::builder()

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::drivers::exec::bundle::cgroup_path;
+use crate::drivers::exec::bundle::running_cgroup;
 use crate::events::projection::{ContainerRecord, ContainerStatus, Projection};
 
 /// Nanoseconds per USER_HZ tick (/proc/stat, cpuacct.stat count in 1/100 s).
@@ -177,14 +177,14 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn of(c: &ContainerRecord) -> Source {
+    pub fn of(c: &ContainerRecord, exec_root: &std::path::Path) -> Source {
         let mode = crate::containers::render::body(c)
             .host_config
             .and_then(|h| h.network_mode)
             .unwrap_or_default();
         let own_network = c.pid != 0 && mode != "host" && !mode.starts_with("container:");
         Source {
-            cgroup: cgroup_path(&c.id),
+            cgroup: running_cgroup(exec_root, &c.id),
             net_dev: own_network.then(|| format!("/proc/{}/net/dev", c.pid)),
         }
     }
@@ -271,8 +271,8 @@ const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `stream=0`: one sample; unless `one_shot`, a second after a first, so that
 /// the CLI can compute CPU% from the two.
-pub async fn once(c: &ContainerRecord, one_shot: bool) -> Value {
-    let src = Source::of(c);
+pub async fn once(c: &ContainerRecord, exec_root: &std::path::Path, one_shot: bool) -> Value {
+    let src = Source::of(c, exec_root);
     let pre = if one_shot {
         None
     } else {
@@ -289,8 +289,9 @@ pub async fn once(c: &ContainerRecord, one_shot: bool) -> Value {
 pub fn stream(
     c: ContainerRecord,
     projection: Projection,
+    exec_root: &std::path::Path,
 ) -> impl futures_util::Stream<Item = String> + Send {
-    let src = std::sync::Arc::new(Source::of(&c));
+    let src = std::sync::Arc::new(Source::of(&c, exec_root));
     futures_util::stream::unfold((None::<Sample>, true), move |(pre, go_on)| {
         let (c, projection, src) = (c.clone(), projection.clone(), src.clone());
         async move {
@@ -338,7 +339,7 @@ mod tests {
             id: "no-such-container".into(),
             ..Default::default()
         };
-        let now = sample(&Source::of(&c));
+        let now = sample(&Source::of(&c, std::path::Path::new("/nonexistent")));
         assert!(now.networks.is_none());
         let v = render("abc", "web", &now, None);
         assert_eq!(v["name"], "/web");

@@ -85,8 +85,8 @@ pub fn top(ps_args: &str, pids: &[u32]) -> Result<Value> {
 }
 
 /// `docker top` of the container `id`: its cgroup's pids, then `ps`. Blocking.
-pub fn of_container(id: &str, ps_args: &str) -> Result<Value> {
-    let pids = container_pids(&crate::drivers::exec::bundle::cgroup_path(id));
+pub fn of_container(exec_root: &std::path::Path, id: &str, ps_args: &str) -> Result<Value> {
+    let pids = container_pids(&crate::drivers::exec::bundle::running_cgroup(exec_root, id));
     top(ps_args, &pids)
 }
 

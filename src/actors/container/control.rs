@@ -241,7 +241,7 @@ impl Handler<Update> for ContainerActor {
             if running {
                 let mount = std::path::Path::new("/sys/fs/cgroup");
                 let writes = update::cgroup_writes(&host, update::unified(mount));
-                update::apply(mount, &bundle::cgroup_path(&id), &writes)?;
+                update::apply(mount, &bundle::running_cgroup(&rt.exec_root, &id), &writes)?;
             }
             body.host_config = Some(host);
             record_config(&rt, &id, &body).await?;

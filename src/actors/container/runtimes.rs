@@ -13,6 +13,9 @@ pub struct RuntimeCommand {
     /// Other runtimes by name (daemon.json `runtimes`), each with its own
     /// state root under the exec root.
     pub others: std::collections::BTreeMap<String, Vec<String>>,
+    /// The parent of a container's cgroup unless its HostConfig names one
+    /// (the daemon's --cgroup-parent).
+    pub cgroup_parent: String,
 }
 
 pub use crate::config::{BUILTIN_RUNTIME, EARLIER_BUILTIN_RUNTIME};
@@ -20,10 +23,8 @@ pub use crate::config::{BUILTIN_RUNTIME, EARLIER_BUILTIN_RUNTIME};
 impl RuntimeCommand {
     /// berth-shim beside berthd, driving `berthd runtime` (libcontainer) with
     /// its state under `<exec-root>/runtime`, and the configured runtimes.
-    pub fn new(
-        exec_root: &std::path::Path,
-        configured: &std::collections::BTreeMap<String, crate::config::RuntimeConfig>,
-    ) -> Result<Self> {
+    pub fn new(config: &crate::config::Config) -> Result<Self> {
+        let (exec_root, configured) = (&config.exec_root, &config.runtimes);
         use crate::error::Context as _;
         let exe = std::env::current_exe().context("finding berthd")?;
         let root = |name: &str| exec_root.join("runtimes").join(name).display().to_string();
@@ -43,6 +44,7 @@ impl RuntimeCommand {
                 exec_root.join("runtime").display().to_string(),
             ],
             others,
+            cgroup_parent: config.cgroup_parent.clone(),
         })
     }
 

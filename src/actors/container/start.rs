@@ -154,6 +154,7 @@ impl ContainerActor {
                             crate::containers::health::check(&body),
                             &mounts,
                             &namespaces,
+                            &rt.command.cgroup_parent,
                         )
                     })
                     .await

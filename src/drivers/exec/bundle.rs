@@ -65,8 +65,45 @@ pub struct HealthCheck {
     pub retries: u32,
 }
 
-pub fn cgroup_path(id: &str) -> String {
-    format!("/berth/{id}")
+/// Where a container's cgroups go, as runc places them on cgroupfs: under
+/// an absolute `parent` from each hierarchy's root; under a relative one
+/// inside the daemon's own cgroup `own`. `..` never climbs out (runc cleans
+/// the path first). runc resolves a relative parent per controller; the
+/// built-in runtime takes one path for all, so `own` is one path
+/// (`hostinfo::own_cgroup`).
+pub fn cgroup_path(parent: &str, own: &str, id: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in parent.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let base = if parent.starts_with('/') {
+        ""
+    } else {
+        own.trim_end_matches('/')
+    };
+    let mut path = base.to_string();
+    for p in parts.iter().copied().chain([id]) {
+        path.push('/');
+        path.push_str(p);
+    }
+    path
+}
+
+/// The cgroup a started container runs in: what its bundle's spec says
+/// (the daemon's default parent may have changed since it started).
+pub fn running_cgroup(exec_root: &Path, id: &str) -> String {
+    let spec = exec_root.join("containers").join(id).join("config.json");
+    std::fs::read(&spec)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["linux"]["cgroupsPath"].as_str().map(str::to_string))
+        .unwrap_or_else(|| cgroup_path(crate::config::DEFAULT_CGROUP_PARENT, "/", id))
 }
 
 /// Mounts the rootfs and writes the bundle; on error nothing stays mounted.
@@ -84,6 +121,7 @@ pub fn prepare(
     health: Option<HealthCheck>,
     mounts: &[spec::Mount],
     namespaces: &spec::Namespaces,
+    cgroup_parent: &str,
 ) -> Result<Bundle> {
     let remap = layers
         .remap()
@@ -105,6 +143,7 @@ pub fn prepare(
             health,
             mounts,
             namespaces,
+            cgroup_parent,
         )
     });
     if made.is_err() {
@@ -213,6 +252,7 @@ fn write(
     health: Option<HealthCheck>,
     mounts: &[spec::Mount],
     namespaces: &spec::Namespaces,
+    cgroup_parent: &str,
 ) -> Result<Bundle> {
     for m in mounts {
         check_propagation(m)?;
@@ -258,7 +298,18 @@ fn write(
             user.additional_gids.push(gid);
         }
     }
-    let cgroup = cgroup_path(id);
+    let parent = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.cgroup_parent.as_deref())
+        .filter(|p| !p.is_empty())
+        .unwrap_or(cgroup_parent);
+    let own = if parent.starts_with('/') {
+        String::new()
+    } else {
+        crate::hostinfo::own_cgroup()
+    };
+    let cgroup = cgroup_path(parent, &own, id);
     let uid = user.uid;
     let mut config = spec::build(&SpecInput {
         id,
@@ -445,6 +496,21 @@ fn mount_of<'a>(mountinfo: &'a str, path: &Path) -> Option<(&'a str, &'a str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroup_paths_as_runc_places_them() {
+        let own = "/process_api/63ff";
+        assert_eq!(cgroup_path("/berth", own, "c1"), "/berth/c1");
+        assert_eq!(cgroup_path("/bar/baz/", own, "c1"), "/bar/baz/c1");
+        assert_eq!(cgroup_path("foo", own, "c1"), "/process_api/63ff/foo/c1");
+        // `..` never climbs out of the parent's base.
+        assert_eq!(
+            cgroup_path("../../evil", own, "c1"),
+            "/process_api/63ff/evil/c1"
+        );
+        assert_eq!(cgroup_path("/../x/./y", own, "c1"), "/x/y/c1");
+        assert_eq!(cgroup_path("foo", "/", "c1"), "/foo/c1");
+    }
 
     #[test]
     fn finds_the_mount_a_path_lies_under() {
