@@ -30,6 +30,9 @@ pub struct CgroupSupport {
     pub cpuset: bool,
     pub pids: bool,
     pub oom_kill_disable: bool,
+    /// memory.kmem.limit_in_bytes and memory.kmem.tcp.limit_in_bytes (v1 only).
+    pub kernel_memory: bool,
+    pub kernel_memory_tcp: bool,
 }
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -100,6 +103,17 @@ pub fn cgroup_v2() -> bool {
     *V2.get_or_init(|| fs_magic(Path::new("/sys/fs/cgroup")) == Some(CGROUP2_SUPER_MAGIC))
 }
 
+/// Whether bridged traffic goes through iptables and ip6tables
+/// (net.bridge.bridge-nf-call-ip{,6}tables; read each time, as dockerd
+/// does: loading br_netfilter turns them on).
+pub fn bridge_nf() -> (bool, bool) {
+    let on = |f: &str| {
+        std::fs::read_to_string(Path::new("/proc/sys/net/bridge").join(f))
+            .is_ok_and(|v| v.trim() == "1")
+    };
+    (on("bridge-nf-call-iptables"), on("bridge-nf-call-ip6tables"))
+}
+
 /// The daemon's own cgroup, which a relative cgroup parent is under: the
 /// unified path on v2, the memory controller's on v1 (where the kernel
 /// shows one per controller; the memory one is where limits are read).
@@ -157,6 +171,8 @@ fn cgroup_v1_support() -> CgroupSupport {
         cpuset: has("cpuset/cpuset.cpus"),
         pids: has("pids"),
         oom_kill_disable: has("memory/memory.oom_control"),
+        kernel_memory: has("memory/memory.kmem.limit_in_bytes"),
+        kernel_memory_tcp: has("memory/memory.kmem.tcp.limit_in_bytes"),
     }
 }
 
@@ -173,6 +189,8 @@ fn cgroup_v2_support() -> CgroupSupport {
         cpuset: has("cpuset"),
         pids: has("pids"),
         oom_kill_disable: false,
+        kernel_memory: false,
+        kernel_memory_tcp: false,
     }
 }
 

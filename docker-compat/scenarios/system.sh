@@ -33,6 +33,17 @@ scenario_docker_info_shows_berthd() {
   expect_contains "$out" "Live Restore Enabled: true"
   local id; id=$(d inf info --format '{{.ID}}')
   expect_eq "$(api inf http://berth/info | python3 -c 'import json,sys;print(json.load(sys.stdin)["ID"])')" "$id"
+  # Keys the models lack and dockerd sends: at API 1.41 (dockerd 20.10's)
+  # the bridge netfilter flags and KernelMemory too, each as the host has it.
+  local keys='import json,sys; i=json.load(sys.stdin); print(" ".join(repr(i.get(k, "-")) for k in sys.argv[1:]))'
+  local nf4=False nf6=False km=False kt="'-'"
+  [ "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null)" = 1 ] && nf4=True
+  [ "$(cat /proc/sys/net/bridge/bridge-nf-call-ip6tables 2>/dev/null)" = 1 ] && nf6=True
+  [ -e /sys/fs/cgroup/memory/memory.kmem.limit_in_bytes ] && km=True
+  [ -e /sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes ] && kt=True
+  expect_eq "$(api inf http://berth/v1.41/info | python3 -c "$keys" BridgeNfIptables BridgeNfIp6tables KernelMemory KernelMemoryTCP GenericResources Isolation)" \
+    "$nf4 $nf6 $km $kt None ''"
+  expect_eq "$(api inf http://berth/info | python3 -c "$keys" BridgeNfIptables KernelMemory Isolation)" "'-' '-' ''"
 }
 
 scenario_engine_id_survives_restart_and_kill_9() {

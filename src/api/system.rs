@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::State;
+use axum::Extension;
 use axum::http::{header, HeaderValue, Method, Response, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -94,7 +95,31 @@ async fn version(State(ctx): State<ApiContext>) -> Json<SystemVersion> {
     })
 }
 
-async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
+/// GET /info: the models' SystemInfo, plus what they lack and dockerd
+/// sends: KernelMemoryTCP where the kernel has it, GenericResources and
+/// Isolation always, and before API 1.42 (dockerd 20.10's 1.41) the bridge
+/// netfilter flags and KernelMemory.
+async fn info(
+    State(ctx): State<ApiContext>,
+    Extension(version): Extension<ApiVersion>,
+) -> Json<serde_json::Value> {
+    let cg = &ctx.host.cgroups;
+    let mut v = serde_json::to_value(system_info(&ctx)).unwrap_or_default();
+    if cg.kernel_memory_tcp {
+        v["KernelMemoryTCP"] = true.into();
+    }
+    v["GenericResources"] = serde_json::Value::Null;
+    v["Isolation"] = "".into();
+    if version < (ApiVersion { major: 1, minor: 42 }) {
+        let (v4, v6) = crate::hostinfo::bridge_nf();
+        v["BridgeNfIptables"] = v4.into();
+        v["BridgeNfIp6tables"] = v6.into();
+        v["KernelMemory"] = cg.kernel_memory.into();
+    }
+    Json(v)
+}
+
+fn system_info(ctx: &ApiContext) -> SystemInfo {
     let state = ctx.projection.current();
     let host = &ctx.host;
     let cfg = &ctx.config;
@@ -171,7 +196,7 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
     let no_commit = || Some(Commit { id: s("") });
     let (running, paused, stopped) = state.container_counts();
 
-    Json(SystemInfo {
+    SystemInfo {
         id: state.engine.id.clone(),
         containers: Some(state.containers.len() as i64),
         containers_running: Some(running as i64),
@@ -269,7 +294,7 @@ async fn info(State(ctx): State<ApiContext>) -> Json<SystemInfo> {
         warnings: Some(vec![]),
         cdi_spec_dirs: Some(vec![]),
         containerd: None,
-    })
+    }
 }
 
 /// dockerd shows mirrors as URLs with a trailing slash.
