@@ -111,7 +111,10 @@ pub fn bridge_nf() -> (bool, bool) {
         std::fs::read_to_string(Path::new("/proc/sys/net/bridge").join(f))
             .is_ok_and(|v| v.trim() == "1")
     };
-    (on("bridge-nf-call-iptables"), on("bridge-nf-call-ip6tables"))
+    (
+        on("bridge-nf-call-iptables"),
+        on("bridge-nf-call-ip6tables"),
+    )
 }
 
 /// The daemon's own cgroup, which a relative cgroup parent is under: the

@@ -154,3 +154,40 @@ scenario_cgroup_parent_places_the_containers_cgroups() {
   line=$(d cgp run --rm --cgroup-parent "../../$p-rel" busybox sh -c 'grep :memory: /proc/self/cgroup; hostname')
   expect_eq "$(head -1 <<<"$line" | cut -d: -f3 | cut -c1-$(( ${#own} + ${#p} + 18 )))" "$own/$p-rel/$(tail -1 <<<"$line")"
 }
+
+# What a container sharing another's network cannot have of its own, and
+# where ports show (inspect's NetworkSettings.Ports, ps): only while the
+# container runs on a bridge network that is not internal. Each answer was
+# read off the reference dockerd 20.10.
+scenario_network_mode_conflicts_and_where_ports_show() {
+  start_with_busybox pm
+  d pm run -d --name base busybox sleep 300 >/dev/null
+  local f out
+  for f in "--link base:x|container type network can't be used with links. This would result in undefined behavior" \
+           "--dns 1.1.1.1|dns and the network mode" \
+           "--add-host a:1.2.3.4|custom host-to-IP mapping and the network mode" \
+           "-p 80|port publishing and the container type network mode" \
+           "-P --expose 80|port publishing and the container type network mode" \
+           "--expose 80|port exposing and the container type network mode"; do
+    # shellcheck disable=SC2086
+    if out=$(d pm create --network container:base ${f%%|*} busybox 2>&1); then fail "created with ${f%%|*}"; fi
+    expect_contains "$out" "Error response from daemon: conflicting options: ${f#*|}"
+  done
+  d pm network create --internal inner >/dev/null
+  d pm run -d --name internal --network inner -p 8080:80 busybox sleep 300 >/dev/null
+  d pm run -d --name nonet --network none --expose 80 busybox sleep 300 >/dev/null
+  d pm create --name created --expose 80 busybox >/dev/null
+  d pm run -d --name web -p 127.0.0.1::80 --expose 90 busybox sleep 300 >/dev/null
+  local port; port=$(d pm port web 80/tcp | cut -d: -f2)
+  expect_eq "$(d pm ps -a --format '{{.Names}} [{{.Ports}}]' | sort)" \
+"base []
+created []
+internal []
+nonet []
+web [90/tcp, 127.0.0.1:$port->80/tcp]"
+  expect_eq "$(d pm inspect -f '{{json .NetworkSettings.Ports}}' internal nonet created web)" \
+"{}
+{}
+{}
+{\"80/tcp\":[{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"$port\"}],\"90/tcp\":null}"
+}

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::Extension;
 use axum::http::{header, HeaderValue, Method, Response, StatusCode};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use bollard_stubs::models::{
     Commit, IndexInfo, LocalNodeState, PluginsInfo, RegistryServiceConfig, Runtime, SwarmInfo,
@@ -110,7 +110,12 @@ async fn info(
     }
     v["GenericResources"] = serde_json::Value::Null;
     v["Isolation"] = "".into();
-    if version < (ApiVersion { major: 1, minor: 42 }) {
+    if version
+        < (ApiVersion {
+            major: 1,
+            minor: 42,
+        })
+    {
         let (v4, v6) = crate::hostinfo::bridge_nf();
         v["BridgeNfIptables"] = v4.into();
         v["BridgeNfIp6tables"] = v6.into();

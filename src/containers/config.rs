@@ -152,6 +152,7 @@ pub fn check_create_body(body: &ContainerCreateBody) -> Result<()> {
             "conflicting options: hostname and the network mode",
         ));
     }
+    check_network_mode_conflicts(body)?;
     if let Some(wd) = body
         .working_dir
         .as_deref()
@@ -162,6 +163,38 @@ pub fn check_create_body(body: &ContainerCreateBody) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What a container that shares another's network (or the host's) cannot
+/// have of its own, in dockerd's order and words (runconfig's
+/// validateNetContainerMode).
+fn check_network_mode_conflicts(body: &ContainerCreateBody) -> Result<()> {
+    let Some(h) = body.host_config.as_ref() else {
+        return Ok(());
+    };
+    let mode = h.network_mode.as_deref().unwrap_or_default();
+    let container = mode.starts_with("container:");
+    let some = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    let conflict = if container && some(&h.links) {
+        Some("container type network can't be used with links. This would result in undefined behavior")
+    } else if container && some(&h.dns) {
+        Some("dns and the network mode")
+    } else if container && some(&h.extra_hosts) {
+        Some("custom host-to-IP mapping and the network mode")
+    } else if container
+        && (h.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+            || h.publish_all_ports == Some(true))
+    {
+        Some("port publishing and the container type network mode")
+    } else if container && body.exposed_ports.as_ref().is_some_and(|p| !p.is_empty()) {
+        Some("port exposing and the container type network mode")
+    } else {
+        None
+    };
+    match conflict {
+        Some(words) => Err(Error::invalid(format!("conflicting options: {words}"))),
+        None => Ok(()),
+    }
 }
 
 /// `name` as dockerd accepts it ("/x" or "x"), without the slash.

@@ -108,7 +108,7 @@ pub fn summary(state: &State, c: &ContainerRecord, now_ns: u64) -> ContainerSumm
         image_id: Some(c.image.clone()),
         command: Some(command),
         created: Some((c.created_ns / 1_000_000_000) as i64),
-        ports: Some(crate::networks::render::port_summaries(&b, c)),
+        ports: Some(crate::networks::render::port_summaries(state, &b, c)),
         labels: Some(b.labels.clone().unwrap_or_default()),
         state: Some(state_enum(c).0),
         status: Some(status_text(c, now_ns)),

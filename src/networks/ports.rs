@@ -110,10 +110,11 @@ pub fn requests(body: &ContainerCreateBody) -> Result<Vec<PortRequest>> {
 }
 
 /// NetworkSettings.Ports: every exposed or bound port, with the host side of
-/// the published ones (null for one that is only exposed), as dockerd.
-pub fn port_map(body: &ContainerCreateBody, published: &[PublishedPort], running: bool) -> PortMap {
+/// the published ones (null for one that is only exposed), as dockerd;
+/// empty unless `shown` (see `render::ports_shown`).
+pub fn port_map(body: &ContainerCreateBody, published: &[PublishedPort], shown: bool) -> PortMap {
     let mut map: PortMap = HashMap::new();
-    if !running {
+    if !shown {
         return map;
     }
     for key in body.exposed_ports.iter().flatten() {

@@ -231,7 +231,7 @@ pub fn network_settings(
         "Bridge": "",
         "SandboxID": if running && !sandbox_key.is_empty() { c.id.clone() } else { String::new() },
         "SandboxKey": if running { sandbox_key.to_string() } else { String::new() },
-        "Ports": ports::port_map(body, &c.ports, running),
+        "Ports": ports::port_map(body, &c.ports, ports_shown(state, c)),
         "HairpinMode": false,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
@@ -249,39 +249,59 @@ pub fn network_settings(
     })
 }
 
-/// `docker ps`'s Ports: published ports with their host side, exposed ones
-/// without, as dockerd lists them.
-pub fn port_summaries(body: &ContainerCreateBody, c: &ContainerRecord) -> Vec<PortSummary> {
-    let running = c.status == ContainerStatus::Running;
+/// `docker ps`'s Ports: inspect's Ports flattened, as dockerd lists them
+/// (a published port once per host binding, an exposed one without).
+pub fn port_summaries(
+    state: &State,
+    body: &ContainerCreateBody,
+    c: &ContainerRecord,
+) -> Vec<PortSummary> {
     let typ = |p: &str| match p {
         "udp" => Some(PortSummaryTypeEnum::UDP),
         "sctp" => Some(PortSummaryTypeEnum::SCTP),
         _ => Some(PortSummaryTypeEnum::TCP),
     };
     let mut out = Vec::new();
-    for p in &c.ports {
-        out.push(PortSummary {
-            ip: Some(p.host_ip.clone()),
-            private_port: p.container_port,
-            public_port: Some(p.host_port),
-            typ: typ(&p.proto),
-        });
-    }
-    for key in body.exposed_ports.iter().flatten() {
-        if let Ok((port, proto)) = ports::parse_port_key(key) {
-            if !(running
-                && c.ports
-                    .iter()
-                    .any(|p| p.container_port == port && p.proto == proto))
-            {
-                out.push(PortSummary {
-                    ip: None,
-                    private_port: port,
-                    public_port: None,
-                    typ: typ(&proto),
-                });
-            }
+    for (key, bindings) in ports::port_map(body, &c.ports, ports_shown(state, c)) {
+        let Ok((port, proto)) = ports::parse_port_key(&key) else {
+            continue;
+        };
+        match bindings {
+            Some(bindings) => out.extend(bindings.into_iter().map(|b| PortSummary {
+                ip: b.host_ip,
+                private_port: port,
+                public_port: b.host_port.and_then(|p| p.parse().ok()),
+                typ: typ(&proto),
+            })),
+            None => out.push(PortSummary {
+                ip: None,
+                private_port: port,
+                public_port: None,
+                typ: typ(&proto),
+            }),
         }
     }
+    // The map has no order; a listing should (the CLI sorts anyway).
+    out.sort_by(|a, b| {
+        (a.private_port, a.typ, &a.ip, a.public_port).cmp(&(
+            b.private_port,
+            b.typ,
+            &b.ip,
+            b.public_port,
+        ))
+    });
     out
+}
+
+/// Whether a container's ports show (inspect's Ports, ps): only while it
+/// runs with an endpoint on a bridge network that is not internal, as on
+/// dockerd (none, host, container: and internal networks show none).
+fn ports_shown(state: &State, c: &ContainerRecord) -> bool {
+    c.status == ContainerStatus::Running
+        && c.networks.keys().any(|id| {
+            state.networks.get(id).is_some_and(|n| {
+                let spec = NetworkSpec::of(n);
+                spec.driver == BRIDGE && !spec.internal
+            })
+        })
 }
