@@ -273,6 +273,7 @@ async fn commit(
         author: get("author"),
         comment: get("comment"),
         pause: !matches!(get("pause").as_str(), "0" | "false" | "False"),
+        build_step: None,
     };
     let id = ctx
         .containers

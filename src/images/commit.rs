@@ -27,6 +27,10 @@ pub struct CommitSpec {
     pub parent_config: Vec<u8>,
     pub parent_chain: Vec<String>,
     pub created: String,
+    /// A build step's history line: `user_config` is then the new image's
+    /// config as it is (no merge with the container's), as dockerd's
+    /// CommitBuildStep takes it.
+    pub build_step: Option<String>,
 }
 
 /// What the user asked of `docker commit`, parsed.
@@ -39,11 +43,16 @@ pub struct CommitRequest {
     pub comment: String,
     /// Freeze a running container while its layer is read (dockerd's default).
     pub pause: bool,
+    /// A build step's history line (see `CommitSpec::build_step`).
+    pub build_step: Option<String>,
 }
 
 /// The user's config with the changes applied, its gaps filled from the
 /// container's (moby's merge): what the new image runs.
 pub fn new_config(spec: &CommitSpec) -> Result<ContainerConfig> {
+    if spec.build_step.is_some() {
+        return Ok(spec.user_config.clone());
+    }
     let mut c = spec.user_config.clone();
     crate::images::changes::apply(&mut c, &spec.changes)?;
     let from = &spec.container_config;
@@ -110,29 +119,47 @@ pub fn new_config(spec: &CommitSpec) -> Result<ContainerConfig> {
     Ok(c)
 }
 
+/// The diff ID of a layer that changes nothing (an empty tar: two zero
+/// blocks). dockerd adds no layer for it and marks the history entry
+/// `empty_layer`.
+pub const EMPTY_LAYER: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
 /// The new image's config blob, its top layer being `diff_id`.
 pub fn image_config(spec: &CommitSpec, diff_id: &str) -> Result<Vec<u8>> {
-    let parent: serde_json::Value = serde_json::from_slice(&spec.parent_config)
-        .map_err(|e| Error::internal(format!("reading the image config: {e}")))?;
+    let parent: serde_json::Value = if spec.parent_id.is_empty() {
+        // FROM scratch.
+        serde_json::json!({ "rootfs": { "type": "layers" } })
+    } else {
+        serde_json::from_slice(&spec.parent_config)
+            .map_err(|e| Error::internal(format!("reading the image config: {e}")))?
+    };
     let config = new_config(spec)?;
     let mut diff_ids: Vec<serde_json::Value> = parent
         .pointer("/rootfs/diff_ids")
         .and_then(|d| d.as_array())
         .cloned()
         .unwrap_or_default();
-    diff_ids.push(diff_id.into());
+    let empty_layer = diff_id == EMPTY_LAYER;
+    if !empty_layer {
+        diff_ids.push(diff_id.into());
+    }
     let mut history: Vec<serde_json::Value> = parent
         .get("history")
         .and_then(|h| h.as_array())
         .cloned()
         .unwrap_or_default();
-    let created_by = spec
-        .container_config
-        .cmd
-        .clone()
-        .unwrap_or_default()
-        .join(" ");
+    let created_by = spec.build_step.clone().unwrap_or_else(|| {
+        spec.container_config
+            .cmd
+            .clone()
+            .unwrap_or_default()
+            .join(" ")
+    });
     let mut entry = serde_json::json!({ "created": spec.created, "created_by": created_by });
+    if empty_layer {
+        entry["empty_layer"] = true.into();
+    }
     if !spec.author.is_empty() {
         entry["author"] = spec.author.clone().into();
     }
@@ -173,6 +200,16 @@ pub fn commit(
 ) -> Result<LoadedImage> {
     // Bad changes fail before any work.
     image_config(spec, "sha256:0")?;
+    if is_empty_tar(layer_tar)? {
+        let config = image_config(spec, EMPTY_LAYER)?;
+        return Ok(LoadedImage {
+            id: sha256_digest(&config),
+            config,
+            chain_ids: spec.parent_chain.clone(),
+            repo_tags: Vec::new(),
+            new_layers: Vec::new(),
+        });
+    }
     let file = File::open(layer_tar)
         .map_err(|e| Error::internal(format!("opening the container's layer: {e}")))?;
     let parent = spec.parent_chain.last().map(String::as_str);
@@ -193,4 +230,27 @@ pub fn commit(
         repo_tags: Vec::new(),
         new_layers,
     })
+}
+
+/// Whether the layer tar holds nothing but its end: the container changed
+/// nothing, and the image gets no layer (as dockerd's NewChildImage).
+fn is_empty_tar(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut file = File::open(path)
+        .map_err(|e| Error::internal(format!("opening the container's layer: {e}")))?;
+    let mut head = [0u8; 512];
+    let mut read = 0;
+    while read < head.len() {
+        match file.read(&mut head[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "reading the container's layer: {e}"
+                )))
+            }
+        }
+    }
+    // The first header block is all zeros only at the end of the archive.
+    Ok(head[..read].iter().all(|b| *b == 0))
 }

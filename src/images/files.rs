@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bollard_stubs::models::DriverData;
+use bollard_stubs::models::{ContainerConfig, DriverData};
 
 use crate::drivers::storage::{overlay2, Driver, LayerStore};
+use crate::error::{Error, Result};
 use crate::events::projection::ImageRecord;
 use crate::store::blobs::BlobStore;
 
@@ -30,6 +31,18 @@ impl ImageFiles {
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| serde_json::from_value(v.get("config")?.get("Labels")?.clone()).ok())
             .unwrap_or_default()
+    }
+
+    /// The config an image's containers start from (`config` in its blob).
+    pub fn container_config(&self, id: &str) -> Result<ContainerConfig> {
+        let blob = self.blobs.get(id)?;
+        let v: serde_json::Value = serde_json::from_slice(&blob)
+            .map_err(|e| Error::internal(format!("reading the config of image {id}: {e}")))?;
+        match v.get("config") {
+            Some(c) if !c.is_null() => serde_json::from_value(c.clone())
+                .map_err(|e| Error::internal(format!("reading the config of image {id}: {e}"))),
+            _ => Ok(ContainerConfig::default()),
+        }
     }
 
     /// GraphDriver in image inspect: the top layer's diff as UpperDir, the

@@ -146,6 +146,7 @@ pub(super) async fn commit(
         parent_config: Vec::new(),
         parent_chain: parent.chain_ids.clone(),
         created: crate::clock::rfc3339_now(),
+        build_step: req.build_step.clone(),
     };
     // Bad changes are refused before anything is frozen or written.
     new_config(&spec)?;

@@ -164,7 +164,9 @@ impl Handler<CommitImage> for ImageService {
                 } = msg;
                 let image = tokio::task::spawn_blocking(move || {
                     let mut spec = spec;
-                    spec.parent_config = commit_blobs.get(&spec.parent_id)?;
+                    if !spec.parent_id.is_empty() {
+                        spec.parent_config = commit_blobs.get(&spec.parent_id)?;
+                    }
                     crate::images::commit::commit(layer_tar.path(), &spec, &layers, &commit_blobs)
                 })
                 .await
