@@ -3,6 +3,7 @@
 //! they call lives in the domain modules (containers, images, networks,
 //! registry) and the drivers below them. Actors never import the facade.
 
+pub mod builder;
 pub mod container;
 pub mod container_exec;
 pub mod container_service;

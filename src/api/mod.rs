@@ -2,6 +2,7 @@
 //! message, or a read of the projection), and render. No business logic here.
 
 pub mod auth;
+pub mod build;
 pub mod container_files;
 pub mod containers;
 pub mod context;
@@ -41,6 +42,7 @@ impl Api {
             .merge(system::routes())
             .merge(images::routes())
             .merge(auth::routes())
+            .merge(build::routes())
             .merge(containers::routes())
             .merge(container_files::routes())
             .merge(exec::routes())

@@ -4,8 +4,10 @@
 //! (`files`) where an image's config and layers are on the host.
 
 pub mod archive;
+pub mod build;
 pub mod changes;
 pub mod commit;
+pub mod context;
 pub mod files;
 pub mod import;
 pub mod query;

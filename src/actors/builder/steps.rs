@@ -1,0 +1,644 @@
+//! The steps of a build: FROM, RUN in a container, COPY through a
+//! container's root filesystem, and the metadata steps, each ending in an
+//! image the ImageService stores.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use bollard_stubs::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use tokio::io::AsyncReadExt;
+
+use super::{short, BuildEnv, BuildOptions, Output, StageState, StepError};
+use crate::actors::container::{Attach, Start, Wait, WaitCondition};
+use crate::actors::container_service::{
+    CommitContainer, CreateContainer, GetActor, RemoveContainer,
+};
+use crate::builder::dockerfile::Instruction;
+use crate::error::{Error, Result};
+use crate::images::build as b;
+use crate::images::commit::CommitRequest;
+use crate::registry::reference::Reference;
+
+type StepResult<T> = std::result::Result<T, StepError>;
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::unavailable(format!("engine: {e}"))
+}
+
+/// FROM: an earlier stage, `scratch`, or an image (pulled when missing,
+/// or always with `pull`).
+pub(super) async fn from(
+    env: &BuildEnv,
+    opts: &BuildOptions,
+    base: &str,
+    done: &[(Option<String>, String)],
+    out: &mut Output,
+) -> StepResult<StageState> {
+    let fresh = |image: String, config| StageState {
+        image,
+        config,
+        shell: b::default_shell(),
+        args: Default::default(),
+    };
+    if let Some((_, id)) = done
+        .iter()
+        .rev()
+        .find(|(name, _)| name.as_deref() == Some(base.to_lowercase().as_str()))
+    {
+        let config = env.image_files.container_config(id)?;
+        return Ok(fresh(id.clone(), config));
+    }
+    if base == "scratch" {
+        return Ok(fresh(String::new(), Default::default()));
+    }
+    let reference = Reference::parse(base).map_err(|e| Error::invalid(e.to_string()))?;
+    let found = crate::images::query::resolve(&env.projection.current(), base)
+        .map(|i| i.id.clone())
+        .ok();
+    let id = match found {
+        Some(id) if !opts.pull => id,
+        _ => pull(env, &reference, out).await?,
+    };
+    let config = env.image_files.container_config(&id)?;
+    let shell = config.shell.clone().filter(|s| !s.is_empty());
+    let mut state = fresh(id, config);
+    if let Some(shell) = shell {
+        state.shell = shell;
+    }
+    Ok(state)
+}
+
+async fn pull(env: &BuildEnv, reference: &Reference, out: &mut Output) -> Result<String> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    env.images
+        .send(crate::actors::image_service::PullImage {
+            reference: reference.clone(),
+            auth: crate::registry::AuthConfig::from_header(None).registry_auth(),
+            progress: tx,
+        })
+        .await
+        .map_err(unavailable)?;
+    while let Some(item) = rx.recv().await {
+        match item {
+            Ok(p) if p.id.is_none() && p.aux.is_none() => out.say(format!("{}\n", p.status)).await,
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let name = reference.clone().with_default_tag();
+    crate::images::query::resolve(
+        &env.projection.current(),
+        &name.familiar_tagged().unwrap_or_default(),
+    )
+    .map(|i| i.id.clone())
+}
+
+/// Any step after FROM.
+pub(super) async fn step(
+    env: &BuildEnv,
+    opts: &BuildOptions,
+    state: &mut StageState,
+    inst: &Instruction,
+    context: &Path,
+    done: &[(Option<String>, String)],
+    out: &mut Output,
+) -> StepResult<()> {
+    match inst {
+        Instruction::Run { cmd, .. } => {
+            run(env, opts, state, &b::command(cmd, &state.shell), out).await
+        }
+        Instruction::Copy {
+            srcs,
+            dest,
+            from,
+            chown,
+            ..
+        } => {
+            let from = match from {
+                Some(f) => Some(source_image(env, opts, f, done, out).await?),
+                None => None,
+            };
+            copy(
+                env,
+                state,
+                srcs,
+                dest,
+                from.as_deref(),
+                chown.as_deref(),
+                context,
+                "COPY",
+            )
+            .await
+        }
+        Instruction::Add {
+            srcs, dest, chown, ..
+        } => {
+            if let Some(remote) = srcs
+                .iter()
+                .find(|s| s.starts_with("http://") || s.starts_with("https://"))
+            {
+                return Err(Error::invalid(format!(
+                    "ADD of a URL ({remote}) is not supported by berth's builder yet"
+                ))
+                .into());
+            }
+            copy(
+                env,
+                state,
+                srcs,
+                dest,
+                None,
+                chown.as_deref(),
+                context,
+                "ADD",
+            )
+            .await
+        }
+        Instruction::Workdir(dir) => {
+            let wd = b::workdir(state.config.working_dir.as_deref(), dir);
+            state.config.working_dir = Some(wd.clone());
+            let cmd = b::nop_one(&state.shell, &format!("WORKDIR {wd}"));
+            metadata(env, state, cmd).await
+        }
+        other => {
+            let mut config = state.config.clone();
+            let Some(text) = b::apply_metadata(&mut config, &mut state.shell, other) else {
+                return Err(Error::internal(format!("no step for {}", other.keyword())).into());
+            };
+            state.config = config;
+            let cmd = b::nop_cmd(&state.shell, &text);
+            metadata(env, state, cmd).await
+        }
+    }
+}
+
+/// `COPY --from`: an earlier stage by name or number, else an image.
+async fn source_image(
+    env: &BuildEnv,
+    opts: &BuildOptions,
+    name: &str,
+    done: &[(Option<String>, String)],
+    out: &mut Output,
+) -> Result<String> {
+    if let Some((_, id)) = done
+        .iter()
+        .find(|(stage, _)| stage.as_deref() == Some(name.to_lowercase().as_str()))
+    {
+        return Ok(id.clone());
+    }
+    if let Ok(i) = name.parse::<usize>() {
+        if let Some((_, id)) = done.get(i) {
+            return Ok(id.clone());
+        }
+    }
+    match from(env, opts, name, &[], out).await {
+        Ok(s) => Ok(s.image),
+        Err(e) => Err(e.error),
+    }
+}
+
+/// The body of a step's container: the stage's config with the step's
+/// command, no entrypoint, no log, the build's resources.
+fn step_body(opts: &BuildOptions, state: &StageState, cmd: Vec<String>) -> ContainerCreateBody {
+    let c = &state.config;
+    let mut env = c.env.clone().unwrap_or_default();
+    for (k, v) in &state.args {
+        if let Some(v) = v {
+            if !env.iter().any(|e| e.split('=').next() == Some(k.as_str())) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+    }
+    let mut host = opts.resources.clone();
+    host.network_mode = opts.network_mode.clone().filter(|m| !m.is_empty());
+    host.log_config = Some(HostConfigLogConfig {
+        typ: Some("none".into()),
+        config: None,
+    });
+    host.extra_hosts = (!opts.extra_hosts.is_empty()).then(|| opts.extra_hosts.clone());
+    ContainerCreateBody {
+        image: Some(state.image.clone()),
+        cmd: Some(cmd),
+        entrypoint: Some(vec![String::new()]),
+        env: Some(env),
+        working_dir: c.working_dir.clone(),
+        user: c.user.clone(),
+        labels: c.labels.clone(),
+        host_config: Some(HostConfig { ..host }),
+        ..Default::default()
+    }
+}
+
+async fn create(env: &BuildEnv, body: ContainerCreateBody) -> Result<String> {
+    env.containers
+        .send(CreateContainer { name: None, body })
+        .await
+        .map_err(unavailable)?
+}
+
+async fn remove(env: &BuildEnv, id: &str) -> Result<()> {
+    env.containers
+        .send(RemoveContainer {
+            name: id.to_string(),
+            force: true,
+            volumes: true,
+        })
+        .await
+        .map_err(unavailable)?
+}
+
+/// Commits the step's container as the stage's next image.
+async fn commit(
+    env: &BuildEnv,
+    state: &mut StageState,
+    id: &str,
+    created_by: String,
+) -> Result<()> {
+    let mut config = state.config.clone();
+    config.image = Some(state.image.clone());
+    let image = env
+        .containers
+        .send(CommitContainer {
+            name: id.to_string(),
+            request: CommitRequest {
+                user_config: config,
+                pause: false,
+                build_step: Some(created_by),
+                ..Default::default()
+            },
+        })
+        .await
+        .map_err(unavailable)??;
+    state.image = image;
+    Ok(())
+}
+
+/// RUN: a container of the stage's image runs the command; its output
+/// is the build's; what it changed becomes the next image.
+async fn run(
+    env: &BuildEnv,
+    opts: &BuildOptions,
+    state: &mut StageState,
+    cmd: &[String],
+    out: &mut Output,
+) -> StepResult<()> {
+    if state.image.is_empty() {
+        return Err(
+            Error::invalid("berth's builder cannot RUN in a stage FROM scratch yet").into(),
+        );
+    }
+    let id = create(env, step_body(opts, state, cmd.to_vec())).await?;
+    out.say(format!(" ---> Running in {}\n", short(&id))).await;
+    let outcome = run_container(env, &id, out).await;
+    let succeeded = matches!(outcome, Ok(0));
+    let result = match outcome {
+        Ok(0) => {
+            // Build args in scope show in the history, as dockerd's saveCmd.
+            let args: Vec<String> = state
+                .args
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+                .collect();
+            let created_by = if args.is_empty() {
+                cmd.join(" ")
+            } else {
+                format!("|{} {} {}", args.len(), args.join(" "), cmd.join(" "))
+            };
+            commit(env, state, &id, created_by)
+                .await
+                .map_err(StepError::from)
+        }
+        Ok(code) => Err(StepError {
+            error: Error::internal(format!(
+                "The command '{}' returned a non-zero code: {code}",
+                cmd.join(" ")
+            )),
+            code: Some(code),
+        }),
+        Err(e) => Err(e.into()),
+    };
+    if opts.force_rm || (opts.rm && succeeded && result.is_ok()) {
+        match remove(env, &id).await {
+            Ok(()) => {
+                out.say(format!("Removing intermediate container {}\n", short(&id)))
+                    .await
+            }
+            Err(e) => {
+                out.say(format!(
+                    "Error removing intermediate container {}: {}\n",
+                    short(&id),
+                    e.message()
+                ))
+                .await
+            }
+        }
+    }
+    result
+}
+
+/// Starts the container with its output attached; answers its exit code.
+async fn run_container(env: &BuildEnv, id: &str, out: &mut Output) -> Result<i64> {
+    let (_, actor) = env
+        .containers
+        .send(GetActor {
+            name: id.to_string(),
+        })
+        .await
+        .map_err(unavailable)??;
+    let (mut mine, theirs) = tokio::io::duplex(64 << 10);
+    actor
+        .send(Attach {
+            io: Box::new(theirs),
+            stdin: false,
+            stdout: true,
+            stderr: true,
+            detach_keys: None,
+        })
+        .await
+        .map_err(unavailable)?;
+    actor.send(Start).await.map_err(unavailable)??;
+    // The stream is framed (no tty): [stream, 0, 0, 0, len BE] + bytes.
+    let mut header = [0u8; 8];
+    loop {
+        match mine.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut data = vec![0u8; len];
+        if mine.read_exact(&mut data).await.is_err() {
+            break;
+        }
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if header[0] == 2 {
+            out.stderr(text).await;
+        } else {
+            out.say(text).await;
+        }
+    }
+    let waited = actor
+        .send(Wait(WaitCondition::NotRunning))
+        .await
+        .map_err(unavailable)?;
+    let outcome = waited
+        .await
+        .map_err(|_| Error::internal("the step's container went away"))?;
+    Ok(outcome.status_code)
+}
+
+/// A metadata step: the config changes, no file does (dockerd commits a
+/// container for it; its diff is empty, so the image has no new layer).
+async fn metadata(env: &BuildEnv, state: &mut StageState, cmd: Vec<String>) -> StepResult<()> {
+    let created_by = cmd.join(" ");
+    if state.image.is_empty() {
+        // FROM scratch: an image with no layer at all.
+        let (spool, _) = crate::spool::Spool::create(&env.tmp, "build-scratch")?;
+        let mut config = state.config.clone();
+        config.image = Some(String::new());
+        let spec = crate::images::commit::CommitSpec {
+            container_id: String::new(),
+            container_config: bollard_stubs::models::ContainerConfig {
+                cmd: Some(cmd),
+                ..config.clone()
+            },
+            user_config: config,
+            changes: Vec::new(),
+            author: String::new(),
+            comment: String::new(),
+            parent_id: String::new(),
+            parent_config: Vec::new(),
+            parent_chain: Vec::new(),
+            created: crate::clock::rfc3339_now(),
+            build_step: Some(created_by),
+        };
+        state.image = env
+            .images
+            .send(crate::actors::image_service::CommitImage {
+                layer_tar: spool,
+                spec,
+                tag: None,
+            })
+            .await
+            .map_err(unavailable)??;
+        return Ok(());
+    }
+    let body = ContainerCreateBody {
+        cmd: Some(cmd),
+        ..step_body(&BuildOptions::default(), state, Vec::new())
+    };
+    let id = create(env, body).await?;
+    let committed = commit(env, state, &id, created_by).await;
+    let _ = remove(env, &id).await;
+    committed.map_err(StepError::from)
+}
+
+/// COPY and ADD of local files: the sources, read from the context (or
+/// from `from`'s image), written into a container of the stage's image,
+/// whose change becomes the next image. ADD unpacks nothing yet.
+#[allow(clippy::too_many_arguments)]
+async fn copy(
+    env: &BuildEnv,
+    state: &mut StageState,
+    srcs: &[String],
+    dest: &str,
+    from: Option<&str>,
+    chown: Option<&str>,
+    context: &Path,
+    keyword: &str,
+) -> StepResult<()> {
+    if state.image.is_empty() {
+        return Err(Error::invalid(format!(
+            "berth's builder cannot {keyword} into a stage FROM scratch yet"
+        ))
+        .into());
+    }
+    let dest_is_dir = dest.ends_with('/') || srcs.len() > 1;
+    let dest_abs = if dest.starts_with('/') {
+        b::clean(dest)
+    } else {
+        b::clean(&format!(
+            "{}/{dest}",
+            state.config.working_dir.as_deref().unwrap_or("/")
+        ))
+    };
+    let id = create(
+        env,
+        step_body(
+            &BuildOptions::default(),
+            state,
+            b::nop_cmd(&state.shell, keyword),
+        ),
+    )
+    .await?;
+    let source = match from {
+        Some(image) => {
+            let body = ContainerCreateBody {
+                image: Some(image.to_string()),
+                cmd: Some(vec!["#(nop)".into()]),
+                entrypoint: Some(vec![String::new()]),
+                ..Default::default()
+            };
+            match create(env, body).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let _ = remove(env, &id).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        None => None,
+    };
+    let written = {
+        let (storage, projection) = (env.storage.clone(), env.projection.clone());
+        let (id, source) = (id.clone(), source.clone());
+        let (srcs, dest_abs, chown) = (srcs.to_vec(), dest_abs.clone(), chown.map(str::to_string));
+        let context = context.to_path_buf();
+        let tmp = env.tmp.clone();
+        tokio::task::spawn_blocking(move || {
+            write_sources(
+                &storage,
+                &projection.current(),
+                &id,
+                source.as_deref(),
+                &context,
+                &srcs,
+                &dest_abs,
+                dest_is_dir,
+                chown.as_deref(),
+                &tmp,
+            )
+        })
+        .await
+        .map_err(|e| Error::internal(format!("copying: {e}")))
+        .and_then(|r| r)
+    };
+    if let Some(s) = &source {
+        let _ = remove(env, s).await;
+    }
+    let committed = match written {
+        Ok(hash) => {
+            let cmd = b::nop_one(&state.shell, &format!("{keyword} {hash} in {dest} "));
+            commit(env, state, &id, cmd.join(" ")).await
+        }
+        Err(e) => Err(e),
+    };
+    let _ = remove(env, &id).await;
+    committed.map_err(StepError::from)
+}
+
+/// Writes the sources into container `id` at `dest` (blocking); answers
+/// the sources' hash as dockerd names it in history (`file:<hex>`,
+/// `dir:<hex>`, `multi:<hex>`; ours hashes the copied tar).
+#[allow(clippy::too_many_arguments)]
+fn write_sources(
+    storage: &crate::containers::storage::ContainerStorage,
+    state: &crate::events::projection::State,
+    id: &str,
+    source: Option<&str>,
+    context: &Path,
+    srcs: &[String],
+    dest: &str,
+    dest_is_dir: bool,
+    chown: Option<&str>,
+    tmp: &Path,
+) -> Result<String> {
+    use crate::containers::archive;
+    use sha2::Digest;
+    let root = storage.open_root(state, id)?;
+    let owner = match chown.filter(|c| !c.is_empty()) {
+        None => (0, 0),
+        Some(spec) => {
+            let fd = root.fd.as_fd();
+            let passwd = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/passwd");
+            let group = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/group");
+            let u = crate::drivers::exec::spec::resolve_user(spec, &passwd, &group)?;
+            (u.uid, u.gid)
+        }
+    };
+    let src_root = match source {
+        Some(s) => storage.open_root(state, s)?.fd,
+        None => rustix::fs::open(
+            context,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::internal(format!("opening the build context: {e}")))?,
+    };
+    let what = if source.is_some() {
+        "the source image"
+    } else {
+        "the build context"
+    };
+    let mut hash = sha2::Sha256::new();
+    let mut kinds = Vec::new();
+    for src in srcs {
+        let rel = if source.is_some() {
+            b::clean(src)
+        } else {
+            format!("/{}", b::context_path(src).map_err(Error::invalid)?)
+        };
+        let st = archive::stat(src_root.as_fd(), &rel, what, None).map_err(|e| {
+            if e.kind() == crate::error::ErrorKind::NotFound {
+                Error::invalid(format!(
+                    "COPY failed: file not found in build context or excluded by .dockerignore: stat {}: file does not exist",
+                    src.trim_start_matches('/')
+                ))
+            } else {
+                e
+            }
+        })?;
+        let is_dir = st.mode & (1 << 31) != 0;
+        kinds.push(if is_dir { "dir" } else { "file" });
+        // Where it lands: a directory's contents into dest; a file into
+        // dest when that is a directory, else as dest.
+        let into_existing_dir = !dest_is_dir
+            && !is_dir
+            && archive::stat(root.fd.as_fd(), dest, id, None)
+                .map(|d| d.mode & (1 << 31) != 0)
+                .unwrap_or(false);
+        let (dir, top) = if is_dir {
+            (dest.to_string(), ".".to_string())
+        } else if dest_is_dir || into_existing_dir {
+            (dest.to_string(), st.name.clone())
+        } else {
+            let p = Path::new(dest);
+            (
+                p.parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "/".into()),
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            )
+        };
+        crate::drivers::storage::extract::make_dir_in_root(root.fd.as_fd(), &dir, Some(owner))?;
+        let (spool, file) = crate::spool::Spool::create(tmp, "build-copy")?;
+        archive::write_tar(
+            src_root.as_fd(),
+            &rel,
+            what,
+            Some(&top),
+            None,
+            std::io::BufWriter::new(file),
+        )?;
+        let bytes = std::fs::read(spool.path())
+            .map_err(|e| Error::internal(format!("reading the copied files: {e}")))?;
+        hash.update(&bytes);
+        archive::extract_to(
+            root.fd.as_fd(),
+            &dir,
+            id,
+            std::io::Cursor::new(bytes),
+            Some(owner),
+            root.ids.clone(),
+            false,
+        )?;
+    }
+    let prefix = match kinds.as_slice() {
+        [one] => *one,
+        _ => "multi",
+    };
+    Ok(format!("{prefix}:{}", hex::encode(hash.finalize())))
+}
