@@ -25,6 +25,18 @@ pub fn words(e: &reqwest::Error) -> Option<String> {
     Some(format!("Get {origin:?}: {cause}"))
 }
 
+/// An error and its sources, `a: b: c` (reqwest's own text leaves them out).
+pub fn error_chain(e: &dyn StdError) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        next = s.source();
+    }
+    text
+}
+
 fn cause(e: &reqwest::Error, host_port: &str) -> Option<String> {
     let chain = chain(e);
     if let Some(tls) = chain.iter().find_map(|s| s.downcast_ref::<rustls::Error>()) {
