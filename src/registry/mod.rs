@@ -1,6 +1,7 @@
 //! The distribution client: which endpoints to ask for an image (mirrors first for
 //! docker.io, plain HTTP only for insecure registries), and pulling.
 
+pub mod certs;
 pub mod challenge;
 pub mod client;
 pub mod errors;
@@ -137,8 +138,9 @@ impl RegistrySettings {
 
 impl Endpoint {
     /// The HTTP client for this endpoint: over HTTPS for a registry that is
-    /// not insecure, with the CAs of its certs.d directory (an insecure
-    /// registry's certificate is not checked).
+    /// not insecure, with the CAs and the client identity of its certs.d
+    /// directory (dockerd reads them for secure registries only; an insecure
+    /// one's certificate is not checked).
     pub fn http_client(&self, settings: &RegistrySettings) -> Result<reqwest::Client> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(15))
@@ -146,7 +148,11 @@ impl Endpoint {
         if self.skip_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
         } else if !self.plain_http {
-            builder = builder.tls_certs_merge(trusted_cas(&settings.certs_dir, &self.host));
+            let trust = certs::read(&settings.certs_dir, &self.host)?;
+            builder = builder.tls_certs_merge(trust.roots);
+            if let Some(identity) = trust.identity {
+                builder = builder.identity(identity);
+            }
         }
         builder.build().map_err(|e| {
             Error::internal(format!(
@@ -173,31 +179,6 @@ impl Endpoint {
         )
         .map_err(Error::invalid)
     }
-}
-
-/// The CAs `certs_dir/<host[:port]>/*.crt` hold for registry `host` (in
-/// name order, as dockerd reads them), besides the system's.
-pub fn trusted_cas(certs_dir: &std::path::Path, host: &str) -> Vec<reqwest::Certificate> {
-    let Ok(dir) = std::fs::read_dir(certs_dir.join(host)) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<_> = dir
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-        .collect();
-    paths.sort();
-    let mut out = Vec::new();
-    for p in paths {
-        match std::fs::read(&p).map(|data| reqwest::Certificate::from_pem_bundle(&data)) {
-            Ok(Ok(certs)) => out.extend(certs),
-            Ok(Err(e)) => {
-                tracing::warn!(path = %p.display(), error = %e, "a registry CA that is not PEM")
-            }
-            Err(e) => tracing::warn!(path = %p.display(), error = %e, "reading a registry CA"),
-        }
-    }
-    out
 }
 
 /// Credentials from the X-Registry-Auth header (base64url JSON), as the CLI sends

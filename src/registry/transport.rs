@@ -102,6 +102,44 @@ fn tls_words(e: &rustls::Error) -> String {
         | InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
             "x509: certificate is not valid for this name".into()
         }
+        // The server's alert, as Go's client words it (a registry that wants a
+        // client certificate and got none: `remote error: tls: bad certificate`).
+        AlertReceived(alert) => format!("remote error: tls: {}", go_alert(*alert)),
         other => format!("tls: {other}"),
     }
+}
+
+/// Go's name of a TLS alert (crypto/tls alert.go).
+fn go_alert(a: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription::*;
+    match a {
+        CloseNotify => "close notify",
+        UnexpectedMessage => "unexpected message",
+        BadRecordMac => "bad record MAC",
+        RecordOverflow => "record overflow",
+        HandshakeFailure => "handshake failure",
+        BadCertificate => "bad certificate",
+        UnsupportedCertificate => "unsupported certificate",
+        CertificateRevoked => "revoked certificate",
+        CertificateExpired => "expired certificate",
+        CertificateUnknown => "unknown certificate",
+        IllegalParameter => "illegal parameter",
+        UnknownCA => "unknown certificate authority",
+        AccessDenied => "access denied",
+        DecodeError => "error decoding message",
+        DecryptError => "error decrypting message",
+        ProtocolVersion => "protocol version not supported",
+        InsufficientSecurity => "insufficient security level",
+        InternalError => "internal error",
+        InappropriateFallback => "inappropriate fallback",
+        UserCanceled => "user canceled",
+        NoRenegotiation => "no renegotiation",
+        MissingExtension => "missing extension",
+        UnsupportedExtension => "unsupported extension",
+        UnrecognisedName => "unrecognized name",
+        CertificateRequired => "certificate required",
+        NoApplicationProtocol => "no application protocol",
+        other => return format!("{other:?}"),
+    }
+    .to_string()
 }
