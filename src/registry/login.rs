@@ -6,8 +6,9 @@
 use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::StatusCode;
 
+use super::challenge::Challenge;
 use super::reference::{DOCKER_HUB, DOCKER_HUB_ENDPOINT};
-use super::RegistrySettings;
+use super::{Endpoint, RegistrySettings};
 use crate::error::{Error, Result};
 
 /// The registry host a login names: the CLI sends `https://index.docker.io/v1/`
@@ -30,13 +31,6 @@ pub fn login_host(settings: &RegistrySettings, server: &str) -> String {
     }
 }
 
-/// One challenge parameter (`realm="..."`) from a WWW-Authenticate value.
-fn challenge_param(header: &str, name: &str) -> Option<String> {
-    let at = header.find(&format!("{name}=\""))? + name.len() + 2;
-    let rest = &header[at..];
-    Some(rest[..rest.find('"')?].to_string())
-}
-
 pub async fn login(
     settings: &RegistrySettings,
     server: &str,
@@ -44,23 +38,15 @@ pub async fn login(
     password: &str,
 ) -> Result<()> {
     let host = login_host(settings, server);
-    let scheme = if settings.is_insecure(&host) {
-        "http"
-    } else {
-        "https"
+    let endpoint = Endpoint {
+        plain_http: settings.is_insecure(&host),
+        host: host.clone(),
+        skip_verify: false,
+        mirror: false,
     };
+    let scheme = if endpoint.plain_http { "http" } else { "https" };
     let url = format!("{scheme}://{host}/v2/");
-    let mut builder =
-        reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(15));
-    for ca in super::trusted_cas(&settings.certs_dir, &host) {
-        match reqwest::Certificate::from_pem(&ca.data) {
-            Ok(c) => builder = builder.add_root_certificate(c),
-            Err(e) => tracing::warn!(registry = %host, error = %e, "a registry CA that is not PEM"),
-        }
-    }
-    let client = builder
-        .build()
-        .map_err(|e| Error::internal(format!("registry client: {e}")))?;
+    let client = endpoint.http_client(settings)?;
     let get_failed = |e: reqwest::Error| {
         Error::internal(super::transport::words(&e).unwrap_or_else(|| format!("Get {url:?}: {e}")))
     };
@@ -80,34 +66,41 @@ pub async fn login(
             first.status()
         )));
     }
-    let scheme_word = challenge.split_whitespace().next().unwrap_or_default();
-    if scheme_word.eq_ignore_ascii_case("basic") {
-        let r = client
-            .get(&url)
-            .basic_auth(user, Some(password))
-            .send()
-            .await
-            .map_err(get_failed)?;
-        if r.status().is_success() {
-            return Ok(());
+    let (realm, service) = match Challenge::parse(&challenge) {
+        Some(Challenge::Basic) => {
+            let r = client
+                .get(&url)
+                .basic_auth(user, Some(password))
+                .send()
+                .await
+                .map_err(get_failed)?;
+            if r.status().is_success() {
+                return Ok(());
+            }
+            return Err(Error::unauthorized(format!(
+                "login attempt to {url} failed with status: {}",
+                r.status()
+            )));
         }
-        return Err(Error::unauthorized(format!(
-            "login attempt to {url} failed with status: {}",
-            r.status()
-        )));
-    }
-    let realm = challenge_param(&challenge, "realm")
-        .ok_or_else(|| Error::internal(format!("{url}: a bearer challenge without a realm")))?;
-    let mut query = vec![
-        ("account", user.to_string()),
-        ("client_id", "docker".into()),
-    ];
-    if let Some(service) = challenge_param(&challenge, "service") {
-        query.push(("service", service));
+        Some(Challenge::Bearer { realm, service }) => (realm, service),
+        None => {
+            return Err(Error::internal(format!(
+                "{url}: a challenge berthd cannot answer: {challenge}"
+            )))
+        }
+    };
+    let mut token_url = reqwest::Url::parse(&realm)
+        .map_err(|e| Error::internal(format!("{url}: the token realm {realm:?}: {e}")))?;
+    {
+        let mut q = token_url.query_pairs_mut();
+        q.append_pair("account", user);
+        q.append_pair("client_id", "docker");
+        if let Some(service) = &service {
+            q.append_pair("service", service);
+        }
     }
     let r = client
-        .get(&realm)
-        .query(&query)
+        .get(token_url)
         .basic_auth(user, Some(password))
         .send()
         .await
@@ -137,16 +130,5 @@ mod tests {
             login_host(&s, "http://reg.example:8080/v2/"),
             "reg.example:8080"
         );
-    }
-
-    #[test]
-    fn challenge_parameters() {
-        let h = r#"Bearer realm="http://127.0.0.1:1/token",service="svc""#;
-        assert_eq!(
-            challenge_param(h, "realm").as_deref(),
-            Some("http://127.0.0.1:1/token")
-        );
-        assert_eq!(challenge_param(h, "service").as_deref(), Some("svc"));
-        assert_eq!(challenge_param(h, "scope"), None);
     }
 }

@@ -1,6 +1,10 @@
 //! The distribution client: which endpoints to ask for an image (mirrors first for
 //! docker.io, plain HTTP only for insecure registries), and pulling.
 
+pub mod certs;
+pub mod challenge;
+pub mod client;
+pub mod errors;
 pub mod login;
 pub mod manifest;
 pub mod pull;
@@ -10,10 +14,10 @@ pub mod transport;
 
 use std::net::IpAddr;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 use serde::Deserialize;
 
+use crate::error::{Error, Result};
+pub use client::RegistryAuth;
 use reference::{Reference, DOCKER_HUB, DOCKER_HUB_ENDPOINT};
 
 /// Mirrors and insecure registries, from flags and daemon.json.
@@ -133,66 +137,48 @@ impl RegistrySettings {
 }
 
 impl Endpoint {
-    pub fn client(&self, settings: &RegistrySettings) -> oci_client::Client {
-        let max_concurrent_download = settings.max_concurrent_downloads;
-        oci_client::Client::new(ClientConfig {
-            extra_root_certificates: trusted_cas(&settings.certs_dir, &self.host),
-            accept_invalid_certificates: self.skip_verify,
-            protocol: if self.plain_http {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            max_concurrent_download: max_concurrent_download.max(1),
-            connect_timeout: Some(std::time::Duration::from_secs(15)),
-            ..Default::default()
-        })
-    }
-
-    /// The reference as this endpoint names it.
-    pub fn oci_reference(&self, r: &Reference) -> oci_client::Reference {
-        match (&r.digest, &r.tag) {
-            (Some(d), _) => {
-                oci_client::Reference::with_digest(self.host.clone(), r.path.clone(), d.clone())
-            }
-            (None, Some(t)) => {
-                oci_client::Reference::with_tag(self.host.clone(), r.path.clone(), t.clone())
-            }
-            (None, None) => {
-                oci_client::Reference::with_tag(self.host.clone(), r.path.clone(), "latest".into())
+    /// The HTTP client for this endpoint: over HTTPS for a registry that is
+    /// not insecure, with the CAs and the client identity of its certs.d
+    /// directory (dockerd reads them for secure registries only; an insecure
+    /// one's certificate is not checked).
+    pub fn http_client(&self, settings: &RegistrySettings) -> Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")));
+        if self.skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        } else if !self.plain_http {
+            let trust = certs::read(&settings.certs_dir, &self.host)?;
+            builder = builder.tls_certs_merge(trust.roots);
+            if let Some(identity) = trust.identity {
+                builder = builder.identity(identity);
             }
         }
-    }
-}
-
-/// The CAs `certs_dir/<host[:port]>/*.crt` hold for registry `host` (in
-/// name order, as dockerd reads them), besides the system's.
-pub fn trusted_cas(
-    certs_dir: &std::path::Path,
-    host: &str,
-) -> Vec<oci_client::client::Certificate> {
-    let Ok(dir) = std::fs::read_dir(certs_dir.join(host)) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<_> = dir
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .filter_map(|p| match std::fs::read(&p) {
-            Ok(data) => Some(oci_client::client::Certificate {
-                encoding: oci_client::client::CertificateEncoding::Pem,
-                data,
-            }),
-            Err(e) => {
-                tracing::warn!(path = %p.display(), error = %e, "reading a registry CA");
-                None
-            }
+        builder.build().map_err(|e| {
+            Error::internal(format!(
+                "a client for registry {}: {}",
+                self.host,
+                transport::error_chain(&e)
+            ))
         })
-        .collect()
+    }
+
+    /// A client for repository `r.path` at this endpoint, with `auth`.
+    pub fn client(
+        &self,
+        settings: &RegistrySettings,
+        r: &Reference,
+        auth: &RegistryAuth,
+    ) -> Result<client::Client> {
+        client::Client::new(
+            self.http_client(settings)?,
+            self.plain_http,
+            &self.host,
+            &r.path,
+            auth.clone(),
+        )
+        .map_err(Error::invalid)
+    }
 }
 
 /// Credentials from the X-Registry-Auth header (base64url JSON), as the CLI sends

@@ -9,14 +9,14 @@ use std::io::Read;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, info};
 
+use super::client::Client;
+use super::errors::RegistryError;
 use super::manifest::{self, ImageConfig, Manifest};
 use super::reference::Reference;
-use super::{Endpoint, RegistrySettings};
+use super::{Endpoint, RegistryAuth, RegistrySettings};
 use crate::drivers::storage::overlay2::{LayerStore, Staged};
 use crate::error::{Error, Result};
 use crate::store::blobs::{sha256_digest, BlobStore, BlobWriter, TeeReader};
@@ -79,51 +79,43 @@ fn short(digest: &str) -> String {
 }
 
 /// dockerd's wording for registry failures; the kind sets the HTTP status.
-fn registry_error(r: &Reference, e: &OciDistributionError) -> Error {
+fn registry_error(r: &Reference, e: &RegistryError) -> Error {
     let name = r.to_string();
-    match e {
-        OciDistributionError::ImageManifestNotFoundError(_) => Error::not_found(format!(
+    let manifest_unknown = || {
+        Error::not_found(format!(
             "manifest for {name} not found: manifest unknown: manifest unknown"
-        )),
-        OciDistributionError::RegistryError { envelope, .. } => {
-            let first = envelope.errors.first();
-            match first.map(|x| &x.code) {
-                Some(OciErrorCode::ManifestUnknown) => {
-                    Error::not_found(format!("manifest for {name} not found: manifest unknown: manifest unknown"))
-                }
-                Some(OciErrorCode::NameUnknown) => Error::not_found(format!(
-                    "pull access denied for {}, repository does not exist or may require 'docker login': name unknown: {}",
-                    r.familiar_name(),
-                    first.map(|x| x.message.as_str()).unwrap_or("")
-                )),
-                Some(OciErrorCode::Unauthorized) | Some(OciErrorCode::Denied) => Error::new(
-                    crate::error::ErrorKind::Forbidden,
-                    format!(
-                        "pull access denied for {}, repository does not exist or may require 'docker login': denied: {}",
-                        r.familiar_name(),
-                        first.map(|x| x.message.as_str()).unwrap_or("")
-                    ),
-                ),
-                _ => Error::internal(format!("error pulling {name}: {e}")),
-            }
-        }
-        OciDistributionError::AuthenticationFailure(m) => Error::new(
-            crate::error::ErrorKind::Forbidden,
-            format!("pull access denied for {}: {m}", r.familiar_name()),
-        ),
+        ))
+    };
+    let first = e.first_detail();
+    let message = first.map(|x| x.message.as_str()).unwrap_or("");
+    match (e, first.map(|x| x.code.as_str())) {
         // dockerd: `Head "<url>": unauthorized: ...` with status 500, on purpose:
         // on a 401 the docker CLI stops to prompt for a login instead.
-        OciDistributionError::UnauthorizedError { url } => Error::internal(format!(
+        (RegistryError::Unauthorized { url, .. }, _) => Error::internal(format!(
             "Head {url:?}: unauthorized: authentication required"
         )),
-        OciDistributionError::ServerError { code: 404, .. } => Error::not_found(format!(
-            "manifest for {name} not found: manifest unknown: manifest unknown"
+        (_, Some("MANIFEST_UNKNOWN")) => manifest_unknown(),
+        (_, Some("NAME_UNKNOWN")) => Error::not_found(format!(
+            "pull access denied for {}, repository does not exist or may require 'docker login': name unknown: {message}",
+            r.familiar_name(),
         )),
-        OciDistributionError::RequestError(re) => match super::transport::words(re) {
+        (_, Some("UNAUTHORIZED" | "DENIED")) => Error::new(
+            crate::error::ErrorKind::Forbidden,
+            format!(
+                "pull access denied for {}, repository does not exist or may require 'docker login': denied: {message}",
+                r.familiar_name(),
+            ),
+        ),
+        (RegistryError::Token { .. }, _) => Error::new(
+            crate::error::ErrorKind::Forbidden,
+            format!("pull access denied for {}: {e}", r.familiar_name()),
+        ),
+        (RegistryError::Status { status, .. }, None) if status.as_u16() == 404 => manifest_unknown(),
+        (RegistryError::Transport(re), _) => match super::transport::words(re) {
             Some(words) => Error::internal(words),
-            None => Error::internal(format!("error pulling {name}: {re}")),
+            None => Error::internal(format!("error pulling {name}: {e}")),
         },
-        other => Error::internal(format!("error pulling {name}: {other}")),
+        _ => Error::internal(format!("error pulling {name}: {e}")),
     }
 }
 
@@ -132,21 +124,18 @@ pub async fn resolve(
     settings: &RegistrySettings,
     r: &Reference,
     auth: &RegistryAuth,
-) -> Result<(Endpoint, oci_client::Client, bytes::Bytes, String)> {
+) -> Result<(Endpoint, Client, bytes::Bytes, String)> {
     let mut last: Option<Error> = None;
     for ep in settings.endpoints(r) {
-        let client = ep.client(settings);
-        let oref = ep.oci_reference(r);
-        match client
-            .pull_manifest_raw(&oref, auth, manifest::ACCEPTED)
-            .await
-        {
+        // A certs.d directory that is wrong fails the pull, as dockerd's lookup.
+        let client = ep.client(settings, r, auth)?;
+        match client.manifest(r.manifest_ref()).await {
             Ok((bytes, digest)) => return Ok((ep, client, bytes, digest)),
             Err(e) => {
                 debug!(endpoint = %ep.host, error = %e, "manifest lookup failed");
                 let err = registry_error(r, &e);
                 // An insecure registry that does not speak TLS: plain HTTP next.
-                if ep.skip_verify && matches!(e, OciDistributionError::RequestError(_)) {
+                if ep.skip_verify && matches!(e, RegistryError::Transport(_)) {
                     last = Some(err);
                     continue;
                 }
@@ -170,7 +159,7 @@ pub async fn pull(
     auth: &RegistryAuth,
     progress: &ProgressTx,
 ) -> Result<Pulled> {
-    let (ep, client, bytes, digest) = resolve(settings, r, auth).await?;
+    let (_, client, bytes, digest) = resolve(settings, r, auth).await?;
     let _ = progress.send(Progress::status(
         Some(r.tag.as_deref().or(r.digest.as_deref()).unwrap_or("latest")),
         format!("Pulling from {}", r.path),
@@ -198,14 +187,8 @@ pub async fn pull(
                     want.os, want.architecture
                 ))
             })?;
-            let by_digest = Reference {
-                digest: Some(entry.digest.clone()),
-                tag: None,
-                ..r.clone()
-            };
-            let oref = ep.oci_reference(&by_digest);
             let (inner, _) = client
-                .pull_manifest_raw(&oref, auth, manifest::ACCEPTED)
+                .manifest(&entry.digest)
                 .await
                 .map_err(|e| registry_error(r, &e))?;
             if sha256_digest(&inner) != entry.digest {
@@ -224,12 +207,11 @@ pub async fn pull(
         }
     };
 
-    let oref = ep.oci_reference(r);
-    let mut config = Vec::new();
-    client
-        .pull_blob(&oref, image_manifest.config.digest.as_str(), &mut config)
+    let config = client
+        .blob(&image_manifest.config.digest)
         .await
-        .map_err(|e| Error::internal(format!("fetching the image config: {e}")))?;
+        .map_err(|e| Error::internal(format!("fetching the image config: {e}")))?
+        .to_vec();
     if sha256_digest(&config) != image_manifest.config.digest {
         return Err(Error::invalid(format!(
             "the image config does not match its digest {}",
@@ -262,9 +244,8 @@ pub async fn pull(
         if i >= settings.max_concurrent_downloads.max(1) {
             let _ = progress.send(Progress::status(Some(&id), "Waiting"));
         }
-        let (client, oref, layer, layers, progress, permits) = (
+        let (client, layer, layers, progress, permits) = (
             client.clone(),
-            oref.clone(),
             layer.clone(),
             Arc::clone(&layers),
             progress.clone(),
@@ -279,7 +260,7 @@ pub async fn pull(
                     .acquire()
                     .await
                     .map_err(|_| Error::internal("download slots closed"))?;
-                fetch_layer(&client, &oref, &layer, &diff_id, layers, blobs, &progress).await
+                fetch_layer(&client, &layer, &diff_id, layers, blobs, &progress).await
             }),
         ));
     }
@@ -344,8 +325,7 @@ pub async fn pull(
 
 /// Downloads one layer into a staged directory, extracting while it arrives.
 async fn fetch_layer(
-    client: &oci_client::Client,
-    oref: &oci_client::Reference,
+    client: &Client,
     layer: &manifest::Descriptor,
     diff_id: &str,
     layers: Arc<LayerStore>,
@@ -354,7 +334,7 @@ async fn fetch_layer(
 ) -> Result<(Staged, u64, BlobWriter)> {
     let id = short(&layer.digest);
     let mut stream = client
-        .pull_blob_stream(oref, layer.digest.as_str())
+        .blob_stream(&layer.digest)
         .await
         .map_err(|e| Error::internal(format!("fetching layer {}: {e}", layer.digest)))?;
     let total = stream.content_length.unwrap_or(layer.size.max(0) as u64);

@@ -3,12 +3,10 @@
 //! was pulled with is pushed as it was when it still describes exactly these blobs,
 //! so a pushed-back image keeps its digest.
 
-use oci_client::secrets::RegistryAuth;
-use oci_client::RegistryOperation;
-
+use super::client::Access;
 use super::pull::{Progress, ProgressTx};
 use super::reference::{Reference, DOCKER_HUB, DOCKER_HUB_ENDPOINT};
-use super::{Endpoint, RegistrySettings};
+use super::{Endpoint, RegistryAuth, RegistrySettings};
 use crate::error::{Error, Result};
 use crate::events::projection::{ImageRecord, State};
 use crate::store::blobs::{sha256_digest, BlobStore};
@@ -94,14 +92,13 @@ pub async fn push(
         skip_verify: false,
         mirror: false,
     };
-    let client = ep.client(settings);
-    let oref = ep.oci_reference(r);
+    let client = ep.client(settings, r, auth)?;
     let _ = progress.send(Progress::status(
         None,
         format!("The push refers to repository [{}]", r.full_name()),
     ));
     client
-        .auth(&oref, auth, RegistryOperation::Push)
+        .authorize(Access::Push)
         .await
         .map_err(|e| push_error(r, e))?;
     for l in image.layers.iter().rev() {
@@ -110,7 +107,7 @@ pub async fn push(
     for l in image.layers.iter().rev() {
         let id = short(&l.digest);
         if client
-            .blob_exists(&oref, &l.digest)
+            .blob_exists(&l.digest)
             .await
             .map_err(|e| push_error(r, e))?
         {
@@ -127,18 +124,18 @@ pub async fn push(
             aux: None,
         });
         client
-            .push_blob(&oref, data, &l.digest)
+            .push_blob(&l.digest, data.into())
             .await
             .map_err(|e| push_error(r, e))?;
         let _ = progress.send(Progress::status(Some(&id), "Pushed"));
     }
     if !client
-        .blob_exists(&oref, &image.config_digest)
+        .blob_exists(&image.config_digest)
         .await
         .map_err(|e| push_error(r, e))?
     {
         client
-            .push_blob(&oref, image.config.clone(), &image.config_digest)
+            .push_blob(&image.config_digest, image.config.clone().into())
             .await
             .map_err(|e| push_error(r, e))?;
     }
@@ -146,12 +143,10 @@ pub async fn push(
         .manifest
         .clone()
         .unwrap_or_else(|| build_manifest(image));
-    let content_type =
-        axum::http::HeaderValue::from_str(&media_type).map_err(|e| push_error(r, e))?;
     let digest = sha256_digest(&body);
     let size = body.len();
     client
-        .push_manifest_raw(&oref, body, content_type)
+        .push_manifest(r.manifest_ref(), body.into(), &media_type)
         .await
         .map_err(|e| push_error(r, e))?;
     Ok((digest, size))

@@ -25,6 +25,18 @@ pub fn words(e: &reqwest::Error) -> Option<String> {
     Some(format!("Get {origin:?}: {cause}"))
 }
 
+/// An error and its sources, `a: b: c` (reqwest's own text leaves them out).
+pub fn error_chain(e: &dyn StdError) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        next = s.source();
+    }
+    text
+}
+
 fn cause(e: &reqwest::Error, host_port: &str) -> Option<String> {
     let chain = chain(e);
     if let Some(tls) = chain.iter().find_map(|s| s.downcast_ref::<rustls::Error>()) {
@@ -90,6 +102,44 @@ fn tls_words(e: &rustls::Error) -> String {
         | InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
             "x509: certificate is not valid for this name".into()
         }
+        // The server's alert, as Go's client words it (a registry that wants a
+        // client certificate and got none: `remote error: tls: bad certificate`).
+        AlertReceived(alert) => format!("remote error: tls: {}", go_alert(*alert)),
         other => format!("tls: {other}"),
     }
+}
+
+/// Go's name of a TLS alert (crypto/tls alert.go).
+fn go_alert(a: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription::*;
+    match a {
+        CloseNotify => "close notify",
+        UnexpectedMessage => "unexpected message",
+        BadRecordMac => "bad record MAC",
+        RecordOverflow => "record overflow",
+        HandshakeFailure => "handshake failure",
+        BadCertificate => "bad certificate",
+        UnsupportedCertificate => "unsupported certificate",
+        CertificateRevoked => "revoked certificate",
+        CertificateExpired => "expired certificate",
+        CertificateUnknown => "unknown certificate",
+        IllegalParameter => "illegal parameter",
+        UnknownCA => "unknown certificate authority",
+        AccessDenied => "access denied",
+        DecodeError => "error decoding message",
+        DecryptError => "error decrypting message",
+        ProtocolVersion => "protocol version not supported",
+        InsufficientSecurity => "insufficient security level",
+        InternalError => "internal error",
+        InappropriateFallback => "inappropriate fallback",
+        UserCanceled => "user canceled",
+        NoRenegotiation => "no renegotiation",
+        MissingExtension => "missing extension",
+        UnsupportedExtension => "unsupported extension",
+        UnrecognisedName => "unrecognized name",
+        CertificateRequired => "certificate required",
+        NoApplicationProtocol => "no application protocol",
+        other => return format!("{other:?}"),
+    }
+    .to_string()
 }

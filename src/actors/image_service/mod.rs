@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
-use oci_client::secrets::RegistryAuth;
 use tokio::sync::mpsc;
 
 use super::event_log::{append, EventLog};
@@ -18,7 +17,7 @@ use crate::events::Event;
 use crate::images::query::resolve;
 use crate::registry::pull::{self, Progress};
 use crate::registry::reference::Reference;
-use crate::registry::RegistrySettings;
+use crate::registry::{RegistryAuth, RegistrySettings};
 use crate::store::blobs::BlobStore;
 
 mod archives;

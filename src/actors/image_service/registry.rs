@@ -110,7 +110,7 @@ impl Handler<Distribution> for ImageService {
         let settings = self.settings.clone();
         Box::pin(async move {
             let r = msg.reference;
-            let (ep, client, bytes, digest) = pull::resolve(&settings, &r, &msg.auth).await?;
+            let (_, client, bytes, digest) = pull::resolve(&settings, &r, &msg.auth).await?;
             let parsed = Manifest::parse(&bytes)?;
             let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
@@ -134,9 +134,8 @@ impl Handler<Distribution> for ImageService {
                     .collect(),
                 Manifest::Image(m) => {
                     // A single manifest names no platform: its config does.
-                    let mut config = Vec::new();
-                    client
-                        .pull_blob(&ep.oci_reference(&r), m.config.digest.as_str(), &mut config)
+                    let config = client
+                        .blob(&m.config.digest)
                         .await
                         .map_err(|e| Error::internal(format!("fetching the image config: {e}")))?;
                     let c: crate::registry::manifest::ImageConfig = serde_json::from_slice(&config)

@@ -803,7 +803,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Value> {
 
 /// An I/O error as Go words it ("no such file or directory"): Rust's text
 /// without its "(os error N)", in lower case.
-fn go_io_words(e: &std::io::Error) -> String {
+pub fn go_io_words(e: &std::io::Error) -> String {
     let why = e.to_string();
     why.split(" (os error")
         .next()
