@@ -1,0 +1,88 @@
+# shellcheck shell=bash disable=SC2154 # $root, $WORK, $REG, $PIDFILE: set by docker-compat/run
+# berthd as a host service: the systemd units of contrib/systemd/ and a berthd
+# started from a socket as systemd starts it.
+# Nothing here needs systemd running (this machine boots none): systemd-analyze
+# and systemd-socket-activate come with Debian's systemd package.
+
+# verify_units DIR: `systemd-analyze verify` of DIR's berthd.service and
+# berthd.socket; prints what it printed, fails when it exits non-zero or prints
+# anything. It reports problems such as an unknown key only as a warning on
+# stderr and still exits 0, so the silence is the check.
+verify_units() {
+  local out code=0
+  out=$(cd "$1" && systemd-analyze verify berthd.service berthd.socket 2>&1) || code=$?
+  echo "$out"
+  [ "$code" -eq 0 ] && [ -z "$out" ]
+}
+
+scenario_systemd_units_verify() {
+  local dir=$WORK/units
+  mkdir -p "$dir"
+  # verify checks that ExecStart's binary exists: the units point at $BERTHD.
+  sed "s|/usr/bin/berthd|$BERTHD|g" "$root/contrib/systemd/berthd.service" > "$dir/berthd.service"
+  cp "$root/contrib/systemd/berthd.socket" "$dir/"
+  expect_eq "$(grep '^ExecStart=' "$dir/berthd.service")" "ExecStart=$BERTHD -H fd://"
+  local out
+  out=$(verify_units "$dir") || fail "systemd-analyze verify: $out"
+  # What dockerd's units promise, in ours.
+  local unit; unit=$(cat "$root/contrib/systemd/berthd.service")
+  # shellcheck disable=SC2016 # $MAINPID is systemd's, literally in the unit
+  for line in 'ExecStart=/usr/bin/berthd -H fd://' 'Requires=berthd.socket' 'Delegate=yes' \
+    'KillMode=process' 'LimitNOFILE=infinity' 'LimitNPROC=infinity' 'TasksMax=infinity' \
+    'ExecReload=/bin/kill -s HUP $MAINPID' 'Restart=always' 'StartLimitBurst=3' 'StartLimitIntervalSec=60'; do
+    grep -qxF "$line" <<<"$unit" || fail "berthd.service has no line [$line]"
+  done
+  if grep -q -- '--containerd' <<<"$unit"; then fail "berthd.service names a containerd"; fi
+  local socket; socket=$(cat "$root/contrib/systemd/berthd.socket")
+  for line in 'ListenStream=/run/berth.sock' 'SocketMode=0660' 'SocketGroup=docker'; do
+    grep -qxF "$line" <<<"$socket" || fail "berthd.socket has no line [$line]"
+  done
+  # The check above fails on a broken unit: a misspelled key, a missing binary.
+  sed -i 's/^Delegate=yes/Delegat=yes/' "$dir/berthd.service"
+  if out=$(verify_units "$dir"); then fail "a misspelled key passed systemd-analyze verify"; fi
+  expect_contains "$out" "Unknown key 'Delegat' in section [Service]"
+  sed "s|/usr/bin/berthd|$WORK/no/berthd|g" "$root/contrib/systemd/berthd.service" > "$dir/berthd.service"
+  if out=$(verify_units "$dir"); then fail "a missing ExecStart binary passed systemd-analyze verify"; fi
+  expect_contains "$out" "Command $WORK/no/berthd is not executable"
+}
+
+scenario_service_socket_activated_berthd_answers() {
+  local dir=$WORK/svc
+  mkdir -p "$dir"
+  rm -f "$dir/net-cleaned"
+  echo '{}' > "$dir/daemon.json"
+  # As systemd with berthd.socket: it binds the socket, and on the first
+  # connection execs berthd in its own process with the socket as fd 3,
+  # LISTEN_FDS=1 and LISTEN_PID (the ExecStart of berthd.service, and the
+  # roots of this run).
+  systemd-socket-activate -l "$dir/berth.sock" \
+    "$BERTHD" -H fd:// --data-root "$dir/data" --exec-root "$dir/exec" \
+    --config-file "$dir/daemon.json" --registry-mirror "http://$REG" --log-level debug \
+    >>"$dir/berthd.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >> "$PIDFILE"
+  echo "$pid" > "$dir/pid"
+  for _ in $(seq 100); do [ -S "$dir/berth.sock" ] && break; sleep 0.05; done
+  [ -S "$dir/berth.sock" ] || fail "systemd-socket-activate did not listen: $(cat "$dir/berthd.log")"
+  expect_eq "$(readlink "/proc/$pid/exe")" "$(command -v systemd-socket-activate)" "no berthd before a client comes"
+  # The connection that starts berthd is answered: it waited in the backlog.
+  local out
+  out=$(d svc version --format '{{.Server.Version}} {{.Server.Os}}') || fail "version over the activated socket: $out
+$(cat "$dir/berthd.log")"
+  expect_eq "${out#* }" "linux"
+  expect_eq "$(readlink "/proc/$pid/exe")" "$(readlink -f "$BERTHD")" "berthd runs in the pid systemd started"
+  expect_contains "$(cat "$dir/berthd.log")" "Communication attempt on fd 3"
+  d svc pull -q busybox >/dev/null
+  d svc run --rm busybox true
+  expect_eq "$(d svc run --rm busybox echo hi)" "hi"
+  expect_eq "$(d svc ps -aq)" ""
+  # Stopped as systemd stops it (SIGTERM to the main process): exit 0, and the
+  # socket, which systemd owns and keeps listening on, stays where it is.
+  kill -TERM "$pid"
+  local code=0
+  wait "$pid" || code=$?
+  expect_eq "$code" "0" "berthd's exit on SIGTERM"
+  [ -S "$dir/berth.sock" ] || fail "berthd removed the socket it was passed"
+  "$BERTHD" network-cleanup --data-root "$dir/data" --exec-root "$dir/exec"
+  touch "$dir/net-cleaned"
+}
