@@ -1,6 +1,6 @@
 # shellcheck shell=bash disable=SC2154 # $root, $WORK, $REG, $PIDFILE: set by docker-compat/run
-# berthd as a host service: the systemd units of contrib/systemd/ and a berthd
-# started from a socket as systemd starts it.
+# berthd as a host service: the systemd units of contrib/systemd/, a berthd
+# started from a socket as systemd starts it, and the .deb of scripts/package.sh.
 # Nothing here needs systemd running (this machine boots none): systemd-analyze
 # and systemd-socket-activate come with Debian's systemd package.
 
@@ -85,4 +85,82 @@ $(cat "$dir/berthd.log")"
   [ -S "$dir/berth.sock" ] || fail "berthd removed the socket it was passed"
   "$BERTHD" network-cleanup --data-root "$dir/data" --exec-root "$dir/exec"
   touch "$dir/net-cleaned"
+}
+
+scenario_deb_package_builds_and_installs_into_a_root() {
+  local dir=$WORK/deb
+  mkdir -p "$dir"
+  local version arch
+  version=$(awk '/^\[/ { pkg = ($0 == "[package]") } pkg && /^version *=/ { gsub(/"/, "", $3); print $3; exit }' "$root/Cargo.toml")
+  arch=$(dpkg --print-architecture)
+  # The package of the binaries under test (their target dir; both are there,
+  # so nothing is built). gzip at level 1: the release's xz takes half a minute
+  # of a shared CPU, and what is checked here is what the package holds.
+  local target; target=$(cd "$(dirname "$BERTHD")/.." && pwd)
+  local deb
+  deb=$(CARGO_TARGET_DIR=$target DPKG_DEB_COMPRESSOR_TYPE=gzip DPKG_DEB_COMPRESSOR_LEVEL=1 \
+    bash "$root/scripts/package.sh" "$dir/berth.deb" 2>"$dir/package.err") || fail "package.sh: $(cat "$dir/package.err")"
+  expect_eq "$deb" "$dir/berth.deb"
+  expect_eq "$(dpkg-deb -f "$deb" Package Version Architecture)" "Package: berth
+Version: $version
+Architecture: $arch"
+  local depends; depends=$(dpkg-deb -f "$deb" Depends)
+  for dep in 'libc6 (>= ' 'libseccomp2 (>= ' iptables kmod procps passwd; do
+    expect_contains "$depends" "$dep"
+  done
+  expect_contains "$(dpkg-deb --info "$deb")" "conffiles"
+  expect_eq "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles)" "/etc/berth/daemon.json"
+  expect_eq "$(dpkg-deb --contents "$deb" | awk '$1 !~ /^d/ {print $1, $6}' | sort)" "-rw-r--r-- ./etc/berth/daemon.json
+-rw-r--r-- ./lib/systemd/system/berthd.service
+-rw-r--r-- ./lib/systemd/system/berthd.socket
+-rw-r--r-- ./usr/share/doc/berth/README.md
+-rw-r--r-- ./usr/share/doc/berth/copyright
+-rwxr-xr-x ./usr/bin/berth-shim
+-rwxr-xr-x ./usr/bin/berthd"
+
+  # Installed by dpkg into a root of its own (the host's /usr stays as it is):
+  # unpacked and its conffile recorded; configure would run postinst chrooted
+  # into a root with no shell, so postinst runs below with stubs.
+  local r=$dir/root
+  mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates"
+  touch "$r/var/lib/dpkg/status"
+  dpkg --root="$r" --force-not-root --force-depends --unpack "$deb" >"$dir/dpkg.out" 2>&1 || fail "dpkg --unpack: $(cat "$dir/dpkg.out")"
+  expect_eq "$(dpkg-query --admindir="$r/var/lib/dpkg" -W -f='${Status} ${Version}' berth)" "install ok unpacked $version"
+  expect_eq "$(dpkg-query --admindir="$r/var/lib/dpkg" -W -f='${Conffiles}' berth | xargs)" "/etc/berth/daemon.json newconffile"
+  expect_eq "$(cat "$r/etc/berth/daemon.json.dpkg-new")" "{}"
+  expect_eq "$("$r/usr/bin/berthd" --version)" "$("$BERTHD" --version)"
+  expect_contains "$("$r/usr/bin/berthd" --version)" "Berth version $version,"
+  [ -x "$r/usr/bin/berth-shim" ] || fail "no berth-shim beside berthd"
+  if readelf -d "$r/usr/bin/berth-shim" | grep -q '(NEEDED)'; then fail "the packaged berth-shim is not static"; fi
+  # shellcheck disable=SC2016 # $MAINPID is systemd's, literally in the unit
+  expect_eq "$(grep -h '^Exec' "$r/lib/systemd/system/berthd.service")" 'ExecStart=/usr/bin/berthd -H fd://
+ExecReload=/bin/kill -s HUP $MAINPID'
+  expect_eq "$(grep -h '^ListenStream=' "$r/lib/systemd/system/berthd.socket")" "ListenStream=/run/berth.sock"
+
+  # The installed (stripped) berthd runs a container through the installed shim.
+  BERTHD=$r/usr/bin/berthd start_with_busybox debroot
+  expect_eq "$(d debroot run --rm busybox echo hi)" "hi"
+  stop_berthd debroot
+  expect_eq "$STOP_CODE" "0"
+
+  # postinst: the group of SocketGroup= on a first install, and nothing on an
+  # upgrade; no systemctl where systemd does not run (/run/systemd/system).
+  dpkg-deb -e "$deb" "$dir/ctl"
+  mkdir -p "$dir/stubs"
+  printf '#!/bin/sh\nexit 2\n' > "$dir/stubs/getent"
+  printf '#!/bin/sh\necho "groupadd $*" >> %s\n' "$dir/calls" > "$dir/stubs/groupadd"
+  printf '#!/bin/sh\necho "systemctl $*" >> %s\n' "$dir/calls" > "$dir/stubs/systemctl"
+  chmod +x "$dir/stubs/"*
+  for s in postinst prerm postrm; do sh -n "$dir/ctl/$s"; done
+  PATH=$dir/stubs:$PATH sh "$dir/ctl/postinst" configure ""
+  PATH=$dir/stubs:$PATH sh "$dir/ctl/postinst" configure 0.0.9
+  PATH=$dir/stubs:$PATH sh "$dir/ctl/prerm" remove
+  PATH=$dir/stubs:$PATH sh "$dir/ctl/postrm" remove
+  local want="groupadd --system docker"
+  [ -d /run/systemd/system ] && want="$want
+systemctl --system daemon-reload
+systemctl --system daemon-reload
+systemctl --system stop berthd.service berthd.socket
+systemctl --system daemon-reload"
+  expect_eq "$(cat "$dir/calls")" "$want"
 }
