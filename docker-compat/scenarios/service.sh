@@ -17,6 +17,7 @@ verify_units() {
 
 scenario_systemd_units_verify() {
   local dir=$WORK/units
+  rm -rf "$dir"
   mkdir -p "$dir"
   # verify checks that ExecStart's binary exists: the units point at $BERTHD.
   sed "s|/usr/bin/berthd|$BERTHD|g" "$root/contrib/systemd/berthd.service" > "$dir/berthd.service"
@@ -89,6 +90,9 @@ $(cat "$dir/berthd.log")"
 
 scenario_deb_package_builds_and_installs_into_a_root() {
   local dir=$WORK/deb
+  # Not removed between runs by docker-compat/run (it has no data/): a second
+  # unpack into the same root would be an upgrade, whose scripts dpkg runs chrooted.
+  rm -rf "$dir"
   mkdir -p "$dir"
   local version arch
   version=$(awk '/^\[/ { pkg = ($0 == "[package]") } pkg && /^version *=/ { gsub(/"/, "", $3); print $3; exit }' "$root/Cargo.toml")
