@@ -309,6 +309,12 @@ fn scenario() -> Vec<Event> {
             name: "0123abcd".into(),
             pruned: true,
         },
+        // A built image's parent (appended after the volume events), frozen in
+        // v1-builds.
+        Event::ImageParentRecorded {
+            id: "sha256:i2".into(),
+            parent: "sha256:i1".into(),
+        },
     ]
 }
 

@@ -134,9 +134,9 @@ async fn list(
         before: first("before"),
         since: first("since"),
         label: filters.get("label").cloned(),
+        all: bool_param(q.get("all")),
     };
     let labels_of = |i: &ImageRecord| image_labels(&ctx, i);
-    // `all` changes nothing yet: there are no build intermediates to hide.
     let images = query::list(&state, &query, &labels_of)?;
     let list: Vec<ImageSummary> = images
         .iter()
@@ -160,7 +160,7 @@ pub fn summary(
 ) -> ImageSummary {
     ImageSummary {
         id: i.id.clone(),
-        parent_id: String::new(),
+        parent_id: i.parent.clone(),
         repo_tags: i.repo_tags.clone(),
         repo_digests: i.repo_digests.clone(),
         created: unix_seconds(i.created.as_deref()),

@@ -92,8 +92,12 @@ pub fn summaries(state: &State, found: &[&ContainerRecord], now_ns: u64) -> Vec<
 pub fn summary(state: &State, c: &ContainerRecord, now_ns: u64) -> ContainerSummary {
     let b = body(c);
     let (path, args) = path_and_args(&b);
+    // dockerd quotes an argument that holds a space (list.go).
     let command = std::iter::once(path)
-        .chain(args)
+        .chain(
+            args.into_iter()
+                .map(|a| if a.contains(' ') { format!("'{a}'") } else { a }),
+        )
         .collect::<Vec<_>>()
         .join(" ");
     let network_mode = b

@@ -394,6 +394,7 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
         Event::ImageDeleted { id } => vec![image("delete", id, id)],
         Event::VolumeCreated { name, driver, .. } => vec![volume(name, "create", driver, &[])],
         Event::VolumeRemoved { pruned: true, .. } => Vec::new(),
+        Event::ImageParentRecorded { .. } => Vec::new(),
         Event::VolumeRemoved { name, .. } => {
             let driver = state
                 .departed

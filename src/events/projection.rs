@@ -152,6 +152,9 @@ pub struct ImageRecord {
     pub repo_digests: Vec<String>,
     /// When the image was stored (event time, ns): orders `docker images`.
     pub stored_ns: u64,
+    /// The image it was made from by a commit or a build step ("" if none).
+    #[serde(default)]
+    pub parent: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -387,6 +390,11 @@ impl State {
             }
             Event::ImageDeleted { id } => {
                 self.images.remove(id);
+            }
+            Event::ImageParentRecorded { id, parent } => {
+                if let Some(image) = self.images.get_mut(id) {
+                    image.parent = parent.clone();
+                }
             }
             Event::LayerRemoved { chain_id } => {
                 self.layers.remove(chain_id);

@@ -168,6 +168,10 @@ pub enum Event {
         action: String,
         attributes: Vec<(String, String)>,
     },
+    /// Image `id` was made from image `parent` (a commit or a build step):
+    /// inspect's Parent, and what hides a build's intermediate images from
+    /// `docker images`.
+    ImageParentRecorded { id: String, parent: String },
 }
 
 /// One mount of a container, as recorded at its create.

@@ -59,6 +59,8 @@ pub struct ImageFilters {
     pub since: Option<String>,
     /// `key` or `key=value`; an image must match all of them.
     pub label: Option<Vec<String>>,
+    /// `docker images -a`: a build's intermediate images too.
+    pub all: bool,
 }
 
 /// Whether `labels` satisfy every `key` / `key=value` filter.
@@ -85,10 +87,24 @@ pub fn list(
             .transpose()
     };
     let (before, since) = (stored_ns(&f.before)?, stored_ns(&f.since)?);
+    // An untagged image another was made from is an intermediate one: only
+    // `-a` lists it, and it is not dangling (dockerd's rule).
+    let parents: std::collections::HashSet<&str> = state
+        .images
+        .values()
+        .map(|i| i.parent.as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let untagged = |i: &ImageRecord| i.repo_tags.is_empty() && i.repo_digests.is_empty();
+    let intermediate = |i: &ImageRecord| untagged(i) && parents.contains(i.id.as_str());
     let mut images: Vec<ImageRecord> = state
         .images
         .values()
-        .filter(|i| f.dangling.is_none_or(|d| d == i.repo_tags.is_empty()))
+        .filter(|i| f.all || !intermediate(i))
+        .filter(|i| {
+            f.dangling
+                .is_none_or(|d| d == (i.repo_tags.is_empty() && !parents.contains(i.id.as_str())))
+        })
         .filter(|i| f.reference.as_ref().is_none_or(|p| matches_reference(i, p)))
         .filter(|i| before.is_none_or(|b| i.stored_ns < b))
         .filter(|i| since.is_none_or(|s| i.stored_ns > s))

@@ -25,7 +25,7 @@ const CF_META: &str = "meta";
 
 /// Bump when `State` changes shape: older snapshots are then ignored and the
 /// state is rebuilt from the log, which is always the source of truth.
-const SNAPSHOT_FORMAT: u16 = 11;
+const SNAPSHOT_FORMAT: u16 = 12;
 /// The schema of the record retention leaves at sequence 1 once it cut the
 /// log's start: no event. A berthd from before retention reads neither the
 /// snapshots nor the base, so it replays from sequence 1; there it meets a

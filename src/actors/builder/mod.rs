@@ -295,7 +295,7 @@ async fn build(
         .collect();
     if !unused.is_empty() {
         let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
-        out.stderr(format!(
+        out.say(format!(
             "[Warning] One or more build-args [{}] were not consumed\n",
             names.join(" ")
         ))

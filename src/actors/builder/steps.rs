@@ -158,7 +158,7 @@ pub(super) async fn step(
             let wd = b::workdir(state.config.working_dir.as_deref(), dir);
             state.config.working_dir = Some(wd.clone());
             let cmd = b::nop_one(&state.shell, &format!("WORKDIR {wd}"));
-            metadata(env, state, cmd).await
+            metadata(env, opts, state, cmd, out).await
         }
         other => {
             let mut config = state.config.clone();
@@ -167,7 +167,7 @@ pub(super) async fn step(
             };
             state.config = config;
             let cmd = b::nop_cmd(&state.shell, &text);
-            metadata(env, state, cmd).await
+            metadata(env, opts, state, cmd, out).await
         }
     }
 }
@@ -318,20 +318,7 @@ async fn run(
         Err(e) => Err(e.into()),
     };
     if opts.force_rm || (opts.rm && succeeded && result.is_ok()) {
-        match remove(env, &id).await {
-            Ok(()) => {
-                out.say(format!("Removing intermediate container {}\n", short(&id)))
-                    .await
-            }
-            Err(e) => {
-                out.say(format!(
-                    "Error removing intermediate container {}: {}\n",
-                    short(&id),
-                    e.message()
-                ))
-                .await
-            }
-        }
+        remove_intermediate(env, &id, out).await;
     }
     result
 }
@@ -388,7 +375,13 @@ async fn run_container(env: &BuildEnv, id: &str, out: &mut Output) -> Result<i64
 
 /// A metadata step: the config changes, no file does (dockerd commits a
 /// container for it; its diff is empty, so the image has no new layer).
-async fn metadata(env: &BuildEnv, state: &mut StageState, cmd: Vec<String>) -> StepResult<()> {
+async fn metadata(
+    env: &BuildEnv,
+    opts: &BuildOptions,
+    state: &mut StageState,
+    cmd: Vec<String>,
+    out: &mut Output,
+) -> StepResult<()> {
     let created_by = cmd.join(" ");
     if state.image.is_empty() {
         // FROM scratch: an image with no layer at all.
@@ -427,9 +420,30 @@ async fn metadata(env: &BuildEnv, state: &mut StageState, cmd: Vec<String>) -> S
         ..step_body(&BuildOptions::default(), state, Vec::new())
     };
     let id = create(env, body).await?;
+    out.say(format!(" ---> Running in {}\n", short(&id))).await;
     let committed = commit(env, state, &id, created_by).await;
-    let _ = remove(env, &id).await;
+    if opts.force_rm || (opts.rm && committed.is_ok()) {
+        remove_intermediate(env, &id, out).await;
+    }
     committed.map_err(StepError::from)
+}
+
+/// Removes a step's container, saying so as dockerd does.
+async fn remove_intermediate(env: &BuildEnv, id: &str, out: &mut Output) {
+    match remove(env, id).await {
+        Ok(()) => {
+            out.say(format!("Removing intermediate container {}\n", short(id)))
+                .await
+        }
+        Err(e) => {
+            out.say(format!(
+                "Error removing intermediate container {}: {}\n",
+                short(id),
+                e.message()
+            ))
+            .await
+        }
+    }
 }
 
 /// COPY and ADD of local files: the sources, read from the context (or

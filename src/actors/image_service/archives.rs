@@ -162,6 +162,7 @@ impl Handler<CommitImage> for ImageService {
                     spec,
                     tag,
                 } = msg;
+                let parent = spec.parent_id.clone();
                 let image = tokio::task::spawn_blocking(move || {
                     let mut spec = spec;
                     if !spec.parent_id.is_empty() {
@@ -181,6 +182,16 @@ impl Handler<CommitImage> for ImageService {
                     &image.new_layers,
                 )
                 .await?;
+                if !parent.is_empty() {
+                    crate::actors::event_log::append(
+                        &events,
+                        Event::ImageParentRecorded {
+                            id: image.id.clone(),
+                            parent,
+                        },
+                    )
+                    .await?;
+                }
                 tag_new(&events, &image.id, tag).await?;
                 info!(id = %image.id, "committed");
                 Ok(image.id)

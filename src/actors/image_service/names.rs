@@ -116,6 +116,12 @@ impl Handler<RemoveImage> for ImageService {
                         img.is_some_and(|i| i.repo_tags.is_empty())
                     }
                     None => {
+                        if state.images.values().any(|i| i.parent == image.id) {
+                            return Err(Error::conflict(format!(
+                                "conflict: unable to delete {} (cannot be forced) - image has dependent child images",
+                                short_id(&image.id)
+                            )));
+                        }
                         if image.repo_tags.len() > 1 && !msg.force {
                             return Err(Error::new(
                                 ErrorKind::Conflict,
@@ -139,6 +145,24 @@ impl Handler<RemoveImage> for ImageService {
                     }
                 } else if remove_image {
                     delete_image(&events, &blobs, &projection.current(), &image.id, &mut out).await?;
+                    // The build's intermediate images it was made from go with
+                    // it, as on dockerd: each untagged, unused and without
+                    // another child.
+                    let mut parent = image.parent.clone();
+                    loop {
+                        let now = projection.current();
+                        let Some(p) = now.images.get(&parent) else { break };
+                        let kept = !p.repo_tags.is_empty()
+                            || !p.repo_digests.is_empty()
+                            || now.images.values().any(|i| i.parent == p.id)
+                            || now.containers.values().any(|c| c.image == p.id);
+                        if kept {
+                            break;
+                        }
+                        let (id, next) = (p.id.clone(), p.parent.clone());
+                        delete_image(&events, &blobs, &now, &id, &mut out).await?;
+                        parent = next;
+                    }
                     let after = projection.current();
                     let gone = remove_unused_layers(&events, &layers, &blobs, &after).await;
                     out.extend(gone.into_iter().map(Removed::Deleted));

@@ -1,0 +1,148 @@
+# docker build through the classic builder (DOCKER_BUILDKIT=0, POST /build
+# version 1), each expectation read off the reference dockerd 20.10 with the
+# same Dockerfile: the output line for line (IDs aside), the image's history
+# and config, the exit code and words of a failing step, what stays behind.
+
+build_out() { # name dir args...: the CLI's output without its deprecation notice
+  local name=$1 dir=$2; shift 2
+  DOCKER_BUILDKIT=0 d "$name" build "$@" "$dir" 2>&1 | grep -v 'DEPRECATED\|BuildKit is currently\|environment-variable\|^Sending build context\|^$' | sed -E 's/[0-9a-f]{12}/<id>/g'
+  return "${PIPESTATUS[0]}"
+}
+
+scenario_build_runs_steps_and_names_the_image_as_dockerd() {
+  start_with_busybox bd
+  local ctx=$WORK/bd-ctx out
+  mkdir -p "$ctx/d"
+  printf 'hello\n' > "$ctx/f"
+  echo x > "$ctx/d/x"
+  cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox
+RUN echo hi; echo err >&2
+ENV a=b
+COPY f /f
+COPY d /dd/
+WORKDIR /app
+RUN pwd > /where && ls /dd
+CMD ["sh"]
+DF
+  out=$(build_out bd "$ctx" -t built:1)
+  expect_eq "$out" "Step 1/8 : FROM busybox
+ ---> <id>
+Step 2/8 : RUN echo hi; echo err >&2
+ ---> Running in <id>
+hi
+"$'\e'"[91merr
+"$'\e'"[0mRemoving intermediate container <id>
+ ---> <id>
+Step 3/8 : ENV a=b
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 4/8 : COPY f /f
+ ---> <id>
+Step 5/8 : COPY d /dd/
+ ---> <id>
+Step 6/8 : WORKDIR /app
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 7/8 : RUN pwd > /where && ls /dd
+ ---> Running in <id>
+x
+Removing intermediate container <id>
+ ---> <id>
+Step 8/8 : CMD [\"sh\"]
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Successfully built <id>
+Successfully tagged built:1"
+  # What it made: the files, the environment, the working directory.
+  expect_eq "$(d bd run --rm built:1 sh -c 'cat /f /where /dd/x; echo $a; pwd')" "hello
+/app
+x
+b
+/app"
+  expect_eq "$(d bd inspect -f '{{json .Config.Cmd}} {{.Config.WorkingDir}} {{len .RootFS.Layers}}' built:1)" '["sh"] /app 5'
+  # History as dockerd writes it (a RUN that changed nothing adds no layer).
+  expect_eq "$(d bd history --no-trunc --format '{{.CreatedBy}}|{{.Size}}' built:1 | head -7 | sed -E 's/(file|dir):[0-9a-f]{64}/\1:<h>/')" \
+'/bin/sh -c #(nop)  CMD ["sh"]|0B
+/bin/sh -c pwd > /where && ls /dd|5B
+/bin/sh -c #(nop) WORKDIR /app|0B
+/bin/sh -c #(nop) COPY dir:<h> in /dd/ |2B
+/bin/sh -c #(nop) COPY file:<h> in /f |6B
+/bin/sh -c #(nop)  ENV a=b|0B
+/bin/sh -c echo hi; echo err >&2|0B'
+  # The steps' images are intermediate: only -a lists them; no container stays.
+  expect_eq "$(d bd images --format '{{.Repository}}:{{.Tag}}' | sort)" "built:1
+busybox:latest"
+  expect_eq "$(d bd images -aq | wc -l)" "8"
+  expect_eq "$(d bd ps -aq | wc -l)" "0"
+  # A step's image has a child: it cannot go alone; the tagged one takes them all.
+  out=$(d bd rmi "$(d bd images -aq | sed -n 2p)" 2>&1) && fail "removed an image with a child"
+  expect_contains "$out" "(cannot be forced) - image has dependent child images"
+  d bd rmi built:1 >/dev/null
+  expect_eq "$(d bd images -aq | wc -l)" "1"
+  # -q: the ID alone.
+  expect_eq "$(DOCKER_BUILDKIT=0 d bd build -q "$ctx" 2>/dev/null | sed -E 's/[0-9a-f]{64}/<id>/')" "sha256:<id>"
+}
+
+scenario_build_failures_in_dockerds_words_and_exit_codes() {
+  start_with_busybox bf
+  local ctx=$WORK/bf-ctx out rc
+  mkdir -p "$ctx"
+  printf 'FROM busybox\nARG V=1\nRUN echo out; echo err >&2; exit 7\n' > "$ctx/Dockerfile"
+  out=$(build_out bf "$ctx" --build-arg X=2) && fail "a failing RUN built"
+  rc=$?
+  expect_eq "$rc" "7"
+  expect_eq "$(tail -3 <<<"$out")" "out
+"$'\e'"[91merr
+"$'\e'"[0mThe command '/bin/sh -c echo out; echo err >&2; exit 7' returned a non-zero code: 7"
+  # The failed step's container stays (rm only removes after success)...
+  expect_eq "$(d bf ps -a --format '{{.State}} {{.Command}}')" "exited \"/bin/sh -c 'echo ou…\""
+  expect_eq "$(d bf inspect -f '{{.State.ExitCode}}' "$(d bf ps -aq)")" "7"
+  d bf rm "$(d bf ps -aq)" >/dev/null
+  # ...unless --force-rm.
+  build_out bf "$ctx" --force-rm >/dev/null && fail "a failing RUN built"
+  expect_eq "$(d bf ps -aq | wc -l)" "0"
+  # Before any step: the status and dockerd's words.
+  printf 'FROM busybox\nFOO bar\n' > "$ctx/Dockerfile"
+  out=$(build_out bf "$ctx") && fail "built an unknown instruction"
+  expect_eq "$out" "Error response from daemon: dockerfile parse error line 2: unknown instruction: FOO"
+  rm "$ctx/Dockerfile"
+  expect_eq "$(tar -cf - -C "$ctx" . | api bf -w ' %{http_code}' -X POST -H 'Content-Type: application/x-tar' --data-binary @- http://berth/build)" \
+    '{"message":"Cannot locate specified Dockerfile: Dockerfile"} 500'
+  expect_eq "$(api bf -w ' %{http_code}' -X POST --data-binary 'FROM busybox' http://berth/build)" \
+    '{"message":"unexpected EOF"} 500'
+  printf 'FROM busybox\n' > "$ctx/Dockerfile"
+  expect_eq "$(build_out bf "$ctx" --target nosuch | tail -1)" \
+    "Error response from daemon: failed to reach build target nosuch in Dockerfile"
+}
+
+scenario_build_stages_args_and_copy_from() {
+  start_with_busybox bm
+  local ctx=$WORK/bm-ctx
+  mkdir -p "$ctx"
+  cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox AS base
+ARG GREETING=hello
+RUN echo "$GREETING" > /greeting
+FROM busybox
+COPY --from=base /greeting /copied
+LABEL stage=final
+DF
+  expect_eq "$(build_out bm "$ctx" --build-arg GREETING=hi --build-arg UNUSED=1 -t ms:1 | tail -8)" " ---> <id>
+Step 6/6 : LABEL stage=final
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+[Warning] One or more build-args [UNUSED] were not consumed
+Successfully built <id>
+Successfully tagged ms:1"
+  expect_eq "$(d bm run --rm ms:1 cat /copied)" "hi"
+  expect_eq "$(d bm inspect -f '{{index .Config.Labels "stage"}}' ms:1)" "final"
+  # --target stops at the named stage; the ARG's default without --build-arg.
+  build_out bm "$ctx" --target base -t base:1 >/dev/null
+  expect_eq "$(d bm run --rm base:1 cat /greeting)" "hello"
+  expect_eq "$(d bm run --rm base:1 ls /copied 2>&1)" "ls: /copied: No such file or directory"
+}
