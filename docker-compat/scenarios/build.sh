@@ -146,3 +146,48 @@ Successfully tagged ms:1"
   expect_eq "$(d bm run --rm base:1 cat /greeting)" "hello"
   expect_eq "$(d bm run --rm base:1 ls /copied 2>&1)" "ls: /copied: No such file or directory"
 }
+
+scenario_build_cache_hits_as_dockerds_and_survives_a_kill() {
+  start_with_busybox bc
+  local ctx=$WORK/bc-ctx first steps
+  mkdir -p "$ctx/d"
+  echo one > "$ctx/f"
+  echo x > "$ctx/d/x"
+  cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox
+ARG V=1
+ENV E=e
+RUN echo "$V" > /v
+COPY f /f
+COPY d /d/
+WORKDIR /w
+EXPOSE 80
+USER 1
+CMD ["sh"]
+DF
+  # The steps each line of output says were cached, as dockerd 20.10 gives
+  # them for the same Dockerfile and changes.
+  steps() { build_out bc "$ctx" -t cache:1 "$@" | awk '/^Step/{s=$2} /Using cache/{printf "%s ", s}'; }
+  build_out bc "$ctx" -t cache:1 >/dev/null
+  first=$(d bc images -q --no-trunc cache:1)
+  expect_eq "$(steps)" "2/10 3/10 4/10 5/10 6/10 7/10 8/10 9/10 10/10 " "a rebuild is all cache"
+  expect_eq "$(d bc images -q --no-trunc cache:1)" "$first"
+  # New mtimes, same content: still cached (the hash is the files', not their times).
+  touch "$ctx/f" "$ctx/d/x"
+  expect_eq "$(steps)" "2/10 3/10 4/10 5/10 6/10 7/10 8/10 9/10 10/10 " "after touch"
+  # A changed file misses from its COPY on; a changed build arg from the RUN on.
+  echo two > "$ctx/f"
+  expect_eq "$(steps)" "2/10 3/10 4/10 " "after a file changed"
+  expect_eq "$(steps --build-arg V=2)" "2/10 3/10 " "with another build arg"
+  expect_eq "$(d bc run --rm cache:1 cat /v /f)" "2
+two"
+  expect_eq "$(steps --no-cache)" "" "with --no-cache"
+  # The steps' images name their history lines, as dockerd's history.
+  expect_eq "$(d bc history -q cache:1 | grep -vc missing)" "10"
+  # Killed and started again: the cache is still there.
+  first=$(d bc images -q --no-trunc cache:1)
+  stop_berthd bc KILL
+  START_WAIT=30 start_berthd bc --registry-mirror "http://$REG"
+  expect_eq "$(steps)" "2/10 3/10 4/10 5/10 6/10 7/10 8/10 9/10 10/10 " "after a kill -9"
+  expect_eq "$(d bc images -q --no-trunc cache:1)" "$first"
+}

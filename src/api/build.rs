@@ -61,7 +61,7 @@ fn options(raw: Option<&str>, version: ApiVersion) -> Result<(BuildOptions, Stri
             "rm" => o.rm = v.is_empty() || flag(&v),
             "forcerm" => force_rm = flag(&v),
             "pull" => o.pull = flag(&v),
-            "nocache" => {}
+            "nocache" => o.no_cache = flag(&v),
             "target" => o.target = Some(v),
             "networkmode" => o.network_mode = Some(v),
             "extrahosts" if !v.is_empty() => o.extra_hosts.push(v),

@@ -477,9 +477,17 @@ fn history(
         })
         .collect();
     items.reverse();
-    if let Some(top) = items.first_mut() {
-        top.id = image.id.clone();
-        top.tags = image.repo_tags.clone();
+    // The images of the parent chain name the lines they made, newest
+    // first, as dockerd fills them in (intermediate images of a build, the
+    // image a commit was made from); the rest stay <missing>.
+    let mut current = Some(image);
+    for item in items.iter_mut() {
+        let Some(i) = current else { break };
+        item.id = i.id.clone();
+        item.tags = i.repo_tags.clone();
+        current = (!i.parent.is_empty())
+            .then(|| state.images.get(&i.parent))
+            .flatten();
     }
     items
 }

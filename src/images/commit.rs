@@ -27,10 +27,19 @@ pub struct CommitSpec {
     pub parent_config: Vec<u8>,
     pub parent_chain: Vec<String>,
     pub created: String,
-    /// A build step's history line: `user_config` is then the new image's
-    /// config as it is (no merge with the container's), as dockerd's
-    /// CommitBuildStep takes it.
-    pub build_step: Option<String>,
+    /// A build step: `user_config` is then the new image's config as it is
+    /// (no merge with the container's), as dockerd's CommitBuildStep takes it.
+    pub build_step: Option<BuildStep>,
+}
+
+/// What a build step's commit records besides the new config.
+#[derive(Debug, Clone, Default)]
+pub struct BuildStep {
+    /// The history line (`/bin/sh -c #(nop)  ENV a=b`).
+    pub created_by: String,
+    /// The step's run config, stored as the image's `container_config`:
+    /// the key the build cache finds the step by, as dockerd keeps it.
+    pub container_config: ContainerConfig,
 }
 
 /// What the user asked of `docker commit`, parsed.
@@ -43,8 +52,8 @@ pub struct CommitRequest {
     pub comment: String,
     /// Freeze a running container while its layer is read (dockerd's default).
     pub pause: bool,
-    /// A build step's history line (see `CommitSpec::build_step`).
-    pub build_step: Option<String>,
+    /// A build step (see `CommitSpec::build_step`).
+    pub build_step: Option<BuildStep>,
 }
 
 /// The user's config with the changes applied, its gaps filled from the
@@ -149,13 +158,19 @@ pub fn image_config(spec: &CommitSpec, diff_id: &str) -> Result<Vec<u8>> {
         .and_then(|h| h.as_array())
         .cloned()
         .unwrap_or_default();
-    let created_by = spec.build_step.clone().unwrap_or_else(|| {
-        spec.container_config
+    let created_by = match &spec.build_step {
+        Some(step) => step.created_by.clone(),
+        None => spec
+            .container_config
             .cmd
             .clone()
             .unwrap_or_default()
-            .join(" ")
-    });
+            .join(" "),
+    };
+    let container_config = match &spec.build_step {
+        Some(step) => &step.container_config,
+        None => &spec.container_config,
+    };
     let mut entry = serde_json::json!({ "created": spec.created, "created_by": created_by });
     if empty_layer {
         entry["empty_layer"] = true.into();
@@ -172,7 +187,7 @@ pub fn image_config(spec: &CommitSpec, diff_id: &str) -> Result<Vec<u8>> {
         "os": parent.get("os").cloned().unwrap_or("linux".into()),
         "config": config,
         "container": spec.container_id,
-        "container_config": spec.container_config,
+        "container_config": container_config,
         "created": spec.created,
         "docker_version": format!("berth-{}", crate::buildinfo::VERSION),
         "history": history,

@@ -35,12 +35,22 @@ impl ImageFiles {
 
     /// The config an image's containers start from (`config` in its blob).
     pub fn container_config(&self, id: &str) -> Result<ContainerConfig> {
+        self.config_field(id, "config")
+    }
+
+    /// The config of the container the image was committed from
+    /// (`container_config`): for a build step, the step's run config.
+    pub fn step_config(&self, id: &str) -> Result<ContainerConfig> {
+        self.config_field(id, "container_config")
+    }
+
+    fn config_field(&self, id: &str, field: &str) -> Result<ContainerConfig> {
         let blob = self.blobs.get(id)?;
         let v: serde_json::Value = serde_json::from_slice(&blob)
             .map_err(|e| Error::internal(format!("reading the config of image {id}: {e}")))?;
-        match v.get("config") {
+        match v.get(field) {
             Some(c) if !c.is_null() => serde_json::from_value(c.clone())
-                .map_err(|e| Error::internal(format!("reading the config of image {id}: {e}"))),
+                .map_err(|e| Error::internal(format!("reading the {field} of image {id}: {e}"))),
             _ => Ok(ContainerConfig::default()),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod build_cache;
 pub mod changes;
 pub mod commit;
 pub mod context;

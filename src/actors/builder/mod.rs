@@ -48,6 +48,8 @@ pub struct BuildOptions {
     /// Remove it whatever happened.
     pub force_rm: bool,
     pub pull: bool,
+    /// Run every step, reusing no cached one.
+    pub no_cache: bool,
     pub build_args: BTreeMap<String, Option<String>>,
     pub labels: BTreeMap<String, String>,
     pub target: Option<String>,
@@ -121,6 +123,8 @@ pub(crate) struct StageState {
     /// ARGs declared in this stage, with their values (a build arg's, else
     /// the default).
     pub args: BTreeMap<String, Option<String>>,
+    /// A step of this stage missed the cache: the later ones cannot hit.
+    pub cache_busted: bool,
 }
 
 impl StageState {

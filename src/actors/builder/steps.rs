@@ -16,7 +16,8 @@ use crate::actors::container_service::{
 use crate::builder::dockerfile::Instruction;
 use crate::error::{Error, Result};
 use crate::images::build as b;
-use crate::images::commit::CommitRequest;
+use crate::images::build_cache as cache;
+use crate::images::commit::{BuildStep, CommitRequest};
 use crate::registry::reference::Reference;
 
 type StepResult<T> = std::result::Result<T, StepError>;
@@ -39,6 +40,7 @@ pub(super) async fn from(
         config,
         shell: b::default_shell(),
         args: Default::default(),
+        cache_busted: false,
     };
     if let Some((_, id)) = done
         .iter()
@@ -120,6 +122,7 @@ pub(super) async fn step(
             };
             copy(
                 env,
+                opts,
                 state,
                 srcs,
                 dest,
@@ -127,6 +130,7 @@ pub(super) async fn step(
                 chown.as_deref(),
                 context,
                 "COPY",
+                out,
             )
             .await
         }
@@ -144,6 +148,7 @@ pub(super) async fn step(
             }
             copy(
                 env,
+                opts,
                 state,
                 srcs,
                 dest,
@@ -151,6 +156,7 @@ pub(super) async fn step(
                 chown.as_deref(),
                 context,
                 "ADD",
+                out,
             )
             .await
         }
@@ -248,12 +254,7 @@ async fn remove(env: &BuildEnv, id: &str) -> Result<()> {
 }
 
 /// Commits the step's container as the stage's next image.
-async fn commit(
-    env: &BuildEnv,
-    state: &mut StageState,
-    id: &str,
-    created_by: String,
-) -> Result<()> {
+async fn commit(env: &BuildEnv, state: &mut StageState, id: &str, step: BuildStep) -> Result<()> {
     let mut config = state.config.clone();
     config.image = Some(state.image.clone());
     let image = env
@@ -263,7 +264,7 @@ async fn commit(
             request: CommitRequest {
                 user_config: config,
                 pause: false,
-                build_step: Some(created_by),
+                build_step: Some(step),
                 ..Default::default()
             },
         })
@@ -287,26 +288,36 @@ async fn run(
             Error::invalid("berth's builder cannot RUN in a stage FROM scratch yet").into(),
         );
     }
+    // Build args in scope show in the history and the cache key, as
+    // dockerd's saveCmd.
+    let args: Vec<String> = state
+        .args
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+        .collect();
+    let save_cmd: Vec<String> = if args.is_empty() {
+        cmd.to_vec()
+    } else {
+        std::iter::once(format!("|{}", args.len()))
+            .chain(args)
+            .chain(cmd.iter().cloned())
+            .collect()
+    };
+    let key = cache::step_config(&state.config, &state.image, save_cmd.clone(), true);
+    if probe(env, opts, state, &key, out).await {
+        return Ok(());
+    }
     let id = create(env, step_body(opts, state, cmd.to_vec())).await?;
     out.say(format!(" ---> Running in {}\n", short(&id))).await;
     let outcome = run_container(env, &id, out).await;
     let succeeded = matches!(outcome, Ok(0));
     let result = match outcome {
         Ok(0) => {
-            // Build args in scope show in the history, as dockerd's saveCmd.
-            let args: Vec<String> = state
-                .args
-                .iter()
-                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-                .collect();
-            let created_by = if args.is_empty() {
-                cmd.join(" ")
-            } else {
-                format!("|{} {} {}", args.len(), args.join(" "), cmd.join(" "))
+            let step = BuildStep {
+                created_by: save_cmd.join(" "),
+                container_config: key,
             };
-            commit(env, state, &id, created_by)
-                .await
-                .map_err(StepError::from)
+            commit(env, state, &id, step).await.map_err(StepError::from)
         }
         Ok(code) => Err(StepError {
             error: Error::internal(format!(
@@ -382,7 +393,14 @@ async fn metadata(
     cmd: Vec<String>,
     out: &mut Output,
 ) -> StepResult<()> {
-    let created_by = cmd.join(" ");
+    let key = cache::step_config(&state.config, &state.image, cmd.clone(), false);
+    if probe(env, opts, state, &key, out).await {
+        return Ok(());
+    }
+    let step = BuildStep {
+        created_by: cmd.join(" "),
+        container_config: key,
+    };
     if state.image.is_empty() {
         // FROM scratch: an image with no layer at all.
         let (spool, _) = crate::spool::Spool::create(&env.tmp, "build-scratch")?;
@@ -402,7 +420,7 @@ async fn metadata(
             parent_config: Vec::new(),
             parent_chain: Vec::new(),
             created: crate::clock::rfc3339_now(),
-            build_step: Some(created_by),
+            build_step: Some(step),
         };
         state.image = env
             .images
@@ -421,11 +439,54 @@ async fn metadata(
     };
     let id = create(env, body).await?;
     out.say(format!(" ---> Running in {}\n", short(&id))).await;
-    let committed = commit(env, state, &id, created_by).await;
+    let committed = commit(env, state, &id, step).await;
     if opts.force_rm || (opts.rm && committed.is_ok()) {
         remove_intermediate(env, &id, out).await;
     }
     committed.map_err(StepError::from)
+}
+
+/// The build cache: an image made earlier from the stage's image by a step
+/// with the same run config `key` becomes the stage's image, and the build
+/// says so as dockerd (` ---> Using cache`). After a miss the stage's
+/// later steps have fresh parents, so they are not looked up.
+async fn probe(
+    env: &BuildEnv,
+    opts: &BuildOptions,
+    state: &mut StageState,
+    key: &bollard_stubs::models::ContainerConfig,
+    out: &mut Output,
+) -> bool {
+    if opts.no_cache || state.cache_busted {
+        return false;
+    }
+    let current = env.projection.current();
+    let children: Vec<(&str, &str, bollard_stubs::models::ContainerConfig)> = current
+        .images
+        .values()
+        .filter(|i| i.parent == state.image)
+        .filter_map(|i| {
+            let stored = env.image_files.step_config(&i.id).ok()?;
+            Some((
+                i.id.as_str(),
+                i.created.as_deref().unwrap_or_default(),
+                stored,
+            ))
+        })
+        .collect();
+    let hit = cache::pick(key, children).map(str::to_string);
+    match hit {
+        Some(id) => {
+            tracing::debug!(image = %id, "build cache hit");
+            state.image = id;
+            out.say(" ---> Using cache\n").await;
+            true
+        }
+        None => {
+            state.cache_busted = true;
+            false
+        }
+    }
 }
 
 /// Removes a step's container, saying so as dockerd does.
@@ -446,12 +507,23 @@ async fn remove_intermediate(env: &BuildEnv, id: &str, out: &mut Output) {
     }
 }
 
+/// One COPY source, spooled as a tar before the step's container exists
+/// (its hash is the step's cache key).
+struct Gathered {
+    spool: crate::spool::Spool,
+    is_dir: bool,
+    /// The source's own name (the top entry of a file's tar).
+    name: String,
+}
+
 /// COPY and ADD of local files: the sources, read from the context (or
-/// from `from`'s image), written into a container of the stage's image,
+/// from `from`'s image) and hashed; a cached step with that hash is
+/// reused, else they are written into a container of the stage's image,
 /// whose change becomes the next image. ADD unpacks nothing yet.
 #[allow(clippy::too_many_arguments)]
 async fn copy(
     env: &BuildEnv,
+    opts: &BuildOptions,
     state: &mut StageState,
     srcs: &[String],
     dest: &str,
@@ -459,6 +531,7 @@ async fn copy(
     chown: Option<&str>,
     context: &Path,
     keyword: &str,
+    out: &mut Output,
 ) -> StepResult<()> {
     if state.image.is_empty() {
         return Err(Error::invalid(format!(
@@ -475,15 +548,6 @@ async fn copy(
             state.config.working_dir.as_deref().unwrap_or("/")
         ))
     };
-    let id = create(
-        env,
-        step_body(
-            &BuildOptions::default(),
-            state,
-            b::nop_cmd(&state.shell, keyword),
-        ),
-    )
-    .await?;
     let source = match from {
         Some(image) => {
             let body = ContainerCreateBody {
@@ -492,33 +556,21 @@ async fn copy(
                 entrypoint: Some(vec![String::new()]),
                 ..Default::default()
             };
-            match create(env, body).await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    let _ = remove(env, &id).await;
-                    return Err(e.into());
-                }
-            }
+            Some(create(env, body).await?)
         }
         None => None,
     };
-    let written = {
+    let gathered = {
         let (storage, projection) = (env.storage.clone(), env.projection.clone());
-        let (id, source) = (id.clone(), source.clone());
-        let (srcs, dest_abs, chown) = (srcs.to_vec(), dest_abs.clone(), chown.map(str::to_string));
-        let context = context.to_path_buf();
-        let tmp = env.tmp.clone();
+        let (source, srcs) = (source.clone(), srcs.to_vec());
+        let (context, tmp) = (context.to_path_buf(), env.tmp.clone());
         tokio::task::spawn_blocking(move || {
-            write_sources(
+            gather_sources(
                 &storage,
                 &projection.current(),
-                &id,
                 source.as_deref(),
                 &context,
                 &srcs,
-                &dest_abs,
-                dest_is_dir,
-                chown.as_deref(),
                 &tmp,
             )
         })
@@ -529,10 +581,48 @@ async fn copy(
     if let Some(s) = &source {
         let _ = remove(env, s).await;
     }
+    let (gathered, hash) = gathered?;
+    let cmd = b::nop_one(&state.shell, &format!("{keyword} {hash} in {dest} "));
+    let key = cache::step_config(&state.config, &state.image, cmd.clone(), false);
+    if probe(env, opts, state, &key, out).await {
+        return Ok(());
+    }
+    let id = create(
+        env,
+        step_body(
+            &BuildOptions::default(),
+            state,
+            b::nop_cmd(&state.shell, keyword),
+        ),
+    )
+    .await?;
+    let written = {
+        let (storage, projection) = (env.storage.clone(), env.projection.clone());
+        let (id, dest_abs, chown) = (id.clone(), dest_abs.clone(), chown.map(str::to_string));
+        let tmp = env.tmp.clone();
+        tokio::task::spawn_blocking(move || {
+            place_sources(
+                &storage,
+                &projection.current(),
+                &id,
+                gathered,
+                &dest_abs,
+                dest_is_dir,
+                chown.as_deref(),
+                &tmp,
+            )
+        })
+        .await
+        .map_err(|e| Error::internal(format!("copying: {e}")))
+        .and_then(|r| r)
+    };
     let committed = match written {
-        Ok(hash) => {
-            let cmd = b::nop_one(&state.shell, &format!("{keyword} {hash} in {dest} "));
-            commit(env, state, &id, cmd.join(" ")).await
+        Ok(()) => {
+            let step = BuildStep {
+                created_by: cmd.join(" "),
+                container_config: key,
+            };
+            commit(env, state, &id, step).await
         }
         Err(e) => Err(e),
     };
@@ -540,35 +630,19 @@ async fn copy(
     committed.map_err(StepError::from)
 }
 
-/// Writes the sources into container `id` at `dest` (blocking); answers
-/// the sources' hash as dockerd names it in history (`file:<hex>`,
-/// `dir:<hex>`, `multi:<hex>`; ours hashes the copied tar).
-#[allow(clippy::too_many_arguments)]
-fn write_sources(
+/// Spools each source as a tar (blocking) and answers them with the
+/// sources' hash as dockerd names it in history (`file:<hex>`,
+/// `dir:<hex>`, `multi:<hex>`; ours hashes the tars without mtimes).
+fn gather_sources(
     storage: &crate::containers::storage::ContainerStorage,
     state: &crate::events::projection::State,
-    id: &str,
     source: Option<&str>,
     context: &Path,
     srcs: &[String],
-    dest: &str,
-    dest_is_dir: bool,
-    chown: Option<&str>,
     tmp: &Path,
-) -> Result<String> {
+) -> Result<(Vec<Gathered>, String)> {
     use crate::containers::archive;
     use sha2::Digest;
-    let root = storage.open_root(state, id)?;
-    let owner = match chown.filter(|c| !c.is_empty()) {
-        None => (0, 0),
-        Some(spec) => {
-            let fd = root.fd.as_fd();
-            let passwd = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/passwd");
-            let group = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/group");
-            let u = crate::drivers::exec::spec::resolve_user(spec, &passwd, &group)?;
-            (u.uid, u.gid)
-        }
-    };
     let src_root = match source {
         Some(s) => storage.open_root(state, s)?.fd,
         None => rustix::fs::open(
@@ -586,7 +660,7 @@ fn write_sources(
         "the build context"
     };
     let mut hash = sha2::Sha256::new();
-    let mut kinds = Vec::new();
+    let mut gathered = Vec::new();
     for src in srcs {
         let rel = if source.is_some() {
             b::clean(src)
@@ -604,55 +678,132 @@ fn write_sources(
             }
         })?;
         let is_dir = st.mode & (1 << 31) != 0;
-        kinds.push(if is_dir { "dir" } else { "file" });
-        // Where it lands: a directory's contents into dest; a file into
-        // dest when that is a directory, else as dest.
-        let into_existing_dir = !dest_is_dir
-            && !is_dir
-            && archive::stat(root.fd.as_fd(), dest, id, None)
-                .map(|d| d.mode & (1 << 31) != 0)
-                .unwrap_or(false);
-        let (dir, top) = if is_dir {
-            (dest.to_string(), ".".to_string())
-        } else if dest_is_dir || into_existing_dir {
-            (dest.to_string(), st.name.clone())
-        } else {
-            let p = Path::new(dest);
-            (
-                p.parent()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "/".into()),
-                p.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            )
-        };
-        crate::drivers::storage::extract::make_dir_in_root(root.fd.as_fd(), &dir, Some(owner))?;
+        let top = if is_dir { "." } else { st.name.as_str() };
         let (spool, file) = crate::spool::Spool::create(tmp, "build-copy")?;
         archive::write_tar(
             src_root.as_fd(),
             &rel,
             what,
-            Some(&top),
+            Some(top),
             None,
             std::io::BufWriter::new(file),
         )?;
-        let bytes = std::fs::read(spool.path())
+        let file = std::fs::File::open(spool.path())
             .map_err(|e| Error::internal(format!("reading the copied files: {e}")))?;
-        hash.update(&bytes);
+        hash.update(cache::content_hash(std::io::BufReader::new(file))?);
+        gathered.push(Gathered {
+            spool,
+            is_dir,
+            name: st.name.clone(),
+        });
+    }
+    let prefix = match gathered.as_slice() {
+        [one] if one.is_dir => "dir",
+        [_] => "file",
+        _ => "multi",
+    };
+    Ok((
+        gathered,
+        format!("{prefix}:{}", hex::encode(hash.finalize())),
+    ))
+}
+
+/// Writes the gathered sources into container `id` at `dest` (blocking):
+/// a directory's contents into dest; a file into dest when that is a
+/// directory, else as dest.
+#[allow(clippy::too_many_arguments)]
+fn place_sources(
+    storage: &crate::containers::storage::ContainerStorage,
+    state: &crate::events::projection::State,
+    id: &str,
+    gathered: Vec<Gathered>,
+    dest: &str,
+    dest_is_dir: bool,
+    chown: Option<&str>,
+    tmp: &Path,
+) -> Result<()> {
+    use crate::containers::archive;
+    let root = storage.open_root(state, id)?;
+    let owner = match chown.filter(|c| !c.is_empty()) {
+        None => (0, 0),
+        Some(spec) => {
+            let fd = root.fd.as_fd();
+            let passwd = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/passwd");
+            let group = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/group");
+            let u = crate::drivers::exec::spec::resolve_user(spec, &passwd, &group)?;
+            (u.uid, u.gid)
+        }
+    };
+    for g in gathered {
+        let into_existing_dir = !dest_is_dir
+            && !g.is_dir
+            && archive::stat(root.fd.as_fd(), dest, id, None)
+                .map(|d| d.mode & (1 << 31) != 0)
+                .unwrap_or(false);
+        let (dir, spool) = if g.is_dir || dest_is_dir || into_existing_dir {
+            (dest.to_string(), g.spool)
+        } else {
+            let p = Path::new(dest);
+            let parent = p
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "/".into());
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (parent, renamed(&g.spool, &g.name, &name, tmp)?)
+        };
+        crate::drivers::storage::extract::make_dir_in_root(root.fd.as_fd(), &dir, Some(owner))?;
+        let file = std::fs::File::open(spool.path())
+            .map_err(|e| Error::internal(format!("reading the copied files: {e}")))?;
         archive::extract_to(
             root.fd.as_fd(),
             &dir,
             id,
-            std::io::Cursor::new(bytes),
+            std::io::BufReader::new(file),
             Some(owner),
             root.ids.clone(),
             false,
         )?;
     }
-    let prefix = match kinds.as_slice() {
-        [one] => *one,
-        _ => "multi",
-    };
-    Ok(format!("{prefix}:{}", hex::encode(hash.finalize())))
+    Ok(())
+}
+
+/// A file's one-entry tar with its entry named `to` instead of `from`.
+fn renamed(
+    spool: &crate::spool::Spool,
+    from: &str,
+    to: &str,
+    tmp: &Path,
+) -> Result<crate::spool::Spool> {
+    let bad = |e: std::io::Error| Error::internal(format!("renaming the copied file: {e}"));
+    let input = std::fs::File::open(spool.path()).map_err(bad)?;
+    let (out, file) = crate::spool::Spool::create(tmp, "build-copy")?;
+    let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
+    let mut archive = tar::Archive::new(std::io::BufReader::new(input));
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let mut header = entry.header().clone();
+        let path = entry.path_bytes().into_owned();
+        let name = if path == from.as_bytes() {
+            to.to_string()
+        } else {
+            String::from_utf8_lossy(&path).into_owned()
+        };
+        match entry.link_name_bytes().map(|l| l.into_owned()) {
+            Some(link) => {
+                let link = std::path::PathBuf::from(String::from_utf8_lossy(&link).into_owned());
+                builder
+                    .append_link(&mut header, &name, &link)
+                    .map_err(bad)?;
+            }
+            None => builder
+                .append_data(&mut header, &name, &mut entry)
+                .map_err(bad)?,
+        }
+    }
+    let mut written = builder.into_inner().map_err(bad)?;
+    std::io::Write::flush(&mut written).map_err(bad)?;
+    Ok(out)
 }
