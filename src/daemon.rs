@@ -35,6 +35,7 @@ pub fn run(config: Config) -> Result<()> {
     make_dir(&config.data_root, 0o711)?;
     make_dir(&config.exec_root, 0o700)?;
     let _lock = DataRootLock::acquire(&config.data_root)?;
+    crate::spool::sweep(&config.data_root.join("tmp"));
     if let Some(pidfile) = &config.pidfile {
         std::fs::write(pidfile, std::process::id().to_string())
             .context(format_args!("writing pid file {}", pidfile.display()))?;

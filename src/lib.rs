@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod containers;
 pub mod daemon;
+pub mod decompress;
 pub mod drivers;
 pub mod error;
 pub mod events;

@@ -66,6 +66,30 @@ impl Spool {
     }
 }
 
+/// Removes what a killed daemon left in its spool directory (spooled
+/// uploads, build contexts and copies): nothing there outlives a daemon.
+/// Called at start, before anything spools.
+pub fn sweep(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "removed a leftover of an earlier run")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "removing a leftover of an earlier run")
+            }
+        }
+    }
+}
+
 impl Drop for Spool {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);

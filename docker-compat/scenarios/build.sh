@@ -191,3 +191,52 @@ two"
   expect_eq "$(steps)" "2/10 3/10 4/10 5/10 6/10 7/10 8/10 9/10 10/10 " "after a kill -9"
   expect_eq "$(d bc images -q --no-trunc cache:1)" "$first"
 }
+
+scenario_build_copy_globs_add_archives_and_scratch() {
+  start_with_busybox bg
+  local ctx=$WORK/bg-ctx out
+  mkdir -p "$ctx/src/sub" "$ctx/pk"
+  echo a > "$ctx/src/a.txt"; echo b > "$ctx/src/b.txt"; echo c > "$ctx/src/c.md"
+  echo s > "$ctx/src/sub/s.txt"; echo p > "$ctx/pk/inside"
+  tar -czf "$ctx/pk.tgz" -C "$ctx" pk
+  tar -cJf "$ctx/pk.txz" -C "$ctx" pk
+  tar -cjf "$ctx/pk.tbz" -C "$ctx" pk
+  echo notatar > "$ctx/plain.gz"
+  cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox AS base
+COPY src/*.txt /globbed/
+ADD pk.tgz /gz/
+ADD pk.txz /xz
+ADD pk.tbz /bz/
+ADD plain.gz /plain/
+COPY src/s* /s/
+FROM scratch AS sc
+COPY --from=base /globbed /g
+COPY src/a.txt /
+ENV K=v
+FROM base
+COPY --from=1 / /fromscratch/
+RUN find /globbed /gz /xz /bz /plain /s /fromscratch | sort | tr '\n' ' '
+DF
+  # What dockerd 20.10 lists for the same context: globs match whole
+  # relative paths (a matched directory gives its contents), local
+  # archives unpack whatever their compression, a non-archive is copied.
+  out=$(build_out bg "$ctx" -t g:1)
+  expect_contains "$out" "/bz /bz/pk /bz/pk/inside /fromscratch /fromscratch/a.txt /fromscratch/g /fromscratch/g/a.txt /fromscratch/g/b.txt /globbed /globbed/a.txt /globbed/b.txt /gz /gz/pk /gz/pk/inside /plain /plain/plain.gz /s /s/s.txt /xz /xz/pk /xz/pk/inside "
+  # A stage FROM scratch: its first COPY is its first layer; PATH as dockerd sets it.
+  build_out bg "$ctx" --target sc -t sc:1 >/dev/null
+  expect_eq "$(d bg history --format '{{.CreatedBy}}|{{.Size}}' --no-trunc sc:1 | sed -E 's/[0-9a-f]{64}/H/')" '/bin/sh -c #(nop)  ENV K=v|0B
+/bin/sh -c #(nop) COPY file:H in / |2B
+/bin/sh -c #(nop) COPY dir:H in /g |4B'
+  expect_eq "$(d bg inspect -f '{{json .Config.Env}} {{len .RootFS.Layers}}' sc:1)" \
+    '["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","K=v"] 2'
+  # The context compressed with bzip2 or xz, as dockerd takes it; a
+  # Dockerfile from stdin next to a context (the CLI sends that tar unterminated).
+  expect_eq "$(tar -cjf - -C "$ctx" . | DOCKER_BUILDKIT=0 d bg build -q - 2>/dev/null)" "$(d bg images -q --no-trunc g:1)"
+  expect_eq "$(tar -cJf - -C "$ctx" . | DOCKER_BUILDKIT=0 d bg build -q - 2>/dev/null)" "$(d bg images -q --no-trunc g:1)"
+  out=$(printf 'FROM busybox\nCOPY src/a.txt src/b.txt /m\n' | build_out bg "$ctx" -f -) && fail "copied two files onto one"
+  expect_eq "$(tail -1 <<<"$out")" "When using COPY with more than one source file, the destination must be a directory and end with a /"
+  out=$(printf 'FROM busybox\nCOPY nomatch* /m/\n' | build_out bg "$ctx" -f -) && fail "copied nothing"
+  expect_eq "$(tail -1 <<<"$out")" "COPY failed: no source files were specified"
+  expect_eq "$(d bg ps -aq | wc -l)" "0"
+}

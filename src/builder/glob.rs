@@ -103,7 +103,6 @@ impl Glob {
     }
 
     /// Whether the whole of `path` matches.
-    #[cfg(test)]
     pub(crate) fn matches(&self, path: &str) -> bool {
         self.prefix_matches(path).last().copied().unwrap_or(false)
     }

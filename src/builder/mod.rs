@@ -19,7 +19,7 @@ pub mod expand;
 pub mod ignore;
 
 mod flags;
-mod glob;
+pub mod glob;
 mod gocompat;
 mod json;
 mod model;

@@ -321,22 +321,9 @@ pub fn extract_to(
         ids,
         no_overwrite_dir_non_dir,
     };
-    let input = decompressed(input)?;
+    // The CLI sends a plain tar; dockerd takes compressed ones too.
+    let input = crate::decompress::reader(input, "the archive")?;
     extract::apply_tar_at(root, input, &opts).map(|_| ())
-}
-
-/// The CLI sends a plain tar; dockerd also takes a gzip one.
-fn decompressed<'a>(input: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
-    use std::io::BufRead;
-    let mut input = std::io::BufReader::with_capacity(64 << 10, input);
-    let magic = input
-        .fill_buf()
-        .map_err(|e| Error::invalid(format!("reading the archive: {e}")))?;
-    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(input))
-    } else {
-        Box::new(input)
-    })
 }
 
 /// Writes entries read through directory fds, never following a symlink.

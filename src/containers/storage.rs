@@ -37,6 +37,18 @@ pub struct Root {
 }
 
 impl Root {
+    /// A directory that is no container's (a build step's files FROM
+    /// scratch): writable, ids as they are.
+    pub fn plain(fd: OwnedFd) -> Root {
+        Root {
+            fd,
+            readonly: false,
+            readonly_mount: false,
+            user: String::new(),
+            ids: None,
+        }
+    }
+
     /// The uid and gid of the container's user, read from its own
     /// /etc/passwd and /etc/group (`docker cp -a`).
     pub fn user_ids(&self) -> Result<(u32, u32)> {

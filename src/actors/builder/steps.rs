@@ -26,6 +26,9 @@ fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::unavailable(format!("engine: {e}"))
 }
 
+/// dockerd's system.DefaultPathEnv on Linux.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// FROM: an earlier stage, `scratch`, or an image (pulled when missing,
 /// or always with `pull`).
 pub(super) async fn from(
@@ -35,12 +38,20 @@ pub(super) async fn from(
     done: &[(Option<String>, String)],
     out: &mut Output,
 ) -> StepResult<StageState> {
-    let fresh = |image: String, config| StageState {
-        image,
-        config,
-        shell: b::default_shell(),
-        args: Default::default(),
-        cache_busted: false,
+    let fresh = |image: String, mut config: bollard_stubs::models::ContainerConfig| {
+        // dockerd gives every stage a PATH when its image has none (FROM
+        // scratch among them).
+        let env = config.env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        StageState {
+            image,
+            config,
+            shell: b::default_shell(),
+            args: Default::default(),
+            cache_busted: false,
+        }
     };
     if let Some((_, id)) = done
         .iter()
@@ -514,6 +525,8 @@ struct Gathered {
     is_dir: bool,
     /// The source's own name (the top entry of a file's tar).
     name: String,
+    /// ADD of a local archive: its content is unpacked at the destination.
+    archive: bool,
 }
 
 /// COPY and ADD of local files: the sources, read from the context (or
@@ -533,14 +546,9 @@ async fn copy(
     keyword: &str,
     out: &mut Output,
 ) -> StepResult<()> {
-    if state.image.is_empty() {
-        return Err(Error::invalid(format!(
-            "berth's builder cannot {keyword} into a stage FROM scratch yet"
-        ))
-        .into());
-    }
-    let dest_is_dir = dest.ends_with('/') || srcs.len() > 1;
-    let dest_abs = if dest.starts_with('/') {
+    // dockerd's normalizeDest: relative to the working directory, a
+    // trailing slash kept (`.` under `/` is `/`).
+    let joined = if dest.starts_with('/') {
         b::clean(dest)
     } else {
         b::clean(&format!(
@@ -548,6 +556,8 @@ async fn copy(
             state.config.working_dir.as_deref().unwrap_or("/")
         ))
     };
+    let dest_is_dir = dest.ends_with('/') || joined == "/";
+    let dest_abs = joined;
     let source = match from {
         Some(image) => {
             let body = ContainerCreateBody {
@@ -564,6 +574,7 @@ async fn copy(
         let (storage, projection) = (env.storage.clone(), env.projection.clone());
         let (source, srcs) = (source.clone(), srcs.to_vec());
         let (context, tmp) = (context.to_path_buf(), env.tmp.clone());
+        let keyword = keyword.to_string();
         tokio::task::spawn_blocking(move || {
             gather_sources(
                 &storage,
@@ -572,6 +583,7 @@ async fn copy(
                 &context,
                 &srcs,
                 &tmp,
+                &keyword,
             )
         })
         .await
@@ -582,10 +594,25 @@ async fn copy(
         let _ = remove(env, s).await;
     }
     let (gathered, hash) = gathered?;
+    if gathered.len() > 1 && !dest_is_dir {
+        return Err(Error::invalid(format!(
+            "When using {keyword} with more than one source file, the destination must be a directory and end with a /"
+        ))
+        .into());
+    }
     let cmd = b::nop_one(&state.shell, &format!("{keyword} {hash} in {dest} "));
     let key = cache::step_config(&state.config, &state.image, cmd.clone(), false);
     if probe(env, opts, state, &key, out).await {
         return Ok(());
+    }
+    let step = BuildStep {
+        created_by: cmd.join(" "),
+        container_config: key,
+    };
+    if state.image.is_empty() {
+        return copy_onto_scratch(env, state, gathered, &dest_abs, dest_is_dir, step)
+            .await
+            .map_err(StepError::from);
     }
     let id = create(
         env,
@@ -601,9 +628,9 @@ async fn copy(
         let (id, dest_abs, chown) = (id.clone(), dest_abs.clone(), chown.map(str::to_string));
         let tmp = env.tmp.clone();
         tokio::task::spawn_blocking(move || {
+            let root = storage.open_root(&projection.current(), &id)?;
             place_sources(
-                &storage,
-                &projection.current(),
+                &root,
                 &id,
                 gathered,
                 &dest_abs,
@@ -617,13 +644,7 @@ async fn copy(
         .and_then(|r| r)
     };
     let committed = match written {
-        Ok(()) => {
-            let step = BuildStep {
-                created_by: cmd.join(" "),
-                container_config: key,
-            };
-            commit(env, state, &id, step).await
-        }
+        Ok(()) => commit(env, state, &id, step).await,
         Err(e) => Err(e),
     };
     let _ = remove(env, &id).await;
@@ -640,6 +661,7 @@ fn gather_sources(
     context: &Path,
     srcs: &[String],
     tmp: &Path,
+    keyword: &str,
 ) -> Result<(Vec<Gathered>, String)> {
     use crate::containers::archive;
     use sha2::Digest;
@@ -661,7 +683,21 @@ fn gather_sources(
     };
     let mut hash = sha2::Sha256::new();
     let mut gathered = Vec::new();
+    let mut paths = Vec::new();
     for src in srcs {
+        if source.is_none() && has_wildcards(src) {
+            let pattern = b::context_path(src).map_err(Error::invalid)?;
+            paths.extend(glob_context(context, &pattern)?);
+        } else {
+            paths.push(src.clone());
+        }
+    }
+    if paths.is_empty() {
+        return Err(Error::invalid(format!(
+            "{keyword} failed: no source files were specified"
+        )));
+    }
+    for src in &paths {
         let rel = if source.is_some() {
             b::clean(src)
         } else {
@@ -670,7 +706,7 @@ fn gather_sources(
         let st = archive::stat(src_root.as_fd(), &rel, what, None).map_err(|e| {
             if e.kind() == crate::error::ErrorKind::NotFound {
                 Error::invalid(format!(
-                    "COPY failed: file not found in build context or excluded by .dockerignore: stat {}: file does not exist",
+                    "{keyword} failed: file not found in build context or excluded by .dockerignore: stat {}: file does not exist",
                     src.trim_start_matches('/')
                 ))
             } else {
@@ -691,10 +727,12 @@ fn gather_sources(
         let file = std::fs::File::open(spool.path())
             .map_err(|e| Error::internal(format!("reading the copied files: {e}")))?;
         hash.update(cache::content_hash(std::io::BufReader::new(file))?);
+        let archive = keyword == "ADD" && source.is_none() && !is_dir && is_archive(&spool)?;
         gathered.push(Gathered {
             spool,
             is_dir,
             name: st.name.clone(),
+            archive,
         });
     }
     let prefix = match gathered.as_slice() {
@@ -713,8 +751,7 @@ fn gather_sources(
 /// directory, else as dest.
 #[allow(clippy::too_many_arguments)]
 fn place_sources(
-    storage: &crate::containers::storage::ContainerStorage,
-    state: &crate::events::projection::State,
+    root: &crate::containers::storage::Root,
     id: &str,
     gathered: Vec<Gathered>,
     dest: &str,
@@ -723,7 +760,6 @@ fn place_sources(
     tmp: &Path,
 ) -> Result<()> {
     use crate::containers::archive;
-    let root = storage.open_root(state, id)?;
     let owner = match chown.filter(|c| !c.is_empty()) {
         None => (0, 0),
         Some(spec) => {
@@ -735,6 +771,29 @@ fn place_sources(
         }
     };
     for g in gathered {
+        if g.archive {
+            // dockerd unpacks a local archive at dest with the owners it
+            // holds (--chown does not apply).
+            crate::drivers::storage::extract::make_dir_in_root(root.fd.as_fd(), dest, Some(owner))?;
+            let bad = |e: std::io::Error| Error::internal(format!("reading the archive: {e}"));
+            let file = std::fs::File::open(g.spool.path()).map_err(bad)?;
+            let mut outer = tar::Archive::new(std::io::BufReader::new(file));
+            let mut entries = outer.entries().map_err(bad)?;
+            let inner = entries
+                .next()
+                .ok_or_else(|| Error::internal("the archive went missing"))?
+                .map_err(bad)?;
+            archive::extract_to(
+                root.fd.as_fd(),
+                dest,
+                id,
+                inner,
+                None,
+                root.ids.clone(),
+                false,
+            )?;
+            continue;
+        }
         let into_existing_dir = !dest_is_dir
             && !g.is_dir
             && archive::stat(root.fd.as_fd(), dest, id, None)
@@ -806,4 +865,130 @@ fn renamed(
     let mut written = builder.into_inner().map_err(bad)?;
     std::io::Write::flush(&mut written).map_err(bad)?;
     Ok(out)
+}
+
+/// Whether a COPY source is a pattern (dockerd's containsWildcards).
+fn has_wildcards(src: &str) -> bool {
+    let mut escaped = false;
+    for c in src.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The context's paths matching `pattern` (relative, `/`-separated), in
+/// the lexical order of dockerd's walk; symlinks are listed, not followed.
+fn glob_context(context: &Path, pattern: &str) -> Result<Vec<String>> {
+    let glob = crate::builder::glob::Glob::compile(pattern)
+        .map_err(|_| Error::invalid("syntax error in pattern"))?;
+    let mut found = Vec::new();
+    let mut pending = vec![String::new()];
+    while let Some(rel) = pending.pop() {
+        let dir = context.join(&rel);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map_err(|e| Error::internal(format!("reading the build context: {e}")))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        // Depth first, in order: push the subdirectories reversed.
+        let mut subdirs = Vec::new();
+        for name in names {
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(context.join(&path))
+                .map_err(|e| Error::internal(format!("reading the build context: {e}")))?;
+            if glob.matches(&path) {
+                found.push(path.clone());
+            }
+            if meta.is_dir() {
+                subdirs.push(path);
+            }
+        }
+        pending.extend(subdirs.into_iter().rev());
+    }
+    Ok(found)
+}
+
+/// ADD's test for a local archive, as dockerd's: a tar once decompressed.
+fn is_archive(spool: &crate::spool::Spool) -> Result<bool> {
+    let bad = |e: std::io::Error| Error::internal(format!("reading an ADD source: {e}"));
+    let file = std::fs::File::open(spool.path()).map_err(bad)?;
+    let mut outer = tar::Archive::new(std::io::BufReader::new(file));
+    let Some(entry) = outer.entries().map_err(bad)?.next() else {
+        return Ok(false);
+    };
+    let entry = entry.map_err(bad)?;
+    let Ok(inner) = crate::decompress::reader(entry, "an ADD source") else {
+        return Ok(false);
+    };
+    let mut inner = tar::Archive::new(inner);
+    let first = inner.entries().ok().and_then(|mut e| e.next());
+    Ok(matches!(first, Some(Ok(_))))
+}
+
+/// COPY or ADD in a stage FROM scratch: no container to write into, so
+/// the sources are placed in a directory of their own that becomes the
+/// image's first layer.
+async fn copy_onto_scratch(
+    env: &BuildEnv,
+    state: &mut StageState,
+    gathered: Vec<Gathered>,
+    dest: &str,
+    dest_is_dir: bool,
+    step: BuildStep,
+) -> Result<()> {
+    let tmp = env.tmp.clone();
+    let dest = dest.to_string();
+    let layer = tokio::task::spawn_blocking(move || {
+        let dir = crate::images::context::ContextDir::create(&tmp, "build-scratch")?;
+        let fd = rustix::fs::open(
+            dir.path(),
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| Error::internal(format!("opening {}: {e}", dir.path().display())))?;
+        let root = crate::containers::storage::Root::plain(fd);
+        place_sources(&root, "scratch", gathered, &dest, dest_is_dir, None, &tmp)?;
+        let (spool, file) = crate::spool::Spool::create(&tmp, "build-layer")?;
+        crate::containers::archive::layer_tar(dir.path(), None, std::io::BufWriter::new(file))?;
+        Ok::<_, Error>(spool)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("copying: {e}")))??;
+    let mut config = state.config.clone();
+    config.image = Some(String::new());
+    let spec = crate::images::commit::CommitSpec {
+        container_id: String::new(),
+        container_config: step.container_config.clone(),
+        user_config: config,
+        changes: Vec::new(),
+        author: String::new(),
+        comment: String::new(),
+        parent_id: String::new(),
+        parent_config: Vec::new(),
+        parent_chain: Vec::new(),
+        created: crate::clock::rfc3339_now(),
+        build_step: Some(step),
+    };
+    state.image = env
+        .images
+        .send(crate::actors::image_service::CommitImage {
+            layer_tar: layer,
+            spec,
+            tag: None,
+        })
+        .await
+        .map_err(unavailable)??;
+    Ok(())
 }

@@ -523,22 +523,7 @@ fn set_xattrs<R: Read>(
 /// sha256 of the uncompressed tar, end blocks included) and its size.
 pub fn extract_layer<R: Read>(dir: &Path, input: R) -> Result<(String, u64)> {
     use sha2::Digest;
-    use std::io::BufRead;
-    let mut input = std::io::BufReader::with_capacity(256 << 10, input);
-    let magic = input
-        .fill_buf()
-        .map_err(|e| Error::invalid(format!("reading layer: {e}")))?
-        .to_vec();
-    let decoded: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(input))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(
-            zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|e| Error::invalid(format!("zstd: {e}")))?,
-        )
-    } else {
-        Box::new(input)
-    };
+    let decoded = crate::decompress::reader(input, "layer")?;
     let mut hashing = HashingReader {
         inner: decoded,
         hasher: sha2::Sha256::new(),
