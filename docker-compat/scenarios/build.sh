@@ -240,3 +240,54 @@ DF
   expect_eq "$(tail -1 <<<"$out")" "COPY failed: no source files were specified"
   expect_eq "$(d bg ps -aq | wc -l)" "0"
 }
+
+scenario_build_every_instruction_gives_dockerds_config_and_files() {
+  start_with_busybox be
+  local ctx=$WORK/be-ctx out
+  mkdir -p "$ctx/dir"
+  echo f > "$ctx/f"; echo in > "$ctx/dir/in"
+  cat > "$ctx/Dockerfile" <<'DF'
+# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM $BASE AS build
+ARG WHO=world
+ENV GREETING="hello ${WHO}" HOME_DIR=/home/app
+LABEL org.example.name="every instruction" version=1
+EXPOSE 8080 9090/udp
+WORKDIR $HOME_DIR
+COPY --chown=1000:1000 f ./owned
+COPY dir/ ./dir/
+ADD f /added
+RUN chmod 750 /added && echo "$GREETING" > /greeting
+SHELL ["/bin/sh", "-ec"]
+RUN test -f /greeting
+USER nobody
+VOLUME /data
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=5s --timeout=2s --retries=2 CMD true
+ONBUILD COPY f /from-trigger
+ONBUILD RUN echo child > /tmp/child
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /greeting"]
+DF
+  DOCKER_BUILDKIT=0 d be build -q --build-arg WHO=berth -t every:1 "$ctx" >/dev/null 2>&1 || fail "the build failed"
+  # The config, the files, their owners and modes as dockerd 20.10 makes them.
+  expect_eq "$(d be inspect -f '{{json .Config}}' every:1)" '{"User":"nobody","ExposedPorts":{"8080/tcp":{},"9090/udp":{}},"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","GREETING=hello berth","HOME_DIR=/home/app"],"Entrypoint":["/bin/sh","-c"],"Cmd":["cat /greeting"],"Volumes":{"/data":{}},"WorkingDir":"/home/app","Labels":{"org.example.name":"every instruction","version":"1"},"StopSignal":"SIGUSR1","Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":5000000000,"Timeout":2000000000,"Retries":2},"OnBuild":["COPY f /from-trigger","RUN echo child > /tmp/child"],"Shell":["/bin/sh","-ec"]}'
+  expect_eq "$(d be run --rm every:1)" "hello berth"
+  expect_eq "$(d be run --rm --entrypoint sh every:1 -c 'id -u; stat -c "%n %u:%g %a" /home/app/owned /home/app/dir/in /added; pwd')" "65534
+/home/app/owned 1000:1000 644
+/home/app/dir/in 0:0 644
+/added 0:0 750
+/home/app"
+  # A child build runs the triggers first, as steps of its FROM, and does not pass them on.
+  printf 'FROM every:1\nUSER root\nRUN cat /tmp/child /from-trigger\n' > "$ctx/Dockerfile"
+  out=$(build_out be "$ctx" -t child:1)
+  expect_eq "$(head -4 <<<"$out")" "Step 1/3 : FROM every:1
+# Executing 2 build triggers
+ ---> Running in <id>
+Removing intermediate container <id>"
+  expect_contains "$out" "child
+f
+Removing intermediate container"
+  expect_eq "$(d be inspect -f '{{json .Config.OnBuild}}' child:1)" "null"
+}

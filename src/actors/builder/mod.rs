@@ -4,9 +4,9 @@
 //! filesystem, every step's image stored by the ImageService's commit —
 //! while the output goes out as dockerd 20.10 words it.
 //!
-//! Not yet (issue 16): the build cache, ADD of archives and URLs,
-//! `COPY --chown` by name, `FROM scratch` followed by COPY or RUN, globs
-//! in COPY sources, ONBUILD triggers of a parent.
+//! The build cache is the step images themselves (images/build_cache.rs).
+//! Not yet (issue 16): ADD of URLs, RUN in a stage FROM scratch before any
+//! layer, `cachefrom`, cancelling a RUN when the client goes away.
 
 mod steps;
 
@@ -234,6 +234,7 @@ async fn build(
         let base = crate::builder::expand::expand(&stage.base, df.directives.escape, &lookup)
             .map_err(|e| Error::invalid(e.to_string()))?;
         let mut state = steps::from(env, opts, &base, &done, out).await?;
+        run_triggers(env, opts, &mut state, context, &done, out).await?;
         out.say(format!(" ---> {}\n", short(&state.image))).await;
         for step in &stage.instructions {
             if out.closed() {
@@ -323,6 +324,40 @@ async fn build(
         out.say(format!("Successfully tagged {name}\n")).await;
     }
     Ok(image)
+}
+
+/// The ONBUILD triggers of a stage's base image run first, as steps of
+/// the FROM, and are not passed on (dockerd's dispatchTriggeredOnBuild).
+async fn run_triggers(
+    env: &BuildEnv,
+    opts: &BuildOptions,
+    state: &mut StageState,
+    context: &std::path::Path,
+    done: &[(Option<String>, String)],
+    out: &mut Output,
+) -> std::result::Result<(), StepError> {
+    let triggers = state.config.on_build.take().unwrap_or_default();
+    if triggers.is_empty() {
+        return Ok(());
+    }
+    let plural = if triggers.len() > 1 { "s" } else { "" };
+    out.say(format!(
+        "# Executing {} build trigger{plural}\n",
+        triggers.len()
+    ))
+    .await;
+    for trigger in &triggers {
+        let inst = crate::builder::dockerfile::parse_trigger(trigger)
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        if let Some(refusal) = inst.classic_builder_refusal() {
+            return Err(Error::invalid(refusal).into());
+        }
+        let inst = inst
+            .expanded('\\', &state.lookup())
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        steps::step(env, opts, state, &inst, context, done, out).await?;
+    }
+    Ok(())
 }
 
 /// Build args every build knows without an ARG (proxies), never reported
