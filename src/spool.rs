@@ -18,8 +18,7 @@ pub struct Spool {
 impl Spool {
     /// A new, empty file in `dir` named after `what`, opened for writing.
     pub fn create(dir: &Path, what: &str) -> Result<(Spool, std::fs::File)> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+        private_dir(dir)?;
         let spool = Spool {
             path: dir.join(format!(
                 "{what}-{}-{}",
@@ -64,6 +63,22 @@ impl Spool {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Makes `dir` (and its parents) if missing, and root's alone: what is
+/// spooled there (layers, contexts, copies) may hold setuid files and
+/// devices that no other user may reach, as dockerd's 0700 tmp.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| Error::internal(format!("reading {}: {e}", dir.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::internal(format!("setting the mode of {}: {e}", dir.display())))?;
+    }
+    Ok(())
 }
 
 /// Removes what a killed daemon left in its spool directory (spooled

@@ -506,7 +506,9 @@ impl<W: Write> TarWriter<W> {
             };
             if self.layer {
                 let shown = format!("/{}", as_name.display());
-                if crate::containers::diff::MOUNT_POINTS.contains(&shown.as_str()) {
+                if crate::containers::diff::MOUNT_POINTS.contains(&shown.as_str())
+                    || only_mount_points(dir, &n, &shown)
+                {
                     continue;
                 }
             }
@@ -514,6 +516,37 @@ impl<W: Write> TarWriter<W> {
         }
         Ok(())
     }
+}
+
+/// A directory of the layer that holds only the runtime's mount points
+/// (the /etc copied up for hosts and resolv.conf): dockerd has it in its
+/// init layer, so a commit leaves it out, as `docker diff` does.
+fn only_mount_points(parent: BorrowedFd<'_>, name: &OsStr, shown: &str) -> bool {
+    let Ok(fd) = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    let Ok(listing) = rustix::fs::Dir::read_from(&fd) else {
+        return false;
+    };
+    let mut any = false;
+    for entry in listing {
+        let Ok(entry) = entry else { return false };
+        let n = entry.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        any = true;
+        let child = format!("{shown}/{}", String::from_utf8_lossy(n));
+        if !crate::containers::diff::MOUNT_POINTS.contains(&child.as_str()) {
+            return false;
+        }
+    }
+    any
 }
 
 /// Reads `left` bytes: what the file gives, then zeros if it shrank.

@@ -18,8 +18,13 @@ impl ContextDir {
     /// A new empty directory under `tmp`, named `<prefix>-<random>`; the
     /// build-* ones left by a killed daemon are swept at its start.
     pub fn create(tmp: &Path, prefix: &str) -> Result<ContextDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        crate::spool::private_dir(tmp)?;
         let path = tmp.join(format!("{prefix}-{:012x}", crate::random::u64()? >> 16));
-        std::fs::create_dir_all(&path)
+        // Only root may enter: a context may hold setuid files and devices.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
             .map_err(|e| Error::internal(format!("creating {}: {e}", path.display())))?;
         Ok(ContextDir { path })
     }
@@ -52,12 +57,7 @@ pub fn unpack(archive: &Path, tmp: &Path) -> Result<ContextDir> {
         return Err(Error::internal("unexpected EOF"));
     }
     let reader = crate::decompress::reader(input, "the build context")?;
-    let root = rustix::fs::open(
-        dir.path(),
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::internal(format!("opening {}: {e}", dir.path().display())))?;
+    let root = open_root(&dir)?;
     let opts = Apply {
         whiteouts: Whiteouts::Plain,
         scope: Scope::Beneath,
@@ -119,6 +119,61 @@ impl<R: std::io::Read> std::io::Read for Unterminated<R> {
     }
 }
 
+/// The largest Dockerfile or .dockerignore read (both are text a person
+/// writes; anything bigger is refused rather than held in memory).
+const MAX_TEXT: u64 = 16 << 20;
+
+/// The context directory, opened: every path below is resolved inside it
+/// by the kernel (RESOLVE_IN_ROOT: a symlink in the context is followed as
+/// if the context were `/`, as dockerd's scoped resolution), never by
+/// joining strings onto a host path.
+fn open_root(dir: &ContextDir) -> Result<rustix::fd::OwnedFd> {
+    rustix::fs::open(
+        dir.path(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::internal(format!("opening the build context: {e}")))
+}
+
+fn open_in(
+    root: &rustix::fd::OwnedFd,
+    rel: &str,
+    flags: rustix::fs::OFlags,
+) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    rustix::fs::openat2(
+        root,
+        if rel.is_empty() { "." } else { rel },
+        flags | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NONBLOCK,
+        rustix::fs::Mode::empty(),
+        rustix::fs::ResolveFlags::IN_ROOT | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+    )
+}
+
+/// A regular file's text in the context; None when it is missing or is
+/// not a regular file (a fifo or a device would block or never end).
+fn read_text(root: &rustix::fd::OwnedFd, rel: &str, what: &str) -> Result<Option<String>> {
+    use std::io::Read;
+    let Ok(fd) = open_in(root, rel, rustix::fs::OFlags::RDONLY) else {
+        return Ok(None);
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::internal(format!("reading {what}: {e}")))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(MAX_TEXT + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::invalid(format!("reading {what}: {e}")))?;
+    if text.len() as u64 > MAX_TEXT {
+        return Err(Error::invalid(format!(
+            "{what} is larger than {MAX_TEXT} bytes"
+        )));
+    }
+    Ok(Some(text))
+}
+
 /// The Dockerfile's text: `name` in the context (a relative path), or the
 /// lowercase `dockerfile` when the default name is missing, as dockerd.
 pub fn dockerfile(dir: &ContextDir, name: &str) -> Result<String> {
@@ -128,20 +183,11 @@ pub fn dockerfile(dir: &ContextDir, name: &str) -> Result<String> {
     if name == "Dockerfile" {
         candidates.push("dockerfile".into());
     }
+    let root = open_root(dir)?;
     for c in candidates {
-        let path = dir.path().join(&c);
-        // Inside the context only: no symlink may lead out of it.
-        let Ok(real) = path.canonicalize() else {
-            continue;
-        };
-        let Ok(base) = dir.path().canonicalize() else {
-            continue;
-        };
-        if !real.starts_with(&base) || !real.is_file() {
-            continue;
+        if let Some(text) = read_text(&root, &c, "the Dockerfile")? {
+            return Ok(text);
         }
-        return std::fs::read_to_string(&real)
-            .map_err(|e| Error::internal(format!("reading the Dockerfile: {e}")));
     }
     Err(missing())
 }
@@ -150,13 +196,28 @@ pub fn dockerfile(dir: &ContextDir, name: &str) -> Result<String> {
 /// they are excluded, after reading them (the CLI already left the rest of
 /// what it excludes out of the tar).
 pub fn apply_ignore(dir: &ContextDir, dockerfile: &str) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(dir.path().join(".dockerignore")) else {
+    let root = open_root(dir)?;
+    let Some(text) = read_text(&root, ".dockerignore", ".dockerignore")? else {
         return Ok(());
     };
     let rules = crate::builder::ignore::IgnoreRules::parse(&text)
         .map_err(|e| Error::invalid(e.to_string()))?;
-    for rel in rules.removed_after_reading(dockerfile) {
-        let _ = std::fs::remove_file(dir.path().join(rel));
+    for name in rules.removed_after_reading(dockerfile) {
+        // The name came from the client: only ever a path inside the context.
+        let Ok(rel) = crate::images::build::context_path(&name) else {
+            continue;
+        };
+        let (parent, file) = match rel.rsplit_once('/') {
+            Some((p, f)) => (p, f),
+            None => ("", rel.as_str()),
+        };
+        if file.is_empty() {
+            continue;
+        }
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY;
+        if let Ok(parent) = open_in(&root, parent, flags) {
+            let _ = rustix::fs::unlinkat(&parent, file, rustix::fs::AtFlags::empty());
+        }
     }
     Ok(())
 }

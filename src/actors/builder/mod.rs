@@ -312,7 +312,7 @@ async fn build(
         env.images
             .send(crate::actors::image_service::TagImage {
                 source: image.clone(),
-                target: t.clone(),
+                target: t.clone().with_default_tag(),
             })
             .await
             .map_err(|e| Error::unavailable(format!("image service: {e}")))??;

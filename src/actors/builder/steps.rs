@@ -175,7 +175,7 @@ pub(super) async fn step(
             let wd = b::workdir(state.config.working_dir.as_deref(), dir);
             state.config.working_dir = Some(wd.clone());
             let cmd = b::nop_one(&state.shell, &format!("WORKDIR {wd}"));
-            metadata(env, opts, state, cmd, out).await
+            metadata_with(env, opts, state, cmd, Some(&wd), out).await
         }
         other => {
             let mut config = state.config.clone();
@@ -404,6 +404,19 @@ async fn metadata(
     cmd: Vec<String>,
     out: &mut Output,
 ) -> StepResult<()> {
+    metadata_with(env, opts, state, cmd, None, out).await
+}
+
+/// A metadata step; WORKDIR's also makes its directory in the image, as
+/// dockerd's ContainerCreateWorkdir (root's, 0755).
+async fn metadata_with(
+    env: &BuildEnv,
+    opts: &BuildOptions,
+    state: &mut StageState,
+    cmd: Vec<String>,
+    workdir: Option<&str>,
+    out: &mut Output,
+) -> StepResult<()> {
     let key = cache::step_config(&state.config, &state.image, cmd.clone(), false);
     if probe(env, opts, state, &key, out).await {
         return Ok(());
@@ -450,7 +463,14 @@ async fn metadata(
     };
     let id = create(env, body).await?;
     out.say(format!(" ---> Running in {}\n", short(&id))).await;
-    let committed = commit(env, state, &id, step).await;
+    let made = match workdir {
+        Some(wd) => make_workdir(env, &id, wd).await,
+        None => Ok(()),
+    };
+    let committed = match made {
+        Ok(()) => commit(env, state, &id, step).await,
+        Err(e) => Err(e),
+    };
     if opts.force_rm || (opts.rm && committed.is_ok()) {
         remove_intermediate(env, &id, out).await;
     }
@@ -498,6 +518,28 @@ async fn probe(
             false
         }
     }
+}
+
+/// WORKDIR's directory in the step's container: made with its parents,
+/// refused in dockerd's words where a non-directory is.
+async fn make_workdir(env: &BuildEnv, id: &str, wd: &str) -> Result<()> {
+    let (storage, projection) = (env.storage.clone(), env.projection.clone());
+    let (id, wd) = (id.to_string(), wd.to_string());
+    tokio::task::spawn_blocking(move || {
+        use crate::containers::archive;
+        let root = storage.open_root(&projection.current(), &id)?;
+        if let Ok(st) = archive::stat(root.fd.as_fd(), &wd, &id, None) {
+            if st.mode & (1 << 31) == 0 && st.link_target.is_empty() {
+                return Err(Error::invalid(format!(
+                    "Cannot mkdir: {wd} is not a directory"
+                )));
+            }
+        }
+        let owner = root.ids.as_ref().map_or((0, 0), |ids| ids.to_host(0, 0));
+        crate::drivers::storage::extract::make_dir_in_root(root.fd.as_fd(), &wd, Some(owner))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("making the working directory: {e}")))?
 }
 
 /// Removes a step's container, saying so as dockerd does.
@@ -770,11 +812,20 @@ fn place_sources(
             (u.uid, u.gid)
         }
     };
+    // Directories made on the way are created as the host sees them.
+    let host_owner = root
+        .ids
+        .as_ref()
+        .map_or(owner, |ids| ids.to_host(owner.0, owner.1));
     for g in gathered {
         if g.archive {
             // dockerd unpacks a local archive at dest with the owners it
             // holds (--chown does not apply).
-            crate::drivers::storage::extract::make_dir_in_root(root.fd.as_fd(), dest, Some(owner))?;
+            crate::drivers::storage::extract::make_dir_in_root(
+                root.fd.as_fd(),
+                dest,
+                Some(host_owner),
+            )?;
             let bad = |e: std::io::Error| Error::internal(format!("reading the archive: {e}"));
             let file = std::fs::File::open(g.spool.path()).map_err(bad)?;
             let mut outer = tar::Archive::new(std::io::BufReader::new(file));
@@ -813,7 +864,11 @@ fn place_sources(
                 .unwrap_or_default();
             (parent, renamed(&g.spool, &g.name, &name, tmp)?)
         };
-        crate::drivers::storage::extract::make_dir_in_root(root.fd.as_fd(), &dir, Some(owner))?;
+        crate::drivers::storage::extract::make_dir_in_root(
+            root.fd.as_fd(),
+            &dir,
+            Some(host_owner),
+        )?;
         let file = std::fs::File::open(spool.path())
             .map_err(|e| Error::internal(format!("reading the copied files: {e}")))?;
         archive::extract_to(
