@@ -291,3 +291,58 @@ f
 Removing intermediate container"
   expect_eq "$(d be inspect -f '{{json .Config.OnBuild}}' child:1)" "null"
 }
+
+scenario_build_stays_in_its_context_and_follows_dockerds_rules() {
+  start_with_busybox bs
+  local ctx=$WORK/bs-ctx out victim=$WORK/bs-victim rel
+  mkdir -p "$ctx"
+  # dockerfile= naming a host path, excluded by .dockerignore: dockerd reads
+  # and removes it inside the context only; the host file stays.
+  echo 'FROM busybox' > "$victim"
+  rel=${victim#/}
+  mkdir -p "$ctx/$(dirname "$rel")"
+  echo 'FROM busybox' > "$ctx/$rel"
+  printf '%s\n' "$rel" > "$ctx/.dockerignore"
+  tar -cf - -C "$ctx" . | api bs -o /dev/null -X POST -H 'Content-Type: application/x-tar' --data-binary @- "http://berth/build?dockerfile=$victim"
+  expect_eq "$(cat "$victim" 2>&1)" "FROM busybox" "the host file named by dockerfile= is untouched"
+  rm -rf "$ctx"; mkdir -p "$ctx"
+  # Symlinked sources are followed in the context; WORKDIR makes its
+  # directory; a CMD of the stage survives a later ENTRYPOINT; -t without a tag.
+  echo real > "$ctx/real.txt"; ln -s real.txt "$ctx/link"
+  printf 'FROM busybox\nWORKDIR /app\nCOPY real.txt .\nCOPY link /l1\nCMD ["hi"]\nENTRYPOINT ["echo"]\n' > "$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 d bs build -q -t notag "$ctx" >/dev/null 2>&1 || fail "the build failed"
+  expect_eq "$(d bs run --rm --entrypoint cat notag /app/real.txt /l1)" "real
+real"
+  expect_eq "$(d bs run --rm notag)" "hi"
+  # A parent removed by tag is only untagged: its child still needs it.
+  printf 'FROM notag\nRUN true\n' > "$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 d bs build -q -t child:1 "$ctx" >/dev/null 2>&1 || fail "the child build failed"
+  expect_eq "$(d bs rmi notag)" "Untagged: notag:latest"
+  expect_eq "$(d bs run --rm --entrypoint cat child:1 /l1)" "real"
+  # Each error in dockerd 20.10's words.
+  local df
+  while IFS='|' read -r df want; do
+    out=$(printf "$df\n" | build_out bs "$ctx" -f -) && fail "built: $df"
+    expect_eq "$(tail -1 <<<"$out")" "$want" "$df"
+  done <<'CASES'
+FROM busybox\nCOPY ../x /x|COPY failed: forbidden path outside the build context: ../x ()
+FROM busybox\nADD ../x /x|ADD failed: forbidden path outside the build context: ../x ()
+ARG IMG\nFROM $IMG|base name ($IMG) should not be blank
+FROM busybox AS a\nFROM busybox AS a|a stage name already used
+FROM busybox\nEXPOSE é|Invalid containerPort: é
+FROM busybox\nCOPY --chown=nosuch real.txt /f|unable to convert uid/gid chown string to host mapping: can't find uid for user nosuch: no such user: nosuch
+CASES
+  printf 'FROM busybox\nEXPOSE 80-82/udp\n' | DOCKER_BUILDKIT=0 d bs build -q -t ex:1 -f - "$ctx" >/dev/null 2>&1
+  expect_eq "$(d bs inspect -f '{{json .Config.ExposedPorts}}' ex:1)" '{"80/udp":{},"81/udp":{},"82/udp":{}}'
+  # --label: a step per label, counted in the total.
+  out=$(printf 'FROM busybox\n' | build_out bs "$ctx" -f - --label b=2 --label a=1)
+  expect_contains "$out" "Step 2/3 : LABEL a=1"
+  expect_contains "$out" "Step 3/3 : LABEL b=2"
+  # A client gone during a RUN: the step's container goes, nothing is committed.
+  local images; images=$(d bs images -aq | sort)
+  printf 'FROM busybox\nRUN sleep 30\n' > "$ctx/Dockerfile"
+  tar -cf - -C "$ctx" . | api bs -m 2 -o /dev/null -X POST -H 'Content-Type: application/x-tar' --data-binary @- "http://berth/build" || true
+  for _ in $(seq 100); do [ -z "$(d bs ps -aq)" ] && break; sleep 0.1; done
+  expect_eq "$(d bs ps -aq)" "" "the cancelled step's container"
+  expect_eq "$(d bs images -aq | sort)" "$images" "no image from a cancelled build"
+}

@@ -66,6 +66,14 @@ fn base(abs: &str) -> String {
     t.rsplit('/').next().unwrap_or(t).to_string()
 }
 
+/// `path` (absolute in the root) with every symlink followed inside the
+/// root, as an absolute path: where a write to `path` lands.
+pub fn scoped_path(root: BorrowedFd<'_>, path: &str) -> Result<String> {
+    let parts = follow_in_scope(root, path)?;
+    let joined: PathBuf = parts.iter().collect();
+    Ok(format!("/{}", joined.display()))
+}
+
 /// `path` with every symlink followed inside the root; the result has no
 /// symlink, `.` or `..` left (moby's FollowSymlinkInScope). Missing parts are
 /// kept as they are.

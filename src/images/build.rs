@@ -6,6 +6,64 @@ use bollard_stubs::models::{ContainerConfig, HealthConfig};
 
 use crate::builder::dockerfile::{CommandLine, Healthcheck, Instruction};
 
+/// EXPOSE's words as ExposedPorts keys: `80` is `80/tcp`, a range
+/// `80-82/udp` each of its ports; dockerd's words for a bad one.
+pub fn exposed_port_keys(ports: &[String]) -> Result<Vec<String>, String> {
+    let mut keys = Vec::new();
+    for p in ports {
+        let (range, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+        let proto = proto.to_lowercase();
+        if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+            return Err(format!("Invalid proto: {proto}"));
+        }
+        let bad = || format!("Invalid containerPort: {range}");
+        let (first, last) = match range.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (range, range),
+        };
+        let first: u16 = first.parse().map_err(|_| bad())?;
+        let last: u16 = last.parse().map_err(|_| bad())?;
+        if last < first {
+            return Err(bad());
+        }
+        keys.extend((first..=last).map(|n| format!("{n}/{proto}")));
+    }
+    Ok(keys)
+}
+
+/// COPY/ADD `--chown`: user and group by number or by name in the image's
+/// /etc/passwd and /etc/group, a lone user standing for the group too, as
+/// dockerd's parseChownFlag; its words when one is missing.
+pub fn chown_ids(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32), String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (user, grp) = match parts.as_slice() {
+        [u] => (*u, *u),
+        [u, g] => (*u, *g),
+        _ => return Err(format!("invalid chown string format: {spec}")),
+    };
+    let lookup = |name: &str, file: &str| -> Option<u32> {
+        if let Ok(n) = name.parse::<u32>() {
+            return Some(n);
+        }
+        file.lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&name))
+            .and_then(|f| f.get(2).and_then(|id| id.parse().ok()))
+    };
+    let wrap = |e: String| format!("unable to convert uid/gid chown string to host mapping: {e}");
+    let uid = lookup(user, passwd).ok_or_else(|| {
+        wrap(format!(
+            "can't find uid for user {user}: no such user: {user}"
+        ))
+    })?;
+    let gid = lookup(grp, group).ok_or_else(|| {
+        wrap(format!(
+            "can't find gid for group {grp}: no such group: {grp}"
+        ))
+    })?;
+    Ok((uid, gid))
+}
+
 /// The shell a build starts with (SHELL changes it).
 pub fn default_shell() -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into()]
@@ -106,12 +164,7 @@ pub fn apply_metadata(
         }
         Instruction::Expose(ports) => {
             let exposed = config.exposed_ports.get_or_insert_with(Vec::new);
-            for p in ports {
-                let key = if p.contains('/') {
-                    p.clone()
-                } else {
-                    format!("{p}/tcp")
-                };
+            for key in exposed_port_keys(ports).unwrap_or_default() {
                 if !exposed.contains(&key) {
                     exposed.push(key);
                 }
@@ -241,7 +294,7 @@ pub fn context_path(src: &str) -> Result<String, String> {
             ".." => {
                 if parts.pop().is_none() {
                     return Err(format!(
-                        "Forbidden path outside the build context: {src} ()"
+                        "forbidden path outside the build context: {src} ()"
                     ));
                 }
             }
@@ -254,6 +307,48 @@ pub fn context_path(src: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chown_as_dockerd_parses_it() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nbin:x:1:1::/bin:/bin/false\n";
+        let group = "root:x:0:\nbin:x:1:\nstaff:x:50:\n";
+        assert_eq!(chown_ids("1000", passwd, group), Ok((1000, 1000)));
+        assert_eq!(chown_ids("bin", passwd, group), Ok((1, 1)));
+        assert_eq!(chown_ids("bin:staff", passwd, group), Ok((1, 50)));
+        assert_eq!(
+            chown_ids("nosuch", passwd, group).unwrap_err(),
+            "unable to convert uid/gid chown string to host mapping: can't find uid for user nosuch: no such user: nosuch"
+        );
+        assert_eq!(
+            chown_ids("bin:nogroup", passwd, group).unwrap_err(),
+            "unable to convert uid/gid chown string to host mapping: can't find gid for group nogroup: no such group: nogroup"
+        );
+    }
+
+    #[test]
+    fn exposed_ports_as_dockerd_reads_them() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            exposed_port_keys(&s(&["80", "90-91/udp", "0"])).unwrap(),
+            s(&["80/tcp", "90/udp", "91/udp", "0/tcp"])
+        );
+        assert_eq!(
+            exposed_port_keys(&s(&["é"])).unwrap_err(),
+            "Invalid containerPort: é"
+        );
+        assert_eq!(
+            exposed_port_keys(&s(&["90-80"])).unwrap_err(),
+            "Invalid containerPort: 90-80"
+        );
+        assert_eq!(
+            exposed_port_keys(&s(&["70000"])).unwrap_err(),
+            "Invalid containerPort: 70000"
+        );
+        assert_eq!(
+            exposed_port_keys(&s(&["80/xyz"])).unwrap_err(),
+            "Invalid proto: xyz"
+        );
+    }
     use crate::builder::dockerfile::KeyValue;
 
     #[test]

@@ -72,7 +72,7 @@ pub enum BuildLine {
 /// Where the steps write: the stream (or, with `q`, a buffer that only an
 /// error lets out).
 pub(crate) struct Output {
-    tx: mpsc::Sender<BuildLine>,
+    pub(crate) tx: mpsc::Sender<BuildLine>,
     quiet: bool,
     held: Vec<BuildLine>,
 }
@@ -125,6 +125,8 @@ pub(crate) struct StageState {
     pub args: BTreeMap<String, Option<String>>,
     /// A step of this stage missed the cache: the later ones cannot hit.
     pub cache_busted: bool,
+    /// This stage has a CMD of its own (ENTRYPOINT keeps it).
+    pub cmd_set: bool,
 }
 
 impl StageState {
@@ -202,7 +204,8 @@ async fn build(
         + df.stages[..=last_stage.min(df.stages.len().saturating_sub(1))]
             .iter()
             .map(|s| 1 + s.instructions.len())
-            .sum::<usize>();
+            .sum::<usize>()
+        + opts.labels.len();
     let mut n = 0;
     let mut used_args: std::collections::BTreeSet<String> = Default::default();
     // ARGs before the first FROM: what FROM lines are expanded with.
@@ -226,6 +229,11 @@ async fn build(
     let mut done: Vec<(Option<String>, String)> = Vec::new();
     let mut image = String::new();
     for stage in df.stages.iter().take(last_stage + 1) {
+        if let Some(name) = &stage.name {
+            if done.iter().any(|(used, _)| used.as_ref() == Some(name)) {
+                return Err(Error::invalid("a stage name already used").into());
+            }
+        }
         n += 1;
         out.say(format!("Step {n}/{total} : {}", stage.original))
             .await;
@@ -233,6 +241,11 @@ async fn build(
         let lookup = |name: &str| meta.get(name).cloned().flatten();
         let base = crate::builder::expand::expand(&stage.base, df.directives.escape, &lookup)
             .map_err(|e| Error::invalid(e.to_string()))?;
+        if base.is_empty() {
+            return Err(
+                Error::invalid(format!("base name ({}) should not be blank", stage.base)).into(),
+            );
+        }
         let mut state = steps::from(env, opts, &base, &done, out).await?;
         run_triggers(env, opts, &mut state, context, &done, out).await?;
         out.say(format!(" ---> {}\n", short(&state.image))).await;
@@ -271,18 +284,19 @@ async fn build(
             steps::step(env, opts, &mut state, &inst, context, &done, out).await?;
             out.say(format!(" ---> {}\n", short(&state.image))).await;
         }
-        if !opts.labels.is_empty() && done.len() == last_stage {
-            // --label applies to the final image, as one more metadata step.
-            let labels = crate::builder::dockerfile::Instruction::Label(
-                opts.labels
-                    .iter()
-                    .map(|(k, v)| crate::builder::dockerfile::KeyValue {
-                        key: k.clone(),
-                        value: v.clone(),
-                    })
-                    .collect(),
-            );
-            steps::step(env, opts, &mut state, &labels, context, &done, out).await?;
+        if done.len() == last_stage {
+            // --label: a LABEL step of its own per label on the final
+            // stage, as dockerd's output counts and prints them.
+            for (k, v) in &opts.labels {
+                n += 1;
+                out.say(format!("Step {n}/{total} : LABEL {k}={v}\n")).await;
+                let label = Instruction::Label(vec![crate::builder::dockerfile::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                }]);
+                steps::step(env, opts, &mut state, &label, context, &done, out).await?;
+                out.say(format!(" ---> {}\n", short(&state.image))).await;
+            }
         }
         image = state.image.clone();
         if opts.aux && !image.is_empty() {

@@ -51,6 +51,7 @@ pub(super) async fn from(
             shell: b::default_shell(),
             args: Default::default(),
             cache_busted: false,
+            cmd_set: false,
         }
     };
     if let Some((_, id)) = done
@@ -70,7 +71,7 @@ pub(super) async fn from(
         .ok();
     let id = match found {
         Some(id) if !opts.pull => id,
-        _ => pull(env, &reference, out).await?,
+        _ => pull(env, &reference.clone().with_default_tag(), out).await?,
     };
     let config = env.image_files.container_config(&id)?;
     let shell = config.shell.clone().filter(|s| !s.is_empty());
@@ -99,11 +100,13 @@ async fn pull(env: &BuildEnv, reference: &Reference, out: &mut Output) -> Result
         }
     }
     let name = reference.clone().with_default_tag();
-    crate::images::query::resolve(
-        &env.projection.current(),
-        &name.familiar_tagged().unwrap_or_default(),
-    )
-    .map(|i| i.id.clone())
+    // A digest reference finds the image by its RepoDigest.
+    let key = match (&name.digest, name.familiar_tagged()) {
+        (Some(d), _) => format!("{}@{d}", name.familiar_name()),
+        (None, Some(tagged)) => tagged,
+        (None, None) => name.familiar_name(),
+    };
+    crate::images::query::resolve(&env.projection.current(), &key).map(|i| i.id.clone())
 }
 
 /// Any step after FROM.
@@ -178,10 +181,21 @@ pub(super) async fn step(
             metadata_with(env, opts, state, cmd, Some(&wd), out).await
         }
         other => {
+            if let Instruction::Expose(ports) = other {
+                b::exposed_port_keys(ports).map_err(Error::invalid)?;
+            }
             let mut config = state.config.clone();
+            let cmd_before = config.cmd.clone();
             let Some(text) = b::apply_metadata(&mut config, &mut state.shell, other) else {
                 return Err(Error::internal(format!("no step for {}", other.keyword())).into());
             };
+            match other {
+                Instruction::Cmd(_) => state.cmd_set = true,
+                // ENTRYPOINT drops an inherited CMD, not one this stage set
+                // (dockerd's cmdSet).
+                Instruction::Entrypoint(_) if state.cmd_set => config.cmd = cmd_before,
+                _ => {}
+            }
             state.config = config;
             let cmd = b::nop_cmd(&state.shell, &text);
             metadata(env, opts, state, cmd, out).await
@@ -210,7 +224,10 @@ async fn source_image(
     }
     match from(env, opts, name, &[], out).await {
         Ok(s) => Ok(s.image),
-        Err(e) => Err(e.error),
+        Err(e) => Err(Error::invalid(format!(
+            "invalid from flag value {name}: {}",
+            e.error.message()
+        ))),
     }
 }
 
@@ -369,9 +386,18 @@ async fn run_container(env: &BuildEnv, id: &str, out: &mut Output) -> Result<i64
     // The stream is framed (no tty): [stream, 0, 0, 0, len BE] + bytes.
     let mut header = [0u8; 8];
     loop {
-        match mine.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(_) => break,
+        // A client gone (the build's stream closed) stops the step: the
+        // container goes, nothing is committed (dockerd's cancel).
+        let frame = tokio::select! {
+            r = mine.read_exact(&mut header) => r.is_ok(),
+            _ = out.tx.closed() => {
+                tracing::info!(container = %id, "build cancelled by its client");
+                let _ = remove(env, id).await;
+                return Err(Error::internal("Build cancelled"));
+            }
+        };
+        if !frame {
+            break;
         }
         let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
         let mut data = vec![0u8; len];
@@ -728,7 +754,8 @@ fn gather_sources(
     let mut paths = Vec::new();
     for src in srcs {
         if source.is_none() && has_wildcards(src) {
-            let pattern = b::context_path(src).map_err(Error::invalid)?;
+            let pattern = b::context_path(src)
+                .map_err(|e| Error::invalid(format!("{keyword} failed: {e}")))?;
             paths.extend(glob_context(context, &pattern)?);
         } else {
             paths.push(src.clone());
@@ -743,8 +770,17 @@ fn gather_sources(
         let rel = if source.is_some() {
             b::clean(src)
         } else {
-            format!("/{}", b::context_path(src).map_err(Error::invalid)?)
+            let rel = b::context_path(src)
+                .map_err(|e| Error::invalid(format!("{keyword} failed: {e}")))?;
+            format!("/{rel}")
         };
+        // A symlink among the sources is followed inside the context (or
+        // the source image), as dockerd's scoped copy; its own name stays.
+        let own_name = Path::new(&rel)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let rel = archive::scoped_path(src_root.as_fd(), &rel)?;
         let st = archive::stat(src_root.as_fd(), &rel, what, None).map_err(|e| {
             if e.kind() == crate::error::ErrorKind::NotFound {
                 Error::invalid(format!(
@@ -756,7 +792,12 @@ fn gather_sources(
             }
         })?;
         let is_dir = st.mode & (1 << 31) != 0;
-        let top = if is_dir { "." } else { st.name.as_str() };
+        let name = if own_name.is_empty() {
+            st.name.clone()
+        } else {
+            own_name
+        };
+        let top = if is_dir { "." } else { name.as_str() };
         let (spool, file) = crate::spool::Spool::create(tmp, "build-copy")?;
         archive::write_tar(
             src_root.as_fd(),
@@ -773,7 +814,7 @@ fn gather_sources(
         gathered.push(Gathered {
             spool,
             is_dir,
-            name: st.name.clone(),
+            name,
             archive,
         });
     }
@@ -808,8 +849,7 @@ fn place_sources(
             let fd = root.fd.as_fd();
             let passwd = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/passwd");
             let group = crate::drivers::exec::bundle::read_in_root_fd(fd, "etc/group");
-            let u = crate::drivers::exec::spec::resolve_user(spec, &passwd, &group)?;
-            (u.uid, u.gid)
+            b::chown_ids(spec, &passwd, &group).map_err(Error::invalid)?
         }
     };
     // Directories made on the way are created as the host sees them.
@@ -817,6 +857,9 @@ fn place_sources(
         .ids
         .as_ref()
         .map_or(owner, |ids| ids.to_host(owner.0, owner.1));
+    // The destination as the image resolves it: a symlink on the way (even
+    // one to a missing directory) is followed inside the root, as dockerd.
+    let dest = &archive::scoped_path(root.fd.as_fd(), dest)?;
     for g in gathered {
         if g.archive {
             // dockerd unpacks a local archive at dest with the owners it

@@ -113,7 +113,10 @@ impl Handler<RemoveImage> for ImageService {
                         let left = projection.current();
                         let img = left.images.get(&image.id);
                         // What is left: other tags keep it; only digests of this repo don't.
+                        // An image with children stays, untagged (dockerd's
+                        // imageDeleteHelper: only untag a parent).
                         img.is_some_and(|i| i.repo_tags.is_empty())
+                            && !left.images.values().any(|i| i.parent == image.id)
                     }
                     None => {
                         if state.images.values().any(|i| i.parent == image.id) {
