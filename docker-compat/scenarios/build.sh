@@ -346,3 +346,25 @@ CASES
   expect_eq "$(d bs ps -aq)" "" "the cancelled step's container"
   expect_eq "$(d bs images -aq | sort)" "$images" "no image from a cancelled build"
 }
+
+scenario_build_cache_in_system_df_and_builder_prune() {
+  start_with_busybox bp
+  local ctx=$WORK/bp-ctx out
+  mkdir -p "$ctx"
+  echo one > "$ctx/f"
+  printf 'FROM busybox\nCOPY f /f\nRUN cat /f > /g\nENV x=1\n' > "$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 d bp build -q -t pr:1 "$ctx" >/dev/null 2>&1
+  echo two > "$ctx/f"
+  DOCKER_BUILDKIT=0 d bp build -q -t pr:1 "$ctx" >/dev/null 2>&1
+  # Two chains of three steps (the tagged end of the second is an image, not
+  # cache): the first one no tagged image needs any more.
+  expect_eq "$(d bp system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | grep Build)" "Build Cache 5 2"
+  expect_eq "$(d bp system df --format '{{.Type}} {{.TotalCount}}' | grep Images)" "Images 3"
+  out=$(d bp builder prune -f 2>/dev/null)
+  expect_eq "$(grep -c '^sha256:' <<<"$out")" "3"
+  expect_contains "$out" "Total reclaimed space: 8B"
+  expect_eq "$(d bp system df --format '{{.Type}} {{.TotalCount}} {{.Reclaimable}}' | grep Build)" "Build Cache 2 0B"
+  # What pr:1 is made of stays, and still serves as its cache.
+  expect_eq "$(build_out bp "$ctx" -t pr:1 | grep -c 'Using cache')" "3"
+  expect_eq "$(d bp run --rm pr:1 cat /g)" "two"
+}

@@ -37,7 +37,13 @@ fn options(raw: Option<&str>, version: ApiVersion) -> Result<(BuildOptions, Stri
         ..Default::default()
     };
     let mut dockerfile = "Dockerfile".to_string();
-    let flag = |v: &str| matches!(v, "1" | "true" | "True");
+    // dockerd's httputils.BoolValue: anything but these is true.
+    let flag = |v: &str| {
+        !matches!(
+            v.trim().to_lowercase().as_str(),
+            "" | "0" | "no" | "false" | "none"
+        )
+    };
     let int = |k: &str, v: &str| {
         v.parse::<i64>().map_err(|_| {
             Error::invalid(format!(
@@ -186,7 +192,72 @@ fn render(line: &BuildLine) -> String {
         + "\r\n"
 }
 
-/// `POST /build/prune`: there is no build cache yet, so nothing to free.
-async fn prune() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "CachesDeleted": null, "SpaceReclaimed": 0 }))
+/// `POST /build/prune`: the classic builder's cache is its step images
+/// (images/build_cache.rs); what no tagged image or container needs goes,
+/// oldest first, down to `keep-storage` bytes, stored before `until`.
+/// `all` changes nothing here: what is still needed cannot go.
+async fn prune(
+    State(ctx): State<ApiContext>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<serde_json::Value>> {
+    use crate::actors::image_service::{RemoveImage, Removed};
+    let mut keep_storage = 0u64;
+    let mut until = None;
+    let now = crate::clock::now_ns();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "keep-storage" => {
+                keep_storage = v.parse().map_err(|_| {
+                    Error::invalid(format!(
+                        "keep-storage is in bytes and expects an integer, got {v}"
+                    ))
+                })?
+            }
+            "filters" => {
+                let filters = super::images::parse_filters(Some(&v.into_owned()))?;
+                if let Some(k) = filters.keys().find(|k| k.as_str() != "until") {
+                    return Err(Error::invalid(format!("invalid filter '{k}'")));
+                }
+                until = filters
+                    .get("until")
+                    .and_then(|v| v.first())
+                    .map(|v| crate::clock::until_ns(v, now))
+                    .transpose()?;
+            }
+            _ => {}
+        }
+    }
+    let state = ctx.projection.current();
+    let entries = crate::images::build_cache::entries(&state);
+    let sizes: BTreeMap<String, u64> = entries.iter().map(|e| (e.id.clone(), e.size)).collect();
+    let chosen = crate::images::build_cache::prunable(&entries, until, keep_storage);
+    let mut deleted: Vec<String> = Vec::new();
+    // Newest first: a step's image goes before the one it was made on.
+    for e in chosen.iter().rev() {
+        if deleted.contains(&e.id) {
+            continue;
+        }
+        let removed = ctx
+            .images
+            .send(RemoveImage {
+                name: e.id.clone(),
+                force: false,
+            })
+            .await
+            .map_err(|e| Error::unavailable(format!("image service: {e}")))?;
+        match removed {
+            // Images only (an rmi also names the layers it removed).
+            Ok(items) => deleted.extend(items.into_iter().filter_map(|r| match r {
+                Removed::Deleted(id) if sizes.contains_key(&id) => Some(id),
+                _ => None,
+            })),
+            // Gone with a child's removal, or still needed after all.
+            Err(e) => tracing::debug!(image = %e.message(), "build cache prune skipped one"),
+        }
+    }
+    let reclaimed: u64 = deleted.iter().filter_map(|id| sizes.get(id)).sum();
+    Ok(axum::Json(serde_json::json!({
+        "CachesDeleted": deleted,
+        "SpaceReclaimed": reclaimed,
+    })))
 }

@@ -312,14 +312,18 @@ fn normalize_mirror(m: &str) -> String {
 }
 
 /// `docker system df`, in the shape API 1.50 clients read (LayersSize, Images,
-/// Containers, Volumes, BuildCache). Containers and the build cache are not
-/// counted yet.
+/// Containers, Volumes, BuildCache). Containers are not counted yet.
 async fn disk_usage(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {
     let state = ctx.projection.current();
     let layers_size: u64 = state.layers.values().map(|l| l.size).sum();
+    // The build's intermediate images are its cache (BuildCache below),
+    // not images, as dockerd lists them apart.
+    let parents: std::collections::HashSet<&str> =
+        state.images.values().map(|i| i.parent.as_str()).collect();
     let images: Vec<serde_json::Value> = state
         .images
         .values()
+        .filter(|i| !(i.repo_tags.is_empty() && parents.contains(i.id.as_str())))
         .map(|i| {
             let mut summary =
                 super::images::summary(&state, i, super::images::image_labels(&ctx, i));
@@ -335,11 +339,35 @@ async fn disk_usage(State(ctx): State<ApiContext>) -> Json<serde_json::Value> {
             .await
             .unwrap_or_default()
     };
+    let build_cache: Vec<serde_json::Value> = crate::images::build_cache::entries(&state)
+        .into_iter()
+        .map(|e| {
+            let description = ctx
+                .image_files
+                .step_config(&e.id)
+                .ok()
+                .and_then(|c| c.cmd)
+                .map(|c| c.join(" "))
+                .unwrap_or_default();
+            serde_json::json!({
+                "ID": e.id,
+                "Parent": e.parent,
+                "Type": "regular",
+                "Description": description,
+                "InUse": e.in_use,
+                "Shared": false,
+                "Size": e.size,
+                "CreatedAt": crate::clock::rfc3339(e.stored_ns),
+                "LastUsedAt": null,
+                "UsageCount": 0,
+            })
+        })
+        .collect();
     Json(serde_json::json!({
         "LayersSize": layers_size,
         "Images": images,
         "Containers": [],
         "Volumes": volumes,
-        "BuildCache": [],
+        "BuildCache": build_cache,
     }))
 }

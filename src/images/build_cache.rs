@@ -111,6 +111,92 @@ pub fn content_hash(tar: impl Read) -> Result<String> {
     Ok(hex::encode(hash.finalize()))
 }
 
+/// One record of the build cache as `docker system df` and `docker builder
+/// prune` see it: an untagged image a commit or a build step made on a
+/// parent (a step's image, or an old result a rebuild untagged).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheEntry {
+    pub id: String,
+    pub parent: String,
+    /// The layer it adds (0 for a metadata step).
+    pub size: u64,
+    /// When it was stored (ns).
+    pub stored_ns: u64,
+    /// Needed: a tagged image or a container's image descends from it (it
+    /// cannot go without them), or a container runs it.
+    pub in_use: bool,
+}
+
+/// The build cache in `state`, oldest first.
+pub fn entries(state: &crate::events::projection::State) -> Vec<CacheEntry> {
+    use std::collections::HashSet;
+    let mut needed: HashSet<&str> = HashSet::new();
+    let roots = state
+        .images
+        .values()
+        .filter(|i| !i.repo_tags.is_empty())
+        .map(|i| i.id.as_str())
+        .chain(state.containers.values().map(|c| c.image.as_str()));
+    for root in roots {
+        let mut at = Some(root);
+        while let Some(id) = at {
+            if !needed.insert(id) {
+                break;
+            }
+            at = state
+                .images
+                .get(id)
+                .map(|i| i.parent.as_str())
+                .filter(|p| !p.is_empty());
+        }
+    }
+    let mut out: Vec<CacheEntry> = state
+        .images
+        .values()
+        .filter(|i| i.repo_tags.is_empty() && !i.parent.is_empty())
+        .map(|i| {
+            let below = state.images.get(&i.parent).map_or(0, |p| p.chain_ids.len());
+            let size = if i.chain_ids.len() > below {
+                i.chain_ids
+                    .last()
+                    .and_then(|c| state.layers.get(c))
+                    .map_or(0, |l| l.size)
+            } else {
+                0
+            };
+            CacheEntry {
+                id: i.id.clone(),
+                parent: i.parent.clone(),
+                size,
+                stored_ns: i.stored_ns,
+                in_use: needed.contains(i.id.as_str()),
+            }
+        })
+        .collect();
+    out.sort_by_key(|e| e.stored_ns);
+    out
+}
+
+/// What `docker builder prune` removes: the entries not in use, stored
+/// before `until` (ns), oldest first, stopping once what is left of them
+/// fits in `keep_storage` bytes (0: no limit).
+pub fn prunable(entries: &[CacheEntry], until: Option<u64>, keep_storage: u64) -> Vec<CacheEntry> {
+    let free: Vec<&CacheEntry> = entries.iter().filter(|e| !e.in_use).collect();
+    let mut left: u64 = free.iter().map(|e| e.size).sum();
+    let mut out = Vec::new();
+    for e in free {
+        if keep_storage > 0 && left <= keep_storage {
+            break;
+        }
+        if until.is_some_and(|u| e.stored_ns >= u) {
+            continue;
+        }
+        left -= e.size;
+        out.push(e.clone());
+    }
+    out
+}
+
 struct HashWriter<'a>(&'a mut sha2::Sha256);
 
 impl std::io::Write for HashWriter<'_> {
@@ -167,6 +253,31 @@ mod tests {
         );
         assert_eq!(found, Some("new"));
         assert_eq!(pick(&config(&["c"]), []), None);
+    }
+
+    fn entry(id: &str, size: u64, at: u64, in_use: bool) -> CacheEntry {
+        CacheEntry {
+            id: id.into(),
+            parent: "p".into(),
+            size,
+            stored_ns: at,
+            in_use,
+        }
+    }
+
+    #[test]
+    fn prune_takes_the_oldest_free_entries_first() {
+        let all = [
+            entry("a", 10, 1, false),
+            entry("b", 20, 2, true),
+            entry("c", 30, 3, false),
+            entry("d", 40, 4, false),
+        ];
+        let ids = |v: Vec<CacheEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        assert_eq!(ids(prunable(&all, None, 0)), ["a", "c", "d"]);
+        assert_eq!(ids(prunable(&all, Some(4), 0)), ["a", "c"]);
+        // 80 free; keeping 45 removes the oldest until 40 are left.
+        assert_eq!(ids(prunable(&all, None, 45)), ["a", "c"]);
     }
 
     fn tar_of(mtime: u64, content: &[u8]) -> Vec<u8> {
