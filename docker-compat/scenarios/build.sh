@@ -368,3 +368,29 @@ scenario_build_cache_in_system_df_and_builder_prune() {
   expect_eq "$(build_out bp "$ctx" -t pr:1 | grep -c 'Using cache')" "3"
   expect_eq "$(d bp run --rm pr:1 cat /g)" "two"
 }
+
+scenario_build_add_fetches_urls_from_this_host_only() {
+  start_with_busybox bu
+  local ctx=$WORK/bu-ctx www=$WORK/bu-www port out
+  mkdir -p "$ctx" "$www"
+  echo served > "$www/hello.txt"
+  tar -cf "$www/pk.tar" -C "$www" hello.txt
+  port=$(free_port)
+  python3 -m http.server "$port" --bind 127.0.0.1 --directory "$www" >/dev/null 2>&1 &
+  echo $! >> "$PIDFILE"
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/hello.txt" >/dev/null && break; sleep 0.1; done
+  # As dockerd 20.10: named after the URL's path, mode 0600, a tar not unpacked.
+  printf 'FROM busybox\nADD http://127.0.0.1:%s/hello.txt /got/\nADD http://127.0.0.1:%s/pk.tar /pk.tar\n' "$port" "$port" > "$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 d bu build -q -t url:1 "$ctx" >/dev/null 2>&1 || fail "the build failed"
+  expect_eq "$(d bu run --rm url:1 stat -c '%n %a %s' /got/hello.txt /pk.tar)" "/got/hello.txt 600 7
+/pk.tar 600 10240"
+  expect_eq "$(d bu history --no-trunc --format '{{.CreatedBy}}' url:1 | head -1 | sed -E 's/[0-9a-f]{64}/H/')" "/bin/sh -c #(nop) ADD H in /pk.tar "
+  out=$(printf 'FROM busybox\nADD http://127.0.0.1:%s/nosuch /x\n' "$port" | build_out bu "$ctx" -f -) && fail "added a missing URL"
+  expect_eq "$(tail -1 <<<"$out")" "failed to GET http://127.0.0.1:$port/nosuch with status 404 Not Found: Not Found"
+  # No host beyond this one is reached.
+  out=$(printf 'FROM busybox\nADD http://example.com/x /x\n' | build_out bu "$ctx" -f -) && fail "fetched from another host"
+  expect_eq "$(tail -1 <<<"$out")" "ADD failed: http://example.com/x: berthd fetches remote sources only from this host (a loopback address); copy the file into the build context instead"
+  expect_eq "$(d bu ps -aq)" ""
+  expect_eq "$(tar -cf - -C "$ctx" . | api bu -w ' %{http_code}' -X POST -H 'Content-Type: application/x-tar' --data-binary @- 'http://berth/build?platform=foo')" \
+    '{"message":"\"foo\": unknown operating system or architecture: invalid argument"} 400'
+}

@@ -94,6 +94,7 @@ fn options(raw: Option<&str>, version: ApiVersion) -> Result<(BuildOptions, Stri
                     "remote build contexts are not supported by berthd",
                 ))
             }
+            "platform" if !v.is_empty() => check_platform(&v).map_err(Error::invalid)?,
             "isolation" if !v.is_empty() && v != "default" => {
                 return Err(Error::invalid(format!("Unsupported isolation: {v:?}")))
             }
@@ -192,6 +193,69 @@ fn render(line: &BuildLine) -> String {
         + "\r\n"
 }
 
+/// A `platform` as containerd's platforms.Parse reads it (the build runs
+/// on this host's platform whatever a valid one says, as dockerd's classic
+/// builder with a local base image).
+fn check_platform(spec: &str) -> std::result::Result<(), String> {
+    const KNOWN: &[&str] = &[
+        "linux",
+        "windows",
+        "darwin",
+        "freebsd",
+        "netbsd",
+        "openbsd",
+        "solaris",
+        "illumos",
+        "aix",
+        "android",
+        "ios",
+        "js",
+        "plan9",
+        "dragonfly",
+        "amd64",
+        "x86_64",
+        "x86-64",
+        "arm64",
+        "aarch64",
+        "arm",
+        "armhf",
+        "armel",
+        "386",
+        "i386",
+        "ppc64le",
+        "ppc64",
+        "s390x",
+        "riscv64",
+        "mips",
+        "mipsle",
+        "mips64",
+        "mips64le",
+        "loong64",
+        "wasm",
+    ];
+    let parts: Vec<&str> = spec.split('/').collect();
+    for p in &parts {
+        if p.is_empty()
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "\"{p}\" is an invalid component of \"{spec}\": platform specifier component must match \"^[A-Za-z0-9_-]+$\": invalid argument"
+            ));
+        }
+    }
+    match parts.len() {
+        1 if !KNOWN.contains(&spec.to_lowercase().as_str()) => Err(format!(
+            "\"{spec}\": unknown operating system or architecture: invalid argument"
+        )),
+        1..=3 => Ok(()),
+        _ => Err(format!(
+            "\"{spec}\": cannot parse platform specifier: invalid argument"
+        )),
+    }
+}
+
 /// `POST /build/prune`: the classic builder's cache is its step images
 /// (images/build_cache.rs); what no tagged image or container needs goes,
 /// oldest first, down to `keep-storage` bytes, stored before `until`.
@@ -260,4 +324,24 @@ async fn prune(
         "CachesDeleted": deleted,
         "SpaceReclaimed": reclaimed,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_as_containerd_parses_them() {
+        assert!(check_platform("linux/amd64").is_ok());
+        assert!(check_platform("linux/arm/v7").is_ok());
+        assert!(check_platform("windows").is_ok());
+        assert_eq!(
+            check_platform("foo").unwrap_err(),
+            "\"foo\": unknown operating system or architecture: invalid argument"
+        );
+        assert_eq!(
+            check_platform("bogus//x").unwrap_err(),
+            "\"\" is an invalid component of \"bogus//x\": platform specifier component must match \"^[A-Za-z0-9_-]+$\": invalid argument"
+        );
+    }
 }

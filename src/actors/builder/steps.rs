@@ -151,20 +151,21 @@ pub(super) async fn step(
         Instruction::Add {
             srcs, dest, chown, ..
         } => {
-            if let Some(remote) = srcs
-                .iter()
-                .find(|s| s.starts_with("http://") || s.starts_with("https://"))
-            {
-                return Err(Error::invalid(format!(
-                    "ADD of a URL ({remote}) is not supported by berth's builder yet"
-                ))
-                .into());
+            // A URL is fetched into the context first (under a name of
+            // its own), then added as a file that is never unpacked.
+            let mut local = Vec::with_capacity(srcs.len());
+            for src in srcs {
+                if src.starts_with("http://") || src.starts_with("https://") {
+                    local.push(fetch_url(src, context).await?);
+                } else {
+                    local.push(src.clone());
+                }
             }
             copy(
                 env,
                 opts,
                 state,
-                srcs,
+                &local,
                 dest,
                 None,
                 chown.as_deref(),
@@ -810,7 +811,11 @@ fn gather_sources(
         let file = std::fs::File::open(spool.path())
             .map_err(|e| Error::internal(format!("reading the copied files: {e}")))?;
         hash.update(cache::content_hash(std::io::BufReader::new(file))?);
-        let archive = keyword == "ADD" && source.is_none() && !is_dir && is_archive(&spool)?;
+        let archive = keyword == "ADD"
+            && source.is_none()
+            && !is_dir
+            && !src.starts_with(FETCHED)
+            && is_archive(&spool)?;
         gathered.push(Gathered {
             spool,
             is_dir,
@@ -818,15 +823,17 @@ fn gather_sources(
             archive,
         });
     }
+    let hex = hex::encode(hash.finalize());
+    if paths.iter().all(|p| p.starts_with(FETCHED)) {
+        // dockerd names what ADD fetched by its hash alone.
+        return Ok((gathered, hex));
+    }
     let prefix = match gathered.as_slice() {
         [one] if one.is_dir => "dir",
         [_] => "file",
         _ => "multi",
     };
-    Ok((
-        gathered,
-        format!("{prefix}:{}", hex::encode(hash.finalize())),
-    ))
+    Ok((gathered, format!("{prefix}:{hex}")))
 }
 
 /// Writes the gathered sources into container `id` at `dest` (blocking):
@@ -963,6 +970,76 @@ fn renamed(
     let mut written = builder.into_inner().map_err(bad)?;
     std::io::Write::flush(&mut written).map_err(bad)?;
     Ok(out)
+}
+
+/// Where ADD puts what it fetched, in the (private) context directory.
+const FETCHED: &str = ".berth-fetched-";
+
+/// ADD of a URL: fetched into the context as dockerd downloads it (the
+/// name from the URL's path, mode 0600), answering its path there. berthd
+/// reaches no host but this one: a URL whose host is not a loopback
+/// address is refused with words that say so.
+async fn fetch_url(url: &str, context: &Path) -> StepResult<String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| Error::invalid(format!("ADD failed: parsing {url}: {e}")))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(Error::invalid(format!(
+            "ADD failed: {url}: berthd fetches remote sources only from this host (a loopback address); copy the file into the build context instead"
+        ))
+        .into());
+    }
+    let name = parsed
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| Error::invalid(format!("cannot determine filename from url: {url}")))?;
+    let failed = |e: &dyn std::fmt::Display| Error::invalid(format!("ADD failed: {url}: {e}"));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| failed(&e))?;
+    let resp = client
+        .get(parsed.clone())
+        .send()
+        .await
+        .map_err(|e| failed(&e))?;
+    if !resp.status().is_success() {
+        return Err(Error::invalid(format!(
+            "failed to GET {url} with status {}: {}",
+            resp.status(),
+            resp.status().canonical_reason().unwrap_or_default()
+        ))
+        .into());
+    }
+    let dir_name = format!("{FETCHED}{:012x}", crate::random::u64()? >> 16);
+    let dir = context.join(&dir_name);
+    std::fs::create_dir(&dir).map_err(|e| failed(&e))?;
+    let path = dir.join(&name);
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut body).await {
+        let chunk = chunk.map_err(|e| failed(&e))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(|e| failed(&e))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| failed(&e))?;
+    Ok(format!("{dir_name}/{name}"))
 }
 
 /// Whether a COPY source is a pattern (dockerd's containsWildcards).
