@@ -59,6 +59,10 @@ fn make_dir(path: &Path, mode: u32) -> Result<()> {
 async fn serve(config: Config, args: Vec<std::ffi::OsString>) -> Result<()> {
     // Bind first: a bad -H or a busy port fails before anything is written.
     let listeners = listen::bind_all(&config.hosts, config.tls.as_ref(), config.group.as_deref())?;
+    let metrics_listener = match &config.metrics_addr {
+        Some(addr) => Some(crate::api::metrics::bind(addr).await?),
+        None => None,
+    };
 
     let started = Instant::now();
     let log_path = config.data_root.join("events");
@@ -76,6 +80,10 @@ async fn serve(config: Config, args: Vec<std::ffi::OsString>) -> Result<()> {
         dropped = ?replayed.dropped,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "event log replayed"
+    );
+    crate::metrics::REPLAY_MICROS.store(
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
     );
 
     let projection = Projection::default();
@@ -211,6 +219,13 @@ async fn serve(config: Config, args: Vec<std::ffi::OsString>) -> Result<()> {
         config: shared.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(crate::api::metrics::serve(
+            listener,
+            ctx.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let api = Api::new(ctx);
     let server = tokio::spawn(listen::serve(listeners, api, stop_rx, SHUTDOWN_GRACE));
     info!(version = buildinfo::VERSION, id = ?projection.current().engine.id, "berthd is ready");
