@@ -79,7 +79,7 @@ impl Histogram {
 }
 
 /// Histograms by the value of one label (`action`).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LabeledHistogram {
     series: Mutex<BTreeMap<String, Arc<Histogram>>>,
 }
@@ -174,7 +174,7 @@ pub fn format_float(v: f64) -> String {
     // Go: %e when the exponent is < -4 or >= the precision, which is 6
     // for the shortest form unless the digits are fewer and all integral.
     let mut eprec = 6;
-    if eprec > digits && digits >= exp + 1 {
+    if eprec > digits && digits > exp {
         eprec = digits;
     }
     if exp < -4 || exp >= eprec {
