@@ -4,8 +4,9 @@
 set -euo pipefail
 need=()
 # systemd: systemd-analyze and systemd-socket-activate for the tests of the units
-# (installing it boots nothing); dpkg-dev: dpkg-shlibdeps for scripts/package.sh.
-for pkg in libclang-dev libseccomp-dev pkg-config clang openssl curl python3 ca-certificates docker-registry skopeo busybox-static apache2-utils python3-cryptography procps runc iptables iproute2 passwd systemd dpkg-dev; do
+# (installing it boots nothing); dpkg-dev: dpkg-shlibdeps for scripts/package.sh;
+# python3-prometheus-client: the Prometheus text parser that reads /metrics.
+for pkg in libclang-dev libseccomp-dev pkg-config clang openssl curl python3 ca-certificates docker-registry skopeo busybox-static apache2-utils python3-cryptography python3-prometheus-client procps runc iptables iproute2 passwd systemd dpkg-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # The docker CLI the compatibility suite drives; Debian's client only where none is on PATH.

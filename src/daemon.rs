@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::actors::event_log::{append, Drain, EventLog, DEFAULT_SNAPSHOT_EVERY};
 use crate::actors::image_service::ImageService;
 use crate::api::{listen, Api, ApiContext};
 use crate::buildinfo;
-use crate::config::Config;
+use crate::config::{Config, SharedConfig};
 use crate::drivers::storage::{Driver, LayerStore};
 use crate::error::{Context, Error, Result};
 use crate::events::projection::Projection;
@@ -29,7 +29,9 @@ use crate::store::lock::DataRootLock;
 /// How long in-flight requests get to finish on SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub fn run(config: Config) -> Result<()> {
+/// `args`: berthd's command line, parsed again with daemon.json at each
+/// SIGHUP.
+pub fn run(config: Config, args: Vec<std::ffi::OsString>) -> Result<()> {
     // One TLS provider for everything (the API listeners and the registry client).
     let _ = rustls::crypto::ring::default_provider().install_default();
     make_dir(&config.data_root, 0o711)?;
@@ -40,7 +42,7 @@ pub fn run(config: Config) -> Result<()> {
         std::fs::write(pidfile, std::process::id().to_string())
             .context(format_args!("writing pid file {}", pidfile.display()))?;
     }
-    let result = actix::System::new().block_on(serve(config.clone()));
+    let result = actix::System::new().block_on(serve(config.clone(), args));
     if let Some(pidfile) = &config.pidfile {
         let _ = std::fs::remove_file(pidfile);
     }
@@ -55,9 +57,13 @@ fn make_dir(path: &Path, mode: u32) -> Result<()> {
         .context(format_args!("creating {}", path.display()))
 }
 
-async fn serve(config: Config) -> Result<()> {
+async fn serve(config: Config, args: Vec<std::ffi::OsString>) -> Result<()> {
     // Bind first: a bad -H or a busy port fails before anything is written.
     let listeners = listen::bind_all(&config.hosts, config.tls.as_ref(), config.group.as_deref())?;
+    let metrics_listener = match &config.metrics_addr {
+        Some(addr) => Some(crate::api::metrics::bind(addr).await?),
+        None => None,
+    };
 
     let started = Instant::now();
     let log_path = config.data_root.join("events");
@@ -75,6 +81,10 @@ async fn serve(config: Config) -> Result<()> {
         dropped = ?replayed.dropped,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "event log replayed"
+    );
+    crate::metrics::REPLAY_MICROS.store(
+        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
     );
 
     let projection = Projection::default();
@@ -169,6 +179,8 @@ async fn serve(config: Config) -> Result<()> {
     )?
     .start();
     let execs = crate::containers::exec::ExecRegistry::default();
+    // Shared with every container's actor: a reload changes it for all.
+    let runtimes = crate::actors::container::RuntimeCommand::new(&config)?;
     let containers = crate::actors::container_service::ContainerService::new(
         Arc::clone(&layers),
         Arc::clone(&blobs),
@@ -176,7 +188,7 @@ async fn serve(config: Config) -> Result<()> {
         projection.clone(),
         &config.data_root,
         &config.exec_root,
-        crate::actors::container::RuntimeCommand::new(&config)?,
+        runtimes.clone(),
         execs.clone(),
         network.clone(),
         images.clone(),
@@ -189,10 +201,11 @@ async fn serve(config: Config) -> Result<()> {
         .map_err(|e| Error::internal(format!("restoring the containers: {e}")))?;
 
     let host = Arc::new(HostInfo::gather(&config.data_root));
-    let api = Api::new(ApiContext {
+    let shared = SharedConfig::new(config.clone());
+    let ctx = ApiContext {
         projection: projection.clone(),
         events: events.clone(),
-        images,
+        images: images.clone(),
         containers,
         network,
         volumes,
@@ -202,11 +215,19 @@ async fn serve(config: Config) -> Result<()> {
             &config.exec_root,
         )),
         image_files: Arc::new(crate::images::files::ImageFiles::new(blobs, layers_files)),
-        host,
+        host: Arc::clone(&host),
         execs,
-        config: Arc::new(config),
-    });
+        config: shared.clone(),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(crate::api::metrics::serve(
+            listener,
+            ctx.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let api = Api::new(ctx);
     let server = tokio::spawn(listen::serve(listeners, api, stop_rx, SHUTDOWN_GRACE));
     info!(version = buildinfo::VERSION, id = ?projection.current().engine.id, "berthd is ready");
     // The start's code (replay, RocksDB's open, the flags) is not needed
@@ -214,7 +235,15 @@ async fn serve(config: Config) -> Result<()> {
     // page cache.
     tokio::task::spawn_blocking(berth_shim::pages::shed_code_pages);
 
-    wait_for_stop_signal().await?;
+    let reload = Reload {
+        args,
+        config: shared,
+        runtimes,
+        images,
+        events: events.clone(),
+        hostname: host.hostname.clone(),
+    };
+    wait_for_stop_signal(&reload).await?;
     info!("stopping: no new connections; finishing requests in flight");
     let _ = stop_tx.send(true);
     let _ = server.await;
@@ -230,7 +259,7 @@ async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> Result<()> {
+async fn wait_for_stop_signal(reload: &Reload) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -238,7 +267,68 @@ async fn wait_for_stop_signal() -> Result<()> {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM"); return Ok(()) }
             _ = int.recv() => { info!("SIGINT"); return Ok(()) }
-            _ = hup.recv() => warn!("SIGHUP: configuration reload is not supported yet; ignored"),
+            _ = hup.recv() => reload.run().await,
+        }
+    }
+}
+
+/// What SIGHUP needs: the command line and where each live setting lives.
+struct Reload {
+    args: Vec<std::ffi::OsString>,
+    config: SharedConfig,
+    runtimes: crate::actors::container::RuntimeCommand,
+    images: actix::Addr<ImageService>,
+    events: actix::Addr<crate::actors::event_log::EventLog>,
+    hostname: String,
+}
+
+impl Reload {
+    /// Reads daemon.json again and applies what dockerd applies live; on any
+    /// error the running configuration stays as it was (and says why).
+    async fn run(&self) {
+        let current = self.config.get();
+        info!(file = %current.config_file.display(), "got signal to reload configuration");
+        let reloaded = match current.reloaded(&self.args) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "configuration not reloaded; the running one stays");
+                return;
+            }
+        };
+        for key in &reloaded.restart_needed {
+            warn!(
+                key,
+                "daemon.json: this key's new value takes effect when berthd restarts"
+            );
+        }
+        let next = reloaded.config;
+        crate::logging::set_level(next.effective_log_level());
+        self.runtimes.reload(&next);
+        let settings = RegistrySettings::from_config(&next);
+        if let Err(e) = self
+            .images
+            .send(crate::actors::image_service::UpdateRegistrySettings(
+                settings,
+            ))
+            .await
+        {
+            error!(error = %e, "reload: the image service did not take the registry settings");
+        }
+        let attributes = next.reload_attributes(&self.hostname);
+        info!(
+            debug = next.debug,
+            log_level = %next.log_level,
+            registry_mirrors = ?next.registry_mirrors,
+            insecure_registries = ?next.insecure_registries,
+            labels = ?next.labels,
+            default_runtime = %next.default_runtime,
+            max_concurrent_downloads = next.max_concurrent_downloads,
+            max_concurrent_uploads = next.max_concurrent_uploads,
+            "reloaded configuration"
+        );
+        self.config.set(next);
+        if let Err(e) = append(&self.events, Event::DaemonReloaded { attributes }).await {
+            warn!(error = %e, "recording the reload");
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod go_json;
 pub mod hostinfo;
 pub mod images;
 pub mod logging;
+pub mod metrics;
 pub mod networks;
 pub mod paths;
 pub mod random;

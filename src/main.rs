@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         return network_cleanup(&args[2..]);
     }
     let (flags, matches) = Flags::parse_with_sources();
+    let validate = flags.validate;
     if flags.version {
         println!(
             "Berth version {}, build {}",
@@ -39,8 +40,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    logging::init(&config.log_level);
-    match daemon::run(config) {
+    if validate {
+        // On stderr, as dockerd (and nginx -t, sshd -t) print it.
+        eprintln!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    logging::init(config.effective_log_level());
+    // A reload parses the same command line again, with daemon.json as it is then.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match daemon::run(config, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "berthd failed");

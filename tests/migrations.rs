@@ -315,6 +315,17 @@ fn scenario() -> Vec<Event> {
             id: "sha256:i2".into(),
             parent: "sha256:i1".into(),
         },
+        // A configuration reload (appended after the build events), frozen in
+        // v1-reload.
+        Event::DaemonReloaded {
+            attributes: vec![
+                ("debug".into(), "false".into()),
+                (
+                    "registry-mirrors".into(),
+                    "[\"http://127.0.0.1:5000\"]".into(),
+                ),
+            ],
+        },
     ]
 }
 

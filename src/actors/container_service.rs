@@ -322,7 +322,15 @@ impl ContainerService {
     /// Everything a create decides before touching the disk: checks, the name,
     /// the image, the merged config.
     fn prepare(&self, state: &State, msg: CreateContainer) -> Result<Prepared> {
-        let body = msg.body;
+        let mut body = msg.body;
+        // daemon.json's default-runtime for a container that names none.
+        let default_runtime = self.command.default_runtime();
+        if default_runtime != super::container::BUILTIN_RUNTIME {
+            let h = body.host_config.get_or_insert_with(Default::default);
+            if h.runtime.as_deref().is_none_or(str::is_empty) {
+                h.runtime = Some(default_runtime);
+            }
+        }
         let image_name = body
             .image
             .clone()

@@ -54,6 +54,8 @@ pub fn start(
 ) -> mpsc::Receiver<Chunk> {
     let (tx, rx) = mpsc::channel(16);
     actix::spawn(async move {
+        // engine_daemon_events_subscribers_total, while the feed runs.
+        let _counted = crate::metrics::Subscriber::new();
         let feed = Feed {
             store,
             projection,

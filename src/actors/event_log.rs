@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
+use crate::events::docker::{self, Names};
 use crate::events::projection::{Projection, State};
 use crate::events::{self, Event};
 use crate::store::envelope::Envelope;
@@ -114,6 +115,9 @@ pub struct EventLog {
     live: tokio::sync::broadcast::Sender<Arc<Batch>>,
     retention: Retention,
     compacting: bool,
+    /// What the Docker events of committed events are named after (they
+    /// are counted for `/metrics`).
+    names: Names,
 }
 
 impl EventLog {
@@ -141,6 +145,7 @@ impl EventLog {
             live: tokio::sync::broadcast::channel(LIVE_BATCHES).0,
             retention: Retention::default(),
             compacting: false,
+            names: Names::default(),
         }
     }
 
@@ -265,9 +270,14 @@ impl EventLog {
         let write = async move {
             let count = envelopes.len();
             let first = envelopes[0].seq;
-            let res = tokio::task::spawn_blocking(move || store.append(&envelopes, true))
-                .await
-                .unwrap_or_else(|e| Err(Error::internal(format!("event log writer: {e}"))));
+            let res = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let res = store.append(&envelopes, true);
+                crate::metrics::LOG_WRITES.since(started);
+                res
+            })
+            .await
+            .unwrap_or_else(|e| Err(Error::internal(format!("event log writer: {e}"))));
             (first, count, res)
         };
         ctx.spawn(
@@ -300,6 +310,14 @@ impl EventLog {
         }
         self.last_time_ns = time_ns;
         self.projection.replace(Arc::clone(&self.state));
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::metrics::LOG_APPENDS.fetch_add(batch.len() as u64, Relaxed);
+        // engine_daemon_events_total: the Docker events these stand for.
+        let told: usize = batch
+            .iter()
+            .map(|p| docker::translate(&mut self.names, &self.state, time_ns, &p.event).len())
+            .sum();
+        crate::metrics::EVENTS.fetch_add(told as u64, Relaxed);
         debug!(first, count = batch.len(), "events committed");
         // Only when someone listens: a feed costs nothing otherwise.
         let live = (self.live.receiver_count() > 0).then(|| Batch {

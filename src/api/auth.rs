@@ -30,7 +30,7 @@ async fn auth(
 ) -> Result<Json<serde_json::Value>> {
     let req: AuthRequest = serde_json::from_slice(&body)
         .map_err(|e| Error::invalid(format!("invalid auth configuration: {e}")))?;
-    let settings = RegistrySettings::from_config(&ctx.config);
+    let settings = RegistrySettings::from_config(&ctx.config.get());
     crate::registry::login::login(&settings, &req.serveraddress, &req.username, &req.password)
         .await?;
     Ok(Json(

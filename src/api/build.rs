@@ -124,7 +124,7 @@ async fn build(
     body: Body,
 ) -> Result<Response<Body>> {
     let (opts, dockerfile_name) = options(raw.as_deref(), version)?;
-    let tmp = ctx.config.data_root.join("tmp");
+    let tmp = ctx.config.get().data_root.join("tmp");
     let spool =
         crate::spool::Spool::from_stream(&tmp, "build-context", body.into_data_stream()).await?;
     let (context, dockerfile) = {

@@ -322,7 +322,7 @@ async fn top(
 ) -> Result<Json<serde_json::Value>> {
     let id = running_id(&ctx, &id)?;
     let ps_args = q.get("ps_args").cloned().unwrap_or_default();
-    let (of, exec_root) = (id.clone(), ctx.config.exec_root.clone());
+    let (of, exec_root) = (id.clone(), ctx.config.get().exec_root.clone());
     let v = tokio::task::spawn_blocking(move || {
         crate::containers::top::of_container(&exec_root, &of, &ps_args)
     })
@@ -343,15 +343,19 @@ async fn stats(
         .get("stream")
         .is_none_or(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let body = if streaming {
-        let lines =
-            crate::containers::stats::stream(c, ctx.projection.clone(), &ctx.config.exec_root);
+        let lines = crate::containers::stats::stream(
+            c,
+            ctx.projection.clone(),
+            &ctx.config.get().exec_root,
+        );
         Body::from_stream(futures_util::StreamExt::map(
             lines,
             Ok::<_, std::convert::Infallible>,
         ))
     } else {
         let v =
-            crate::containers::stats::once(&c, &ctx.config.exec_root, flag(&q, "one-shot")).await;
+            crate::containers::stats::once(&c, &ctx.config.get().exec_root, flag(&q, "one-shot"))
+                .await;
         Body::from(v.to_string() + "\n")
     };
     Ok(Response::builder()

@@ -7,7 +7,7 @@ use actix::Addr;
 
 use crate::actors::event_log::EventLog;
 use crate::actors::image_service::ImageService;
-use crate::config::Config;
+use crate::config::SharedConfig;
 use crate::events::projection::Projection;
 use crate::hostinfo::HostInfo;
 
@@ -25,7 +25,8 @@ pub struct ApiContext {
     /// An image's config and layer directories (labels, GraphDriver).
     pub image_files: Arc<crate::images::files::ImageFiles>,
     pub host: Arc<HostInfo>,
-    pub config: Arc<Config>,
+    /// The running configuration (a reload replaces it).
+    pub config: SharedConfig,
     /// Exec instances (read by `GET /exec/{id}/json`).
     pub execs: crate::containers::exec::ExecRegistry,
 }

@@ -342,7 +342,7 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
-    Spool::from_stream(&ctx.config.data_root.join("tmp"), what, stream).await
+    Spool::from_stream(&ctx.config.get().data_root.join("tmp"), what, stream).await
 }
 
 /// Streams pull/push progress as dockerd does. An error before any progress
@@ -646,7 +646,7 @@ async fn save(ctx: &ApiContext, names: Vec<String>) -> Result<Response<Body>> {
         ctx,
         SaveImages {
             names,
-            tmp: ctx.config.data_root.join("tmp"),
+            tmp: ctx.config.get().data_root.join("tmp"),
         },
     )
     .await??;

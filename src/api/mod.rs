@@ -11,6 +11,7 @@ pub mod events;
 pub mod exec;
 pub mod images;
 pub mod listen;
+pub mod metrics;
 pub mod networks;
 pub mod swarm;
 pub mod system;
@@ -82,6 +83,13 @@ impl Api {
             }
         };
         let mut response = response;
+        let rest = version::split_path(&path).map_or(path.as_str(), |(_, rest)| rest);
+        // Timed when it succeeded, as dockerd times its actions.
+        if let Some((histogram, action)) =
+            metrics::timed_action(&method, rest).filter(|_| response.status().is_success())
+        {
+            histogram.since(action, started);
+        }
         add_common_headers(&mut response);
         debug!(%method, path = %path, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
         Ok(response)

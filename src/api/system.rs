@@ -127,7 +127,7 @@ async fn info(
 fn system_info(ctx: &ApiContext) -> SystemInfo {
     let state = ctx.projection.current();
     let host = &ctx.host;
-    let cfg = &ctx.config;
+    let cfg = ctx.config.get();
     let cg = &host.cgroups;
     let s = |v: &str| Some(v.to_string());
     let mirrors: Vec<String> = cfg
@@ -187,7 +187,7 @@ fn system_info(ctx: &ApiContext) -> SystemInfo {
     if host.seccomp {
         security_options.push("name=seccomp,profile=builtin".to_string());
     }
-    if ctx.config.userns_remap.is_some() {
+    if ctx.config.get().userns_remap.is_some() {
         security_options.push("name=userns".to_string());
     }
     if host.cgroup_version == "2" {
@@ -229,7 +229,7 @@ fn system_info(ctx: &ApiContext) -> SystemInfo {
         pids_limit: Some(cg.pids),
         oom_kill_disable: Some(cg.oom_kill_disable),
         ipv4_forwarding: Some(host.ipv4_forwarding),
-        debug: Some(cfg.log_level == "debug"),
+        debug: Some(cfg.effective_log_level() == "debug"),
         nfd: Some(crate::hostinfo::open_fds()),
         n_goroutines: Some(crate::hostinfo::threads()),
         system_time: Some(crate::clock::rfc3339_now()),
@@ -259,11 +259,11 @@ fn system_info(ctx: &ApiContext) -> SystemInfo {
         https_proxy: Some(env("HTTPS_PROXY")),
         no_proxy: Some(env("NO_PROXY")),
         name: Some(host.hostname.clone()),
-        labels: Some(vec![]),
+        labels: Some(cfg.labels.clone()),
         experimental_build: Some(false),
         server_version: s(buildinfo::VERSION),
         runtimes: Some(runtimes),
-        default_runtime: s(BUILTIN_RUNTIME),
+        default_runtime: s(&cfg.default_runtime),
         swarm: Some(SwarmInfo {
             node_id: s(""),
             node_addr: s(""),

@@ -537,6 +537,29 @@ pub fn merge(
     body
 }
 
+/// The daemon's `default-ulimits` added to a container's own, as dockerd's
+/// mergeUlimits does at each start: a ulimit the container sets stays its own.
+pub fn merge_default_ulimits(body: &mut ContainerCreateBody, defaults: &[crate::config::Ulimit]) {
+    if defaults.is_empty() {
+        return;
+    }
+    let h = body.host_config.get_or_insert_with(Default::default);
+    let ulimits = h.ulimits.get_or_insert_with(Vec::new);
+    for d in defaults {
+        if ulimits
+            .iter()
+            .any(|u| u.name.as_deref() == Some(d.name.as_str()))
+        {
+            continue;
+        }
+        ulimits.push(bollard_stubs::models::ResourcesUlimits {
+            name: Some(d.name.clone()),
+            soft: Some(d.soft),
+            hard: Some(d.hard),
+        });
+    }
+}
+
 /// Go's units.HumanDuration, which `docker ps` shows ("Up 5 seconds").
 pub fn human_duration(secs: u64) -> String {
     let (m, h, d) = (secs / 60, secs / 3600, secs / 86_400);

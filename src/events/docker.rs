@@ -395,6 +395,15 @@ pub fn translate(names: &mut Names, state: &State, time_ns: u64, event: &Event) 
         Event::VolumeCreated { name, driver, .. } => vec![volume(name, "create", driver, &[])],
         Event::VolumeRemoved { pruned: true, .. } => Vec::new(),
         Event::ImageParentRecorded { .. } => Vec::new(),
+        // The daemon's ID is the engine's (`docker info`'s ID), as dockerd's.
+        Event::DaemonReloaded { attributes } => vec![Message {
+            kind: "daemon",
+            action: "reload".into(),
+            id: state.engine.id.clone().unwrap_or_default(),
+            attributes: attributes.iter().cloned().collect(),
+            from: None,
+            time_ns,
+        }],
         Event::VolumeRemoved { name, .. } => {
             let driver = state
                 .departed

@@ -402,7 +402,8 @@ impl State {
             // A docker event only: the state changes came as their own events.
             Event::ImageAction { .. }
             | Event::ContainerAction { .. }
-            | Event::VolumeAction { .. } => {}
+            | Event::VolumeAction { .. }
+            | Event::DaemonReloaded { .. } => {}
             Event::EventsCompacted { before_ns, .. } => {
                 // Every event of these was before the cut: no event left needs them.
                 self.departed.retain(|_, d| d.removed_ns >= *before_ns);

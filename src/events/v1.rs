@@ -172,6 +172,10 @@ pub enum Event {
     /// inspect's Parent, and what hides a build's intermediate images from
     /// `docker images`.
     ImageParentRecorded { id: String, parent: String },
+    /// berthd read its configuration again (SIGHUP) and applied it: dockerd's
+    /// `daemon reload` event, with the attributes dockerd gives it (the
+    /// settings in force after the reload, the host's name).
+    DaemonReloaded { attributes: Vec<(String, String)> },
 }
 
 /// One mount of a container, as recorded at its create.

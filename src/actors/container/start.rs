@@ -105,8 +105,14 @@ impl ContainerActor {
                 )
                 .await?;
             }
-            let body = crate::containers::render::body(&c);
-            let runtime = rt.command.of(&c)?.clone();
+            let mut body = crate::containers::render::body(&c);
+            // The daemon's default-ulimits, as dockerd merges them into the
+            // spec at each start (inspect keeps the container's own).
+            crate::containers::config::merge_default_ulimits(
+                &mut body,
+                &rt.command.default_ulimits(),
+            );
+            let runtime = rt.command.of(&c)?;
             let sandbox_at = std::time::Instant::now();
             let namespaces = crate::containers::namespaces::plan(
                 &body,

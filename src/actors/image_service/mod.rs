@@ -71,6 +71,20 @@ impl ImageService {
     }
 }
 
+/// Mirrors, insecure registries and download concurrency from now on (a
+/// reload of daemon.json): pulls and pushes that start after it use them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateRegistrySettings(pub RegistrySettings);
+
+impl Handler<UpdateRegistrySettings> for ImageService {
+    type Result = ();
+
+    fn handle(&mut self, msg: UpdateRegistrySettings, _: &mut Self::Context) {
+        self.settings = msg.0;
+    }
+}
+
 /// Clones of the actor's handles, for the futures its handlers return.
 struct Handles {
     events: Addr<EventLog>,
