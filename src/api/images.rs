@@ -396,8 +396,10 @@ async fn get_image(
     .await??;
     let state = ctx.projection.current();
     let body = match op {
-        "json" => serde_json::to_value(inspect(&ctx, &state, &image, &config))
-            .and_then(|v| serde_json::to_vec(&with_virtual_size(version, v))),
+        "json" => serde_json::to_value(inspect(&ctx, &state, &image, &config)).and_then(|mut v| {
+            crate::images::inspect::complete(&mut v, &config, &image.parent, version.minor);
+            serde_json::to_vec(&with_virtual_size(version, v))
+        }),
         _ => serde_json::to_vec(&history(&state, &image, &config)),
     }
     .map_err(|e| Error::internal(format!("rendering: {e}")))?;
