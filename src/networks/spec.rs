@@ -367,14 +367,20 @@ pub fn check_create(req: &NetworkCreateRequest) -> Result<CreateRequest> {
 
 /// The network a container's NetworkMode names: "default" is the bridge.
 /// The IDs of the networks container `c` is attached to, in its sandbox's
-/// order: `mode_net` (its network mode's) first, then by name. The first is
-/// its primary network (default route, published ports, DNS precedence).
+/// order: `mode_net` (its network mode's) first, then by name, internal
+/// networks last (as libnetwork sorts a sandbox's endpoints: an internal
+/// one gives no gateway). The first is its primary network (default route,
+/// published ports, DNS precedence): a container on an internal network
+/// and a plain one (Compose's front and back) publishes its ports through
+/// the plain one, as with dockerd.
 pub fn join_order<'a>(state: &State, c: &'a ContainerRecord, mode_net: &str) -> Vec<&'a String> {
     let mut ids: Vec<&String> = c.networks.keys().collect();
     ids.sort_by_key(|n| {
+        let record = state.networks.get(*n);
         (
+            record.is_some_and(|r| NetworkSpec::of(r).internal),
             n.as_str() != mode_net,
-            state.networks.get(*n).map(|r| r.name.clone()),
+            record.map(|r| r.name.clone()),
         )
     });
     ids
@@ -542,6 +548,41 @@ mod tests {
         );
         d.driver = None;
         assert!(check_create(&d).unwrap().subnet.is_none());
+    }
+
+    #[test]
+    fn internal_networks_join_last_and_the_mode_network_first() {
+        let mut state = State::default();
+        let mut c = ContainerRecord::default();
+        for (id, name, internal) in [
+            ("n1", "back", true),
+            ("n2", "front", false),
+            ("n3", "zed", false),
+        ] {
+            let spec = NetworkSpec {
+                driver: BRIDGE.into(),
+                internal,
+                ..Default::default()
+            };
+            state.networks.insert(
+                id.into(),
+                NetworkRecord {
+                    id: id.into(),
+                    name: name.into(),
+                    config: serde_json::to_string(&spec).unwrap(),
+                    ..Default::default()
+                },
+            );
+            c.networks.insert(id.into(), EndpointRecord::default());
+        }
+        let order = |mode: &str| -> Vec<String> {
+            join_order(&state, &c, mode).into_iter().cloned().collect()
+        };
+        // Compose creates on its first network, then connects the rest.
+        assert_eq!(order("n2"), ["n2", "n3", "n1"]);
+        assert_eq!(order("n3"), ["n3", "n2", "n1"]);
+        // An internal mode network is primary only when nothing else is.
+        assert_eq!(order("n1"), ["n2", "n3", "n1"]);
     }
 
     #[test]
