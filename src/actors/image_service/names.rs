@@ -20,9 +20,14 @@ impl Handler<TagImage> for ImageService {
         let events = self.events.clone();
         Box::pin(async move {
             let id = resolve(&state, &msg.source)?.id.clone();
-            let tag = msg.target.familiar_tagged().ok_or_else(|| {
-                Error::invalid("refusing to create a tag with a digest reference")
-            })?;
+            // A name without a tag is its :latest (a build's `t=name`).
+            let tag = msg
+                .target
+                .with_default_tag()
+                .familiar_tagged()
+                .ok_or_else(|| {
+                    Error::invalid("refusing to create a tag with a digest reference")
+                })?;
             let action = Event::ImageAction {
                 action: "tag".into(),
                 id: id.clone(),

@@ -18,7 +18,11 @@ pub struct PullImage {
 impl Handler<PullImage> for ImageService {
     type Result = ();
 
-    fn handle(&mut self, msg: PullImage, ctx: &mut Context<Self>) {
+    fn handle(&mut self, mut msg: PullImage, ctx: &mut Context<Self>) {
+        // A reference without tag or digest is its :latest, whoever asks:
+        // the builder's pull of a missing FROM image sends it bare, and the
+        // image was recorded untagged ("No such image: busybox:latest").
+        msg.reference = msg.reference.with_default_tag();
         let key = msg.reference.to_string();
         if let Some(subs) = self.inflight.get(&key) {
             if let Ok(mut subs) = subs.lock() {
