@@ -124,10 +124,46 @@ pub fn cached(s: &LinuxSeccomp, cache: &Path) -> Result<Vec<u8>, String> {
             return Ok(b);
         }
     }
-    let tmp = cache.with_extension("tmp");
+    // A temporary file of this call's own: two containers of one profile
+    // started at once (Compose starts a project's services together) both
+    // compile it, and with one shared name the second's create truncated
+    // the first's file and its rename found none ("<hash>.bpf: No such file").
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = cache.with_extension(format!("{}.{seq}.tmp", std::process::id()));
     let file = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     compile(s, &file)?;
     drop(file);
     std::fs::rename(&tmp, cache).map_err(|e| format!("{}: {e}", cache.display()))?;
     std::fs::read(cache).map_err(|e| format!("{}: {e}", cache.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_compiled_at_once_into_one_cache_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("p.bpf");
+        let profile: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+        }))
+        .unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (p, c) = (profile.clone(), cache.clone());
+                std::thread::spawn(move || cached(&p, &c))
+            })
+            .collect();
+        let programs: Vec<Vec<u8>> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        assert!(!programs[0].is_empty());
+        assert!(programs.iter().all(|p| p == &programs[0]));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+    }
 }
