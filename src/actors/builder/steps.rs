@@ -455,34 +455,9 @@ async fn metadata_with(
     if state.image.is_empty() {
         // FROM scratch: an image with no layer at all.
         let (spool, _) = crate::spool::Spool::create(&env.tmp, "build-scratch")?;
-        let mut config = state.config.clone();
-        config.image = Some(String::new());
-        let spec = crate::images::commit::CommitSpec {
-            container_id: String::new(),
-            container_config: bollard_stubs::models::ContainerConfig {
-                cmd: Some(cmd),
-                ..config.clone()
-            },
-            user_config: config,
-            changes: Vec::new(),
-            author: String::new(),
-            comment: String::new(),
-            parent_id: String::new(),
-            parent_config: Vec::new(),
-            parent_chain: Vec::new(),
-            created: crate::clock::rfc3339_now(),
-            build_step: Some(step),
-        };
-        state.image = env
-            .images
-            .send(crate::actors::image_service::CommitImage {
-                layer_tar: spool,
-                spec,
-                tag: None,
-            })
+        return commit_on_scratch(env, state, spool, step)
             .await
-            .map_err(unavailable)??;
-        return Ok(());
+            .map_err(StepError::from);
     }
     let body = ContainerCreateBody {
         cmd: Some(cmd),
@@ -1141,6 +1116,17 @@ async fn copy_onto_scratch(
     })
     .await
     .map_err(|e| Error::internal(format!("copying: {e}")))??;
+    commit_on_scratch(env, state, layer, step).await
+}
+
+/// A step's image in a stage FROM scratch that has no image yet: the
+/// layer (an empty one for a metadata step) is its first, no parent.
+async fn commit_on_scratch(
+    env: &BuildEnv,
+    state: &mut StageState,
+    layer: crate::spool::Spool,
+    step: BuildStep,
+) -> Result<()> {
     let mut config = state.config.clone();
     config.image = Some(String::new());
     let spec = crate::images::commit::CommitSpec {
