@@ -285,6 +285,8 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(content.len() as u64);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mtime(mtime);
         h.set_cksum();
         b.append_data(&mut h, "f", content).unwrap();
