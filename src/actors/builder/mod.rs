@@ -8,6 +8,7 @@
 //! Not yet (issue 16): ADD of URLs, RUN in a stage FROM scratch before any
 //! layer, `cachefrom`, cancelling a RUN when the client goes away.
 
+mod copy;
 mod steps;
 
 use std::collections::BTreeMap;
